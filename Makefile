@@ -1,0 +1,83 @@
+# minidet — build, test, bench.
+#   make            build/libminidet.a, ./train, ./eval
+#   make test       build and run every tests/test_*.c   (SAN=1: address+undefined sanitizers)
+#   make deps       install the Debian packages needed to build and run
+#   make deps-dev   add what scripts/ needs (python3-torchvision) for reference dumps
+#   make demo       the embedded default job
+#   make bench      benchmarks (figures, not tests)
+CC      ?= gcc
+SAN     ?= 0
+DEPS     = libopenblas-openmp-dev libcjson-dev libstb-dev libinih-dev pkg-config make gcc
+DEPS_DEV = python3-torchvision python3-numpy
+
+CPPFLAGS = -Iinclude -I/usr/include/stb -I/usr/include/x86_64-linux-gnu/openblas-openmp -D_GNU_SOURCE
+CFLAGS  ?= -std=c11 -O2 -g -Wall -Wextra -fopenmp
+LDLIBS   = -lopenblas -lcjson -linih -lstb -lm -lpthread
+LDFLAGS  = -fopenmp
+
+ifeq ($(SAN),1)
+BUILD   := build/san
+CFLAGS  := -std=c11 -O1 -g -Wall -Wextra -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   := build
+endif
+
+LIB_SRCS  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+TEST_UTIL := tests/testutil.c
+TOOLS     := $(patsubst src/cli/tool_%.c,$(BUILD)/%,$(wildcard src/cli/tool_*.c))
+
+.PHONY: all lib test deps deps-dev demo bench clean
+all: lib train eval $(TOOLS)
+lib: build/libminidet.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libminidet.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+ifneq ($(BUILD),build)
+build/libminidet.a: $(BUILD)/libminidet.a
+	@mkdir -p build && cp $< $@
+endif
+
+$(BUILD)/bin/%: src/cli/%.c $(BUILD)/libminidet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
+
+train: $(BUILD)/bin/train
+	cp $< $@
+eval: $(BUILD)/bin/eval
+	cp $< $@
+$(BUILD)/%: $(BUILD)/bin/tool_%
+	cp $< $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
+
+test: all $(TEST_BINS)
+	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS)
+
+deps:
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+
+deps-dev: deps
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS_DEV)
+
+demo: all
+	sh scripts/demo.sh
+
+bench: all
+	sh scripts/bench.sh
+
+clean:
+	rm -rf build train eval
+
+-include $(LIB_OBJS:.o=.d)

@@ -1,0 +1,18 @@
+/* gemm.h — the one place minidet calls BLAS.
+ *
+ * md_sgemm computes C = alpha * op(A) @ op(B) + beta * C for row-major
+ * matrices (op = transpose when trans_* is nonzero), via OpenBLAS
+ * cblas_sgemm. Keeping BLAS behind this wrapper lets benchmarks count FLOPs
+ * (md_gemm_flops) and lets tests swap in a reference. */
+#ifndef MINIDET_GEMM_H
+#define MINIDET_GEMM_H
+#include <stdint.h>
+
+/* A: (M x K) or (K x M) if trans_a; B: (K x N) or (N x K) if trans_b; C: (M x N). */
+void md_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+/* Total FLOPs (2*M*N*K per call) issued through md_sgemm since start or last reset. */
+uint64_t md_gemm_flops(void);
+void md_gemm_flops_reset(void);
+
+#endif

@@ -1,0 +1,54 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+#include <math.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+
+int md_test_checks = 0, md_test_failures = 0;
+
+void md_test_fail(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    md_test_failures++;
+    fprintf(stdout, "  FAIL %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+int md_test_summary(void) {
+    printf("%d checks, %d failed\n", md_test_checks, md_test_failures);
+    return md_test_failures ? 1 : 0;
+}
+
+double md_max_rel_err(const float *a, const float *b, size_t n, double floor, size_t *worst) {
+    double m = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        double s = fabs((double)b[i]);
+        if (s < floor) s = floor;
+        double r = d / s;
+        if (!(r <= m)) { m = isnan(r) ? INFINITY : r; wi = i; if (isinf(m)) break; }
+    }
+    if (worst) *worst = wi;
+    return m;
+}
+
+double md_max_abs_err(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+int md_test_need_path(const char *path, const char *what) {
+    struct stat sb;
+    md_test_checks++;
+    if (stat(path, &sb) == 0) return 1;
+    md_test_fail(__FILE__, __LINE__, "required input %s is missing (%s) — this test cannot run without it", path, what);
+    return 0;
+}
