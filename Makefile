@@ -28,7 +28,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := tests/testutil.c
-TOOLS     := $(patsubst src/cli/tool_%.c,$(BUILD)/%,$(wildcard src/cli/tool_*.c))
+TOOLS     := $(patsubst src/cli/%.c,$(BUILD)/bin/%,$(wildcard src/cli/tool_*.c))
 
 .PHONY: all lib test deps deps-dev demo bench clean
 all: lib train eval $(TOOLS)
@@ -54,8 +54,6 @@ $(BUILD)/bin/%: src/cli/%.c $(BUILD)/libminidet.a
 train: $(BUILD)/bin/train
 	cp $< $@
 eval: $(BUILD)/bin/eval
-	cp $< $@
-$(BUILD)/%: $(BUILD)/bin/tool_%
 	cp $< $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
