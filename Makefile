@@ -31,8 +31,12 @@ TEST_UTIL := tests/testutil.c
 TOOLS     := $(patsubst src/cli/%.c,$(BUILD)/bin/%,$(wildcard src/cli/tool_*.c))
 
 .PHONY: all lib test deps deps-dev demo bench clean
+ifeq ($(SAN),1)
+all: lib $(BUILD)/bin/train $(BUILD)/bin/eval $(TOOLS)
+else
 all: lib train eval $(TOOLS)
-lib: build/libminidet.a
+endif
+lib: $(BUILD)/libminidet.a
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -42,18 +46,13 @@ $(BUILD)/libminidet.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-ifneq ($(BUILD),build)
-build/libminidet.a: $(BUILD)/libminidet.a
-	@mkdir -p build && cp $< $@
-endif
-
 $(BUILD)/bin/%: src/cli/%.c $(BUILD)/libminidet.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
 
-train: $(BUILD)/bin/train
+train: build/bin/train
 	cp $< $@
-eval: $(BUILD)/bin/eval
+eval: build/bin/eval
 	cp $< $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
@@ -61,7 +60,7 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
 
 test: all $(TEST_BINS)
-	@BUILD=$(BUILD) sh tests/run_tests.sh $(TEST_BINS)
+	@MD_BIN=$(BUILD)/bin sh tests/run_tests.sh $(TEST_BINS)
 
 deps:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)

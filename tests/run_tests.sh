@@ -1,4 +1,5 @@
 #!/bin/sh
+# Test programs that run the CLIs find them in $MD_BIN (build/bin or build/san/bin).
 # Runs each test program given on the command line from the repository root,
 # prints its output, and ends with one line: "tests: N passed, N failed".
 passed=0; failed=0; failed_names=""
