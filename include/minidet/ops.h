@@ -1,0 +1,108 @@
+/* ops.h — the differentiable building blocks of the detector, llm.c style.
+ *
+ * Every op is a pair *_forward / *_backward over raw float arrays with
+ * explicit sizes; tensors are NCHW float32, contiguous. Backward functions
+ * ACCUMULATE (+=) into gradient buffers (so branches that share an input can
+ * both contribute); any gradient pointer may be NULL to skip it (e.g. frozen
+ * weights, or no gradient to the image). Semantics follow PyTorch /
+ * torchvision 0.14 exactly (that is what tests/test_ops*.c check against).
+ * Ops that need temporary memory take a `scratch` buffer whose size in
+ * floats is given by the matching *_scratch_floats function. Parallelism is
+ * internal (OpenMP / OpenBLAS) and race-free. */
+#ifndef MINIDET_OPS_H
+#define MINIDET_OPS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------ conv2d
+ * in:     N x C x H x W
+ * weight: OC x C x KH x KW
+ * bias:   OC (may be NULL)
+ * out:    N x OC x OH x OW, OH = (H + 2*pad - dilation*(KH-1) - 1) / stride + 1 (same for OW) */
+typedef struct {
+    int N, C, H, W;
+    int OC, KH, KW;
+    int stride, pad, dilation;
+    int OH, OW; /* filled by md_conv2d_init */
+} md_conv2d_params;
+
+/* Fills OH/OW; returns 0 if the geometry is invalid (output would be empty). */
+int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int dilation);
+size_t md_conv2d_scratch_floats(const md_conv2d_params *p);
+void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch);
+/* din, dweight, dbias may each be NULL. */
+void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in, const float *weight,
+                        const md_conv2d_params *p, float *scratch);
+
+/* ------------------------------------------------------------ frozen batch norm
+ * y = x * scale[c] + shift[c]; scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale
+ * (torchvision FrozenBatchNorm2d, eps = 1e-5). in/out: N x C x HW (out may alias in). */
+void md_frozen_bn_params(float *scale, float *shift, const float *weight, const float *bias, const float *running_mean,
+                         const float *running_var, int C, float eps);
+void md_frozen_bn_forward(float *out, const float *in, const float *scale, const float *shift, int N, int C, int HW);
+void md_frozen_bn_backward(float *din, const float *dout, const float *scale, int N, int C, int HW);
+/* Folds a frozen BN after a conv into the conv: weight (OC x K) *= scale[oc]; bias[oc] = bias[oc]*scale + shift
+ * (bias_inout must hold OC floats; pass zeros for a conv without bias). */
+void md_frozen_bn_fold(float *weight, float *bias_inout, const float *scale, const float *shift, int OC, int K);
+
+/* ------------------------------------------------------------ relu (in place allowed)
+ * backward: din += dout * (out > 0), using the forward OUTPUT. */
+void md_relu_forward(float *out, const float *in, size_t n);
+void md_relu_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* ------------------------------------------------------------ max pool 2d (no dilation, floor mode)
+ * in: N x C x H x W -> out: N x C x OH x OW, OH = (H + 2*pad - k) / stride + 1.
+ * argmax (same size as out, int32, index into the H*W plane) is written by forward, read by backward.
+ * Padding is -inf (PyTorch). Ties: first maximum in row-major window order (PyTorch CPU). */
+void md_maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, int C, int H, int W, int k, int stride, int pad,
+                          int OH, int OW);
+void md_maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H, int W, int OH, int OW);
+
+/* ------------------------------------------------------------ nearest upsample to a given size
+ * F.interpolate(x, size=(OH, OW), mode="nearest"): src = min(floor(dst * (H / OH)), H - 1) with the scale
+ * computed in float as PyTorch does. in: N x C x H x W, out: N x C x OH x OW. */
+void md_upsample_nearest_forward(float *out, const float *in, int N, int C, int H, int W, int OH, int OW);
+void md_upsample_nearest_backward(float *din, const float *dout, int N, int C, int H, int W, int OH, int OW);
+
+/* ------------------------------------------------------------ elementwise add: out = a + b (out may alias a or b)
+ * backward: da += dout, db += dout. */
+void md_add_forward(float *out, const float *a, const float *b, size_t n);
+void md_add_backward(float *da, float *db, const float *dout, size_t n);
+
+/* ------------------------------------------------------------ linear (torch.nn.Linear layout)
+ * in: B x IN, weight: OUT x IN, bias: OUT (may be NULL), out: B x OUT.
+ * Flatten (N x C x H x W -> N x CHW) is a no-op on contiguous NCHW memory: pass the same pointer. */
+void md_linear_forward(float *out, const float *in, const float *weight, const float *bias, int B, int IN, int OUT);
+void md_linear_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in, const float *weight, int B,
+                        int IN, int OUT);
+
+/* ------------------------------------------------------------ softmax cross-entropy, mean over non-ignored rows
+ * logits: N x K, labels: N (label == ignore_index is skipped). probs (N x K) is written by forward and read by
+ * backward. Returns the mean loss (0 if every row is ignored, as a 0-weight sum).
+ * backward: dlogits += dloss * (probs - onehot) / count_not_ignored. */
+float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index);
+void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss);
+
+/* ------------------------------------------------------------ sigmoid binary cross-entropy with logits, mean
+ * F.binary_cross_entropy_with_logits(x, t) over n elements (numerically stable form).
+ * backward: dx += dloss * (sigmoid(x) - t) / n. */
+float md_bce_logits_forward(const float *x, const float *target, int n);
+void md_bce_logits_backward(float *dx, const float *x, const float *target, int n, float dloss);
+
+/* ------------------------------------------------------------ smooth L1, SUM reduction
+ * F.smooth_l1_loss(x, t, beta, reduction="sum"): 0.5*d^2/beta if |d| < beta else |d| - 0.5*beta (beta=0: |d|).
+ * backward: dx += dloss * d/dx. Callers divide by their normaliser themselves. */
+float md_smooth_l1_forward(const float *x, const float *target, int n, float beta);
+void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss);
+
+/* ------------------------------------------------------------ RoIAlign (torchvision.ops.roi_align)
+ * feat: N x C x H x W; rois: R x 5 (batch_index, x1, y1, x2, y2) in image coordinates;
+ * out: R x C x PH x PW. spatial_scale maps image to feature coords; sampling_ratio <= 0 means adaptive
+ * (ceil(roi_size / pooled_size)); aligned = 1 shifts by -0.5 px (torchvision aligned=True).
+ * backward accumulates into dfeat, parallel without races. */
+void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
+                          float spatial_scale, int sampling_ratio, int aligned);
+void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
+                           float spatial_scale, int sampling_ratio, int aligned);
+
+#endif
