@@ -125,5 +125,9 @@ md_status md_config_set(md_config *c, const char *section, const char *key, cons
 md_status md_config_write(const md_config *c, FILE *f);
 const char *md_box_loss_name(md_box_loss_kind k);
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k);
+/* Reference default [roi_heads] box_loss_weight of a loss: 1 smooth_l1, 10 iou/giou, 12 diou/ciou.
+ * md_config_set(roi_heads.box_loss) applies it; an explicit box_loss_weight in the same layer
+ * (file, or the overrides) wins (see configs/README.md). */
+float md_box_loss_default_weight(md_box_loss_kind k);
 
 #endif

@@ -1,0 +1,421 @@
+/* config_ini.c — INI reading and writing of md_config (include/minidet/config.h).
+ *
+ * One table lists every key: section, name, type, where it lives in md_config
+ * and its valid range. md_config_set() parses and validates one value through
+ * that table; md_config_load() feeds it every line of a file (libinih) and then
+ * the "section.key=value" overrides; md_config_write() walks the same table,
+ * so whatever is written loads back to the identical struct.
+ *
+ * box_loss / box_loss_weight rule ([roi_heads] only): setting box_loss sets
+ * box_loss_weight to the reference default for that loss (1 smooth_l1,
+ * 10 iou/giou, 12 diou/ciou). Within one layer (the file, or the whole list
+ * of overrides) an explicit box_loss_weight wins regardless of line order; a
+ * box_loss given in a later layer without its own box_loss_weight resets the
+ * weight to the new loss's default. */
+#include "minidet/config.h"
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS } key_type;
+
+typedef struct {
+    const char *section, *name;
+    key_type type;
+    size_t offset;
+    size_t size;          /* K_STR: buffer size */
+    double lo, hi;        /* K_INT / K_FLOAT inclusive range */
+    int lo_open;          /* K_FLOAT: lower bound excluded */
+    const char *const *names; /* K_ENUM: NULL-terminated */
+} key_def;
+
+static const char *const e_loss[] = {"smooth_l1", "iou", "giou", "diou", "ciou", NULL};
+static const char *const e_space[] = {"proposal", "image", NULL};
+static const char *const e_nms[] = {"greedy", "diou", NULL};
+static const char *const e_labels[] = {"contiguous", "coco_id", NULL};
+static const char *const e_badimg[] = {"fail", "skip", NULL};
+
+#define OFF(f) offsetof(md_config, f)
+#define STR(s, f) {#s, #f, K_STR, OFF(s.f), sizeof(((md_config *)0)->s.f), 0, 0, 0, NULL}
+#define INT(s, f, lo, hi) {#s, #f, K_INT, OFF(s.f), 0, lo, hi, 0, NULL}
+#define FLT(s, f, lo, hi, open) {#s, #f, K_FLOAT, OFF(s.f), 0, lo, hi, open, NULL}
+#define BOOL(s, f) {#s, #f, K_BOOL, OFF(s.f), 0, 0, 1, 0, NULL}
+#define ENUM(s, f, e) {#s, #f, K_ENUM, OFF(s.f), 0, 0, 0, 0, e}
+#define BIG 1e9
+
+static const key_def keys[] = {
+    STR(run, name), STR(run, output_dir),
+    {"run", "seed", K_U64, OFF(run.seed), 0, 0, 0, 0, NULL},
+    INT(run, threads, 0, 1024), INT(run, log_every, 1, BIG),
+
+    STR(data, train_ann), STR(data, train_images), STR(data, val_ann), STR(data, val_images),
+    INT(data, workers, 0, 64), INT(data, queue_depth, 1, 1024),
+    BOOL(data, aspect_grouping), BOOL(data, hflip), BOOL(data, skip_empty),
+    ENUM(data, bad_image_policy, e_badimg),
+
+    INT(model, depth, 18, 101), BOOL(model, vd), FLT(model, width_mult, 0, 8, 1),
+    INT(model, trainable_layers, 0, 5), STR(model, weights), INT(model, num_classes, 2, 100000),
+    ENUM(model, label_map, e_labels), INT(model, min_size, 1, 100000), INT(model, max_size, 1, 100000),
+    INT(model, fpn_channels, 1, 100000), INT(model, representation_size, 1, 100000),
+
+    ENUM(rpn, box_loss, e_loss), FLT(rpn, box_loss_weight, 0, BIG, 0), FLT(rpn, smooth_l1_beta, 0, BIG, 0),
+    INT(rpn, pre_nms_top_n_train, 1, BIG), INT(rpn, post_nms_top_n_train, 1, BIG),
+    INT(rpn, pre_nms_top_n_test, 1, BIG), INT(rpn, post_nms_top_n_test, 1, BIG),
+    FLT(rpn, nms_thresh, 0, 1, 1), FLT(rpn, fg_iou_thresh, 0, 1, 0), FLT(rpn, bg_iou_thresh, 0, 1, 0),
+    INT(rpn, batch_size_per_image, 1, BIG), FLT(rpn, positive_fraction, 0, 1, 1), FLT(rpn, score_thresh, 0, 1, 0),
+
+    ENUM(roi_heads, box_loss, e_loss), FLT(roi_heads, box_loss_weight, 0, BIG, 0),
+    ENUM(roi_heads, box_loss_space, e_space), FLT(roi_heads, smooth_l1_beta, 0, BIG, 0),
+    BOOL(roi_heads, ciou_alpha_gate), FLT(roi_heads, fg_iou_thresh, 0, 1, 0), FLT(roi_heads, bg_iou_thresh, 0, 1, 0),
+    INT(roi_heads, batch_size_per_image, 1, BIG), FLT(roi_heads, positive_fraction, 0, 1, 1),
+    INT(roi_heads, sampling_ratio, 0, 64), INT(roi_heads, pool_size, 1, 64),
+
+    INT(solver, ims_per_batch, 1, 1024), INT(solver, grad_accum, 1, 1024), FLT(solver, base_lr, 0, BIG, 1),
+    FLT(solver, momentum, 0, 0.999999, 0), FLT(solver, weight_decay, 0, 1, 0), INT(solver, max_iter, 1, 2000000000),
+    {"solver", "steps", K_STEPS, OFF(solver.steps), 0, 0, 0, 0, NULL},
+    FLT(solver, gamma, 0, BIG, 1), INT(solver, warmup_iters, 0, 2000000000), FLT(solver, warmup_factor, 0, 1, 1),
+    FLT(solver, clip_grad_norm, 0, BIG, 0), INT(solver, checkpoint_every, 0, 2000000000),
+    INT(solver, keep_checkpoints, 1, 1000000), INT(solver, eval_every, 0, 2000000000),
+
+    FLT(test, score_thresh, 0, 1, 0), ENUM(test, nms, e_nms), FLT(test, nms_thresh, 0, 1, 1),
+    FLT(test, diou_beta, 0, BIG, 1), INT(test, detections_per_img, 1, 100000), INT(test, batch_size, 1, 1024),
+};
+#define NKEYS ((int)(sizeof keys / sizeof *keys))
+static const char *const sections[] = {"run", "data", "model", "rpn", "roi_heads", "solver", "test"};
+#define NSECTIONS ((int)(sizeof sections / sizeof *sections))
+
+float md_box_loss_default_weight(md_box_loss_kind k) {
+    switch (k) {
+    case MD_BOXLOSS_IOU: case MD_BOXLOSS_GIOU: return 10.0f;
+    case MD_BOXLOSS_DIOU: case MD_BOXLOSS_CIOU: return 12.0f;
+    default: return 1.0f;
+    }
+}
+
+/* ---- closest-name suggestion ---- */
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63) la = 63;
+    if (lb > 63) lb = 63;
+    int prev[64], cur[64];
+    for (int j = 0; j <= lb; j++) prev[j] = j;
+    for (int i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (int j = 1; j <= lb; j++) {
+            int sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(int) * (size_t)(lb + 1));
+    }
+    return prev[lb];
+}
+
+/* Closest known key for (section, key): same-section keys get a small bonus. */
+static const key_def *closest_key(const char *section, const char *key) {
+    const key_def *best = NULL;
+    int bestd = INT_MAX;
+    for (int i = 0; i < NKEYS; i++) {
+        int d = 2 * edit_distance(key, keys[i].name) + (strcmp(section, keys[i].section) ? 1 : 0);
+        if (d < bestd) { bestd = d; best = &keys[i]; }
+    }
+    return best;
+}
+
+static const char *closest_section(const char *s) {
+    const char *best = sections[0];
+    int bestd = INT_MAX;
+    for (int i = 0; i < NSECTIONS; i++) {
+        int d = edit_distance(s, sections[i]);
+        if (d < bestd) { bestd = d; best = sections[i]; }
+    }
+    return best;
+}
+
+static const key_def *find_key(const char *section, const char *key) {
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, key)) return &keys[i];
+    return NULL;
+}
+
+static int known_section(const char *s) {
+    for (int i = 0; i < NSECTIONS; i++)
+        if (!strcmp(s, sections[i])) return 1;
+    return 0;
+}
+
+/* ---- value parsing ---- */
+
+static md_status bad_value(const key_def *k, const char *value, const char *why) {
+    return md_set_error(MD_ERR_ARG, "[%s] %s: bad value '%s': %s", k->section, k->name, value, why);
+}
+
+static md_status parse_long(const key_def *k, const char *value, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (end == value || *end || errno) return bad_value(k, value, "expected an integer");
+    *out = v;
+    return MD_OK;
+}
+
+static md_status set_value(md_config *c, const key_def *k, const char *value) {
+    char *p = (char *)c + k->offset;
+    char buf[256];
+    switch (k->type) {
+    case K_STR: {
+        size_t n = strlen(value);
+        if (n >= k->size) {
+            snprintf(buf, sizeof buf, "longer than %zu characters", k->size - 1);
+            return bad_value(k, value, buf);
+        }
+        if (!strcmp(k->section, "run") && (n == 0 || strchr(value, '/')) && !strcmp(k->name, "name"))
+            return bad_value(k, value, "a run name must be non-empty and contain no '/'");
+        if (!strcmp(k->name, "output_dir") && n == 0) return bad_value(k, value, "must not be empty");
+        memcpy(p, value, n + 1);
+        return MD_OK;
+    }
+    case K_INT: {
+        long long v = 0;
+        if (parse_long(k, value, &v)) return md_last_status();
+        if (v < (long long)k->lo || v > (long long)k->hi) {
+            snprintf(buf, sizeof buf, "expected an integer in [%lld, %lld]", (long long)k->lo, (long long)k->hi);
+            return bad_value(k, value, buf);
+        }
+        if (!strcmp(k->name, "depth") && v != 18 && v != 34 && v != 50 && v != 101)
+            return bad_value(k, value, "expected 18, 34, 50 or 101");
+        *(int *)p = (int)v;
+        return MD_OK;
+    }
+    case K_U64: {
+        char *end;
+        errno = 0;
+        if (!*value || *value == '-') return bad_value(k, value, "expected a non-negative integer");
+        unsigned long long v = strtoull(value, &end, 10);
+        if (*end || errno) return bad_value(k, value, "expected a non-negative integer");
+        *(unsigned long long *)p = v;
+        return MD_OK;
+    }
+    case K_FLOAT: {
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !isfinite(v)) return bad_value(k, value, "expected a finite number");
+        if (v < k->lo || v > k->hi || (k->lo_open && v <= k->lo)) {
+            snprintf(buf, sizeof buf, "expected a number in %c%g, %g]", k->lo_open ? '(' : '[', k->lo, k->hi);
+            return bad_value(k, value, buf);
+        }
+        *(float *)p = (float)v;
+        return MD_OK;
+    }
+    case K_BOOL:
+        if (!strcmp(value, "1") || !strcmp(value, "true")) *(int *)p = 1;
+        else if (!strcmp(value, "0") || !strcmp(value, "false")) *(int *)p = 0;
+        else return bad_value(k, value, "expected 0, 1, true or false");
+        return MD_OK;
+    case K_ENUM: {
+        for (int i = 0; k->names[i]; i++)
+            if (!strcmp(value, k->names[i])) { *(int *)p = i; return MD_OK; }
+        size_t o = (size_t)snprintf(buf, sizeof buf, "expected one of");
+        for (int i = 0; k->names[i] && o < sizeof buf; i++)
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s %s", i ? "," : "", k->names[i]);
+        return bad_value(k, value, buf);
+    }
+    case K_STEPS: {
+        int steps[MD_MAX_STEPS], n = 0;
+        const char *s = value;
+        while (*s) {
+            while (*s == ' ') s++;
+            if (!*s) break;
+            char *end;
+            errno = 0;
+            long v = strtol(s, &end, 10);
+            if (end == s || errno || v < 1 || v > 2000000000)
+                return bad_value(k, value, "expected a comma-separated list of positive iterations");
+            if (n == MD_MAX_STEPS) {
+                snprintf(buf, sizeof buf, "at most %d steps", MD_MAX_STEPS);
+                return bad_value(k, value, buf);
+            }
+            if (n && v <= steps[n - 1]) return bad_value(k, value, "steps must be strictly increasing");
+            steps[n++] = (int)v;
+            s = end;
+            while (*s == ' ') s++;
+            if (*s == ',') s++;
+            else if (*s) return bad_value(k, value, "expected a comma-separated list of positive iterations");
+        }
+        md_solver_config *sc = &c->solver;
+        memset(sc->steps, 0, sizeof sc->steps);
+        memcpy(sc->steps, steps, sizeof(int) * (size_t)n);
+        sc->num_steps = n;
+        return MD_OK;
+    }
+    }
+    return md_set_error(MD_ERR_INTERNAL, "config: bad key type");
+}
+
+md_status md_config_set(md_config *c, const char *section, const char *key, const char *value) {
+    if (!known_section(section))
+        return md_set_error(MD_ERR_ARG, "unknown section [%s] (did you mean [%s]?)", section, closest_section(section));
+    const key_def *k = find_key(section, key);
+    if (!k) {
+        const key_def *s = closest_key(section, key);
+        return md_set_error(MD_ERR_ARG, "unknown key '%s' in [%s] (did you mean %s.%s?)", key, section, s->section, s->name);
+    }
+    md_status st = set_value(c, k, value);
+    if (st) return st;
+    if (!strcmp(section, "roi_heads") && !strcmp(key, "box_loss"))
+        c->roi_heads.box_loss_weight = md_box_loss_default_weight(c->roi_heads.box_loss);
+    return MD_OK;
+}
+
+/* Cross-key checks after everything is set. */
+static md_status validate(const md_config *c) {
+    if (c->model.max_size < c->model.min_size)
+        return md_set_error(MD_ERR_ARG, "[model] max_size (%d) is smaller than min_size (%d)", c->model.max_size, c->model.min_size);
+    if (c->rpn.bg_iou_thresh > c->rpn.fg_iou_thresh)
+        return md_set_error(MD_ERR_ARG, "[rpn] bg_iou_thresh (%g) is above fg_iou_thresh (%g)", c->rpn.bg_iou_thresh, c->rpn.fg_iou_thresh);
+    if (c->roi_heads.bg_iou_thresh > c->roi_heads.fg_iou_thresh)
+        return md_set_error(MD_ERR_ARG, "[roi_heads] bg_iou_thresh (%g) is above fg_iou_thresh (%g)", c->roi_heads.bg_iou_thresh, c->roi_heads.fg_iou_thresh);
+    return MD_OK;
+}
+
+/* ---- loading ---- */
+
+typedef struct {
+    md_config *c;
+    md_status st;     /* first error */
+    char msg[512];
+    int weight_set;   /* roi_heads.box_loss_weight given in this layer */
+    float weight;
+} load_ctx;
+
+static int on_key(void *user, const char *section, const char *name, const char *value) {
+    load_ctx *L = user;
+    if (L->st) return 1; /* only the first error is reported */
+    md_status st;
+    if (!*section) st = md_set_error(MD_ERR_ARG, "key '%s' is outside any [section]", name);
+    else st = md_config_set(L->c, section, name, value);
+    if (st) {
+        L->st = st;
+        snprintf(L->msg, sizeof L->msg, "%s", md_last_error());
+        return 0;
+    }
+    if (!strcmp(section, "roi_heads") && !strcmp(name, "box_loss_weight")) {
+        L->weight_set = 1;
+        L->weight = L->c->roi_heads.box_loss_weight;
+    }
+    return 1;
+}
+
+static md_status load_file(md_config *c, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return md_set_error(MD_ERR_IO, "%s: cannot open config file: %s", path, strerror(errno));
+    /* Read the whole file so that over-long lines (libinih's limit) are a clear error. */
+    size_t cap = 4096, n = 0;
+    char *text = malloc(cap);
+    if (!text) { fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
+    size_t r;
+    while ((r = fread(text + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *t = realloc(text, cap * 2);
+            if (!t) { free(text); fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
+            text = t;
+            cap *= 2;
+        }
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) { free(text); return md_set_error(MD_ERR_IO, "%s: read error", path); }
+    text[n] = 0;
+    if (strlen(text) != n) { free(text); return md_set_error(MD_ERR_FORMAT, "%s: not a text file (contains a NUL byte)", path); }
+    int line = 1, col = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '\n') { line++; col = 0; continue; }
+        if (++col >= INI_MAX_LINE - 1) {
+            free(text);
+            return md_set_error(MD_ERR_FORMAT, "%s:%d: line longer than %d characters", path, line, INI_MAX_LINE - 2);
+        }
+    }
+    load_ctx L = {.c = c};
+    int el = ini_parse_string(text, on_key, &L);
+    free(text);
+    if (L.st) return md_set_error(L.st, "%s:%d: %s", path, el, L.msg);
+    if (el) return md_set_error(MD_ERR_FORMAT, "%s:%d: syntax error (expected [section] or key = value)", path, el);
+    if (L.weight_set) c->roi_heads.box_loss_weight = L.weight;
+    return MD_OK;
+}
+
+md_status md_config_load(md_config *c, const char *path, int n_overrides, char *const *overrides) {
+    md_config tmp;
+    md_config_defaults(&tmp);
+    if (path) {
+        md_status st = load_file(&tmp, path);
+        if (st) return st;
+    }
+    load_ctx L = {.c = &tmp};
+    for (int i = 0; i < n_overrides; i++) {
+        const char *o = overrides[i];
+        const char *dot = strchr(o, '.'), *eq = strchr(o, '=');
+        if (!dot || !eq || dot > eq || dot == o || eq == dot + 1)
+            return md_set_error(MD_ERR_ARG, "override '%s': expected section.key=value", o);
+        char section[64], key[64], value[MD_PATH_MAX + 64];
+        size_t ls = (size_t)(dot - o), lk = (size_t)(eq - dot - 1);
+        if (ls >= sizeof section || lk >= sizeof key || strlen(eq + 1) >= sizeof value)
+            return md_set_error(MD_ERR_ARG, "override '%s': too long", o);
+        memcpy(section, o, ls); section[ls] = 0;
+        memcpy(key, dot + 1, lk); key[lk] = 0;
+        while (lk && key[lk - 1] == ' ') key[--lk] = 0;
+        strcpy(value, eq + 1);
+        /* trim spaces around the key and value */
+        char *v = value;
+        while (*v == ' ') v++;
+        for (size_t e = strlen(v); e && v[e - 1] == ' '; e--) v[e - 1] = 0;
+        on_key(&L, section, key, v);
+        if (L.st) return md_set_error(L.st, "override '%s': %s", o, L.msg);
+    }
+    if (L.weight_set) tmp.roi_heads.box_loss_weight = L.weight;
+    md_status st = validate(&tmp);
+    if (st) return path ? md_error_prefix(st, "%s", path) : st;
+    *c = tmp;
+    return MD_OK;
+}
+
+/* ---- writing ---- */
+
+static void write_value(const md_config *c, const key_def *k, FILE *f) {
+    const char *p = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_STR: fprintf(f, "%s", p); break;
+    case K_INT: fprintf(f, "%d", *(const int *)p); break;
+    case K_U64: fprintf(f, "%llu", *(const unsigned long long *)p); break;
+    case K_FLOAT: fprintf(f, "%.9g", (double)*(const float *)p); break;
+    case K_BOOL: fprintf(f, "%d", *(const int *)p ? 1 : 0); break;
+    case K_ENUM: fprintf(f, "%s", k->names[*(const int *)p]); break;
+    case K_STEPS:
+        for (int i = 0; i < c->solver.num_steps; i++) fprintf(f, "%s%d", i ? "," : "", c->solver.steps[i]);
+        break;
+    }
+}
+
+md_status md_config_write(const md_config *c, FILE *f) {
+    fprintf(f, "; minidet resolved configuration (every key; see configs/README.md)\n");
+    const char *cur = NULL;
+    for (int i = 0; i < NKEYS; i++) {
+        if (!cur || strcmp(cur, keys[i].section)) {
+            cur = keys[i].section;
+            fprintf(f, "%s[%s]\n", i ? "\n" : "", cur);
+        }
+        fprintf(f, "%s = ", keys[i].name);
+        write_value(c, &keys[i], f);
+        fputc('\n', f);
+    }
+    if (ferror(f)) return md_set_error(MD_ERR_IO, "writing configuration failed");
+    return MD_OK;
+}
