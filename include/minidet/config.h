@@ -11,6 +11,7 @@
 #ifndef MINIDET_CONFIG_H
 #define MINIDET_CONFIG_H
 #include <stdio.h>
+#include "minidet/coco.h"
 #include "minidet/error.h"
 
 #define MD_PATH_MAX 1024
@@ -19,7 +20,8 @@
 typedef enum { MD_BOXLOSS_SMOOTH_L1 = 0, MD_BOXLOSS_IOU, MD_BOXLOSS_GIOU, MD_BOXLOSS_DIOU, MD_BOXLOSS_CIOU } md_box_loss_kind;
 typedef enum { MD_SPACE_PROPOSAL = 0, MD_SPACE_IMAGE } md_box_loss_space;
 typedef enum { MD_NMS_GREEDY = 0, MD_NMS_DIOU } md_nms_kind;
-typedef enum { MD_LABELS_CONTIGUOUS = 0, MD_LABELS_COCO_ID } md_label_map;
+/* [model] label_map uses coco.h's layouts (MD_LABELS_CONTIGUOUS, MD_LABELS_COCO_ID). */
+typedef md_label_layout md_label_map;
 
 typedef struct {
     char name[256];          /* run name: outputs go to output_dir/name */
