@@ -1,0 +1,105 @@
+/* eval_util.c — file reading, atomic writes and the stable sort of src/eval (see eval_util.h). */
+#include "eval_util.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+md_status md_eval_read_file(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return md_set_error(MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) { fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory reading the file", path); }
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        if (sz > 0 && (size_t)sz + 1 > cap) {
+            char *nb = realloc(buf, (size_t)sz + 1);
+            if (!nb) { free(buf); fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%ld bytes)", path, sz); }
+            buf = nb;
+            cap = (size_t)sz + 1;
+        }
+        rewind(f);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory reading the file", path); }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        return md_set_error(MD_ERR_IO, "%s: read error: %s", path, strerror(e));
+    }
+    fclose(f);
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return MD_OK;
+}
+
+md_status md_eval_write_atomic(const char *path, const void *data, size_t len) {
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 32);
+    if (!tmp) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        md_set_error(MD_ERR_IO, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        free(tmp);
+        return MD_ERR_IO;
+    }
+    int ok = fwrite(data, 1, len, f) == len;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    int e = errno;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        if (ok) e = errno;
+        remove(tmp);
+        md_set_error(MD_ERR_IO, "%s: write failed: %s", path, strerror(e));
+        free(tmp);
+        return MD_ERR_IO;
+    }
+    free(tmp);
+    return MD_OK;
+}
+
+/* Stable: an element of the right run goes first only if its key is strictly greater. */
+static void merge_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key) {
+    if (n <= 16) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t v = idx[i];
+            double kv = key[v];
+            size_t j = i;
+            while (j > 0 && key[idx[j - 1]] < kv) { idx[j] = idx[j - 1]; j--; }
+            idx[j] = v;
+        }
+        return;
+    }
+    size_t h = n / 2;
+    merge_desc(idx, tmp, h, key);
+    merge_desc(idx + h, tmp, n - h, key);
+    if (!(key[idx[h]] > key[idx[h - 1]])) return; /* already in order */
+    memcpy(tmp, idx, h * sizeof *idx);
+    size_t i = 0, j = h, o = 0;
+    while (i < h && j < n) {
+        if (key[idx[j]] > key[tmp[i]]) idx[o++] = idx[j++];
+        else idx[o++] = tmp[i++];
+    }
+    while (i < h) idx[o++] = tmp[i++];
+}
+
+void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key) {
+    if (n > 1) merge_desc(idx, tmp, n, key);
+}

@@ -1,0 +1,17 @@
+/* eval_util.h — helpers shared by the files of src/eval (not a public API). */
+#ifndef MINIDET_EVAL_UTIL_H
+#define MINIDET_EVAL_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "minidet/error.h"
+
+/* Reads a whole file into a malloc'ed, NUL-terminated buffer. */
+md_status md_eval_read_file(const char *path, char **data, size_t *len);
+/* Writes a file atomically: "<path>.tmp.<pid>", fsync, rename. */
+md_status md_eval_write_atomic(const char *path, const void *data, size_t len);
+
+/* Stable sort of idx[0..n) by key descending (ties keep their order), as
+ * numpy.argsort(-key, kind='mergesort'). tmp must hold n entries. */
+void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key);
+
+#endif
