@@ -26,12 +26,12 @@
 #define MINIDET_COCO_H
 #include <stdint.h>
 #include <stddef.h>
-#include "minidet/config.h"
 #include "minidet/error.h"
 
-/* Label layouts: md_label_map from config.h — MD_LABELS_CONTIGUOUS (categories
-   sorted by id -> labels 1..K, background 0) or MD_LABELS_COCO_ID (label =
-   category id, torchvision's 91-way layout). */
+typedef enum {
+    MD_LABELS_CONTIGUOUS = 0, /* categories sorted by id -> labels 1..K, background 0 */
+    MD_LABELS_COCO_ID = 1     /* label = category id (torchvision's 91-way layout) */
+} md_label_layout;
 
 typedef enum {
     /* Default: clip boxes to the image; drop non-finite boxes and boxes with
@@ -49,7 +49,7 @@ typedef enum {
 } md_bad_policy;
 
 typedef struct {
-    md_label_map labels;
+    md_label_layout labels;
     md_box_policy boxes;
     md_bad_policy bad_refs; /* annotation naming an unknown image or category id */
 } md_coco_options;
@@ -106,7 +106,7 @@ typedef struct {
     int num_anns;
     md_coco_category *cats; /* sorted by id */
     int num_cats;
-    md_label_map layout;
+    md_label_layout layout;
     int num_classes;        /* including background: K + 1, or max(91, max id + 1) for coco_id */
     int *label_to_cat;      /* [num_classes]: category id of each label, -1 for background / unused labels */
     char *strings;          /* pool holding file names and category names */
@@ -129,7 +129,7 @@ int md_coco_category_of_label(const md_coco *c, int label);
 /* One line: "N images, M annotations (crowd C, clipped X, dropped Y ...)". */
 const char *md_coco_stats_str(const md_coco *c, char *buf, size_t n);
 /* Parses "contiguous" | "coco_id" ; "clip" | "drop" | "fail" ; "fail" | "skip". */
-md_status md_label_map_parse(const char *s, md_label_map *out);
+md_status md_label_layout_parse(const char *s, md_label_layout *out);
 md_status md_box_policy_parse(const char *s, md_box_policy *out);
 md_status md_bad_policy_parse(const char *s, md_bad_policy *out);
 

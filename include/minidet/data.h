@@ -27,6 +27,7 @@
 #define MINIDET_DATA_H
 #include <stdint.h>
 #include "minidet/coco.h"
+#include "minidet/config.h"
 #include "minidet/error.h"
 
 /* Plain options, filled by the config module ([data] / [model] / [solver] keys). */

@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
     md_coco_options_default(&o);
     for (int i = 2; i < argc; i++) {
         md_status st = MD_OK;
-        if (!strcmp(argv[i], "--labels") && i + 1 < argc) st = md_label_map_parse(argv[++i], &o.labels);
+        if (!strcmp(argv[i], "--labels") && i + 1 < argc) st = md_label_layout_parse(argv[++i], &o.labels);
         else if (!strcmp(argv[i], "--boxes") && i + 1 < argc) st = md_box_policy_parse(argv[++i], &o.boxes);
         else if (!strcmp(argv[i], "--refs") && i + 1 < argc) st = md_bad_policy_parse(argv[++i], &o.bad_refs);
         else st = md_set_error(MD_ERR_ARG, "unknown option '%s'", argv[i]);

@@ -638,7 +638,7 @@ const char *md_coco_stats_str(const md_coco *c, char *buf, size_t n) {
     return buf;
 }
 
-md_status md_label_map_parse(const char *s, md_label_map *out) {
+md_status md_label_layout_parse(const char *s, md_label_layout *out) {
     if (!strcmp(s, "contiguous")) *out = MD_LABELS_CONTIGUOUS;
     else if (!strcmp(s, "coco_id")) *out = MD_LABELS_COCO_ID;
     else return md_set_error(MD_ERR_ARG, "label_map: '%s' is not one of contiguous, coco_id", s);
