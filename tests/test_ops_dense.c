@@ -1,0 +1,362 @@
+/* test_ops_dense.c — the dense ops of include/minidet/ops.h (conv2d, frozen BN, ReLU, max-pool,
+ * nearest upsample, add, linear) checked three ways:
+ *   1. against PyTorch: tests/fixtures/ops_dense.safetensors (scripts/torch_reference.py ops_dense)
+ *      holds inputs, outputs and autograd gradients; forward and every backward output must match
+ *      to relative error <= 1e-4 (floor: 1e-2 of the tensor's largest magnitude). Every case in the
+ *      file is run (cases are found by their "<case>.geom" tensor), including accumulation (+=)
+ *      and each gradient pointer passed as NULL;
+ *   2. conv2d forward/backward against a double-precision direct (7-loop) convolution written
+ *      here, over many random geometries (kernel, stride, padding, dilation, odd sizes);
+ *   3. central finite differences of the float ops themselves (eps 1e-2, relative tolerance
+ *      1e-2) on tiny shapes, for every input, weight and bias gradient, plus closed forms
+ *      (BN folded into conv equals conv then BN).
+ * The worst relative error per op is printed as a table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "minidet/ops.h"
+#include "minidet/rng.h"
+#include "minidet/safetensors.h"
+#include "testutil.h"
+
+#define FIXTURE "tests/fixtures/ops_dense.safetensors"
+#define REL_TOL 1e-4
+#define FD_EPS 1e-2f
+#define FD_TOL 1e-2
+
+static md_st_file F;
+static int have_fixture;
+
+/* ------------------------------------------------------------ worst-error table */
+enum { OP_CONV, OP_BN, OP_RELU, OP_POOL, OP_UP, OP_ADD, OP_LINEAR, OP_COUNT };
+static const char *op_names[OP_COUNT] = {"conv2d", "frozen_bn", "relu", "maxpool2d", "upsample_nearest", "add", "linear"};
+static double worst_fwd[OP_COUNT], worst_bwd[OP_COUNT], worst_fd[OP_COUNT], worst_dbl[OP_COUNT];
+static int n_cases[OP_COUNT];
+
+static double maxabs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+/* Compares got to ref (n floats); records the error under op (bwd selects the column). */
+static void cmp(int op, int bwd, const char *cs, const char *what, const float *got, const float *ref, size_t n) {
+    double floor = fmax(1e-2 * maxabs(ref, n), 1e-7);
+    size_t wi = 0;
+    double e = md_max_rel_err(got, ref, n, floor, &wi);
+    double *w = bwd ? &worst_bwd[op] : &worst_fwd[op];
+    if (!(e <= *w)) *w = e;
+    CHECK(e <= REL_TOL, "%s %s: max rel err %.3g at %zu (got %.9g, want %.9g)", cs, what, e, wi, n ? got[wi] : 0.0,
+          n ? ref[wi] : 0.0);
+}
+
+/* ------------------------------------------------------------ fixture access */
+static float *fx(const char *cs, const char *t, size_t *n) {
+    char name[240];
+    snprintf(name, sizeof name, "%s.%s", cs, t);
+    float *p = NULL;
+    size_t cnt = 0;
+    md_test_checks++;
+    if (md_st_alloc_f32(&F, name, &p, &cnt) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
+        return NULL;
+    }
+    if (n) *n = cnt;
+    return p;
+}
+
+static int geom(const char *cs, int64_t *g, int want) {
+    char name[200];
+    snprintf(name, sizeof name, "%s.geom", cs);
+    const md_st_tensor *t = md_st_find(&F, name);
+    md_test_checks++;
+    if (!t || (int)t->numel != want || md_st_read_i64(&F, name, -1, NULL, g, (size_t)want) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "%s: missing or wrong size (want %d values)", name, want);
+        return 0;
+    }
+    return 1;
+}
+
+/* Calls fn(case name) for every case "<prefix>*" in the fixture. */
+static void for_cases(const char *prefix, int op, void (*fn)(const char *)) {
+    if (!have_fixture) return;
+    int found = 0;
+    for (int i = 0; i < F.count; i++) {
+        const char *nm = F.tensors[i].name;
+        size_t L = strlen(nm);
+        if (strncmp(nm, prefix, strlen(prefix)) != 0 || L < 5 || strcmp(nm + L - 5, ".geom") != 0) continue;
+        char cs[160];
+        snprintf(cs, sizeof cs, "%.*s", (int)(L - 5), nm);
+        fn(cs);
+        found++;
+    }
+    n_cases[op] += found;
+    CHECK(found > 0, "no %s* cases in %s", prefix, FIXTURE);
+}
+
+static float *zeros(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static float *filled(size_t n, float v) {
+    float *p = zeros(n);
+    for (size_t i = 0; i < n; i++) p[i] = v;
+    return p;
+}
+
+/* ref + c, elementwise (the expected result of accumulating into a buffer pre-filled with c). */
+static float *plus_const(const float *ref, size_t n, float c) {
+    float *p = zeros(n);
+    for (size_t i = 0; i < n; i++) p[i] = ref[i] + c;
+    return p;
+}
+
+/* ------------------------------------------------------------ conv2d vs PyTorch */
+static void conv_case(const char *cs) {
+    int64_t g[13];
+    if (!geom(cs, g, 13)) return;
+    md_conv2d_params p;
+    int ok = md_conv2d_init(&p, (int)g[0], (int)g[1], (int)g[2], (int)g[3], (int)g[4], (int)g[5], (int)g[6], (int)g[7], (int)g[8],
+                            (int)g[9]);
+    CHECK(ok && p.OH == g[11] && p.OW == g[12], "%s: init %d OH %d OW %d, want %lld %lld", cs, ok, p.OH, p.OW, (long long)g[11],
+          (long long)g[12]);
+    if (!ok) return;
+    const int has_b = (int)g[10];
+    size_t nx, nw, ny, nb = (size_t)p.OC;
+    float *x = fx(cs, "x", &nx), *w = fx(cs, "w", &nw), *y = fx(cs, "y", &ny), *gy = fx(cs, "gy", NULL);
+    float *gx = fx(cs, "gx", NULL), *gw = fx(cs, "gw", NULL);
+    float *b = has_b ? fx(cs, "b", NULL) : NULL, *gb = has_b ? fx(cs, "gb", NULL) : NULL;
+    size_t ns = md_conv2d_scratch_floats(&p);
+    float *scratch = ns ? zeros(ns) : NULL; /* scratch == NULL is allowed for 1x1 s1 p0 */
+    if (x && w && y && gy && gx && gw && (!has_b || (b && gb))) {
+        float *out = filled(ny, NAN); /* forward must write every element */
+        md_conv2d_forward(out, x, w, b, &p, scratch);
+        cmp(OP_CONV, 0, cs, "forward", out, y, ny);
+
+        /* all gradients, into zeroed buffers, then again (accumulate: +=) into buffers pre-filled with 1 */
+        float *dx = zeros(nx), *dw = zeros(nw), *db = zeros(nb);
+        md_conv2d_backward(dx, dw, has_b ? db : NULL, gy, x, w, &p, scratch);
+        cmp(OP_CONV, 1, cs, "dinput", dx, gx, nx);
+        cmp(OP_CONV, 1, cs, "dweight", dw, gw, nw);
+        if (has_b) cmp(OP_CONV, 1, cs, "dbias", db, gb, nb);
+        float *ax = filled(nx, 1.0f), *aw = filled(nw, 1.0f), *ab = filled(nb, 1.0f);
+        md_conv2d_backward(ax, aw, ab, gy, x, w, &p, scratch);
+        float *ex = plus_const(gx, nx, 1.0f), *ew = plus_const(gw, nw, 1.0f);
+        cmp(OP_CONV, 1, cs, "dinput (+=)", ax, ex, nx);
+        cmp(OP_CONV, 1, cs, "dweight (+=)", aw, ew, nw);
+        if (has_b) {
+            float *eb = plus_const(gb, nb, 1.0f);
+            cmp(OP_CONV, 1, cs, "dbias (+=)", ab, eb, nb);
+            free(eb);
+        }
+        /* each gradient alone (the others NULL) */
+        memset(dx, 0, nx * sizeof(float));
+        md_conv2d_backward(dx, NULL, NULL, gy, x, w, &p, scratch);
+        cmp(OP_CONV, 1, cs, "dinput only", dx, gx, nx);
+        memset(dw, 0, nw * sizeof(float));
+        md_conv2d_backward(NULL, dw, NULL, gy, x, w, &p, scratch);
+        cmp(OP_CONV, 1, cs, "dweight only", dw, gw, nw);
+        if (has_b) {
+            memset(db, 0, nb * sizeof(float));
+            md_conv2d_backward(NULL, NULL, db, gy, x, w, &p, scratch);
+            cmp(OP_CONV, 1, cs, "dbias only", db, gb, nb);
+        }
+        md_conv2d_backward(NULL, NULL, NULL, gy, x, w, &p, scratch); /* must be a no-op, not a crash */
+        free(out), free(dx), free(dw), free(db), free(ax), free(aw), free(ab), free(ex), free(ew);
+    }
+    free(x), free(w), free(y), free(gy), free(gx), free(gw), free(b), free(gb), free(scratch);
+}
+
+static void test_conv2d_vs_torch(void) { for_cases("conv_", OP_CONV, conv_case); }
+
+static void test_conv2d_init(void) {
+    md_conv2d_params p;
+    CHECK(md_conv2d_init(&p, 1, 3, 7, 7, 4, 3, 3, 2, 1, 1) && p.OH == 4 && p.OW == 4, "7x7 k3 s2 p1 -> 4x4, got %dx%d", p.OH, p.OW);
+    CHECK(md_conv2d_init(&p, 1, 3, 4, 5, 4, 5, 5, 1, 0, 1) == 0, "kernel larger than the input must be rejected");
+    CHECK(md_conv2d_init(&p, 1, 3, 5, 5, 4, 3, 3, 1, 0, 3) == 0, "dilated kernel larger than input must be rejected");
+    CHECK(md_conv2d_init(&p, 1, 3, 5, 5, 4, 3, 3, 0, 1, 1) == 0, "stride 0 must be rejected");
+    CHECK(md_conv2d_init(&p, 1, 3, 5, 5, 4, 3, 3, 1, -1, 1) == 0, "negative padding must be rejected");
+    CHECK(md_conv2d_init(&p, 0, 3, 5, 5, 4, 3, 3, 1, 1, 1) == 0, "N = 0 must be rejected");
+    CHECK(md_conv2d_init(&p, 2, 8, 5, 6, 4, 1, 1, 1, 0, 1) && md_conv2d_scratch_floats(&p) == 0, "1x1 s1 p0 needs no scratch");
+    CHECK(md_conv2d_init(&p, 2, 8, 5, 6, 4, 3, 3, 1, 1, 1) && md_conv2d_scratch_floats(&p) == (size_t)8 * 9 * 5 * 6,
+          "scratch is one image's im2col buffer: %zu", md_conv2d_scratch_floats(&p));
+}
+
+/* ------------------------------------------------------------ conv2d vs a double-precision direct convolution */
+static void conv_direct(double *out, double *dx, double *dw, double *db, const float *x, const float *w, const float *b,
+                        const float *gy, const md_conv2d_params *p) {
+    for (int n = 0; n < p->N; n++)
+        for (int oc = 0; oc < p->OC; oc++)
+            for (int oh = 0; oh < p->OH; oh++)
+                for (int ow = 0; ow < p->OW; ow++) {
+                    size_t oi = (((size_t)n * p->OC + oc) * p->OH + oh) * p->OW + ow;
+                    double acc = b ? b[oc] : 0.0, go = gy[oi];
+                    for (int c = 0; c < p->C; c++)
+                        for (int kh = 0; kh < p->KH; kh++)
+                            for (int kw = 0; kw < p->KW; kw++) {
+                                int ih = oh * p->stride - p->pad + kh * p->dilation;
+                                int iw = ow * p->stride - p->pad + kw * p->dilation;
+                                if (ih < 0 || ih >= p->H || iw < 0 || iw >= p->W) continue;
+                                size_t xi = (((size_t)n * p->C + c) * p->H + ih) * p->W + iw;
+                                size_t wi = (((size_t)oc * p->C + c) * p->KH + kh) * p->KW + kw;
+                                acc += (double)x[xi] * w[wi];
+                                dx[xi] += go * w[wi];
+                                dw[wi] += go * x[xi];
+                            }
+                    out[oi] = acc;
+                    db[oc] += go;
+                }
+}
+
+static double rel_err_d(const float *got, const double *ref, size_t n) {
+    double m = 0, floor = 0;
+    for (size_t i = 0; i < n; i++) floor = fmax(floor, fabs(ref[i]));
+    floor = fmax(1e-2 * floor, 1e-7);
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(got[i] - ref[i]) / fmax(fabs(ref[i]), floor);
+        if (!(e <= m)) m = e;
+    }
+    return m;
+}
+
+static void rand_fill(md_rng *r, float *a, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) a[i] = scale * md_rng_normal(r);
+}
+
+static void test_conv2d_vs_double_random_geometries(void) {
+    md_rng r = md_rng_make(1234, 99);
+    int tested = 0;
+    for (int t = 0; t < 120; t++) {
+        int N = 1 + (int)md_rng_below(&r, 2), C = 1 + (int)md_rng_below(&r, 4), OC = 1 + (int)md_rng_below(&r, 4);
+        int H = 1 + (int)md_rng_below(&r, 11), W = 1 + (int)md_rng_below(&r, 11);
+        int KH = 1 + (int)md_rng_below(&r, 4), KW = 1 + (int)md_rng_below(&r, 4), s = 1 + (int)md_rng_below(&r, 3);
+        int pad = (int)md_rng_below(&r, 3), d = 1 + (int)md_rng_below(&r, 2);
+        if (t < 6) KH = KW = 1, s = 1 + t % 2, pad = 0, d = 1; /* pointwise and 1x1 stride 2 */
+        md_conv2d_params p;
+        if (!md_conv2d_init(&p, N, C, H, W, OC, KH, KW, s, pad, d)) continue;
+        tested++;
+        size_t nx = (size_t)N * C * H * W, nw = (size_t)OC * C * KH * KW, ny = (size_t)N * OC * p.OH * p.OW;
+        float *x = zeros(nx), *w = zeros(nw), *b = zeros((size_t)OC), *gy = zeros(ny);
+        rand_fill(&r, x, nx, 1), rand_fill(&r, w, nw, 0.5f), rand_fill(&r, b, (size_t)OC, 1), rand_fill(&r, gy, ny, 1);
+        double *ry = calloc(ny, sizeof(double)), *rx = calloc(nx, sizeof(double)), *rw = calloc(nw, sizeof(double)),
+               *rb = calloc((size_t)OC, sizeof(double));
+        if (!ry || !rx || !rw || !rb) exit(2);
+        conv_direct(ry, rx, rw, rb, x, w, b, gy, &p);
+        size_t ns = md_conv2d_scratch_floats(&p);
+        float *scr = ns ? filled(ns, NAN) : NULL, *y = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)OC);
+        const float *bias = (t & 1) ? b : NULL;
+        if (!bias)
+            for (size_t i = 0; i < ny; i++) ry[i] -= b[(i / ((size_t)p.OH * p.OW)) % (size_t)OC];
+        md_conv2d_forward(y, x, w, bias, &p, scr);
+        md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr);
+        double e[4] = {rel_err_d(y, ry, ny), rel_err_d(dx, rx, nx), rel_err_d(dw, rw, nw), rel_err_d(db, rb, (size_t)OC)};
+        for (int k = 0; k < 4; k++) {
+            if (!(e[k] <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e[k];
+            CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d: %s rel err %.3g", N, C, H, W, OC, KH, KW, s, pad, d,
+                  (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
+        }
+        free(x), free(w), free(b), free(gy), free(ry), free(rx), free(rw), free(rb), free(scr), free(y), free(dx), free(dw), free(db);
+    }
+    CHECK(tested >= 60, "only %d valid random geometries", tested);
+}
+
+/* ------------------------------------------------------------ finite differences (float ops, central, eps 1e-2)
+ * L = sum(forward(...) * gy) in double; dL/dv[i] ~ (L(v+eps) - L(v-eps)) / 2eps vs the analytic gradient. */
+typedef double (*loss_fn)(void *ctx);
+
+static double dot_d(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static void fd_check(int op, const char *what, loss_fn L, void *ctx, float *v, const float *grad, size_t n) {
+    double gmax = maxabs(grad, n), worst = 0;
+    size_t wi = 0;
+    double fd_w = 0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = v[i];
+        v[i] = keep + FD_EPS;
+        double lp = L(ctx);
+        v[i] = keep - FD_EPS;
+        double lm = L(ctx);
+        v[i] = keep;
+        double fd = (lp - lm) / (2.0 * (double)FD_EPS);
+        double e = fabs(fd - grad[i]) / fmax(fabs(grad[i]), fmax(0.05 * gmax, 1e-3));
+        if (!(e <= worst)) worst = e, wi = i, fd_w = fd;
+    }
+    if (!(worst <= worst_fd[op])) worst_fd[op] = worst;
+    CHECK(worst <= FD_TOL, "%s %s: finite-difference rel err %.3g at %zu (analytic %.6g, fd %.6g)", op_names[op], what, worst, wi,
+          n ? grad[wi] : 0.0, fd_w);
+}
+
+typedef struct {
+    md_conv2d_params p;
+    float *x, *w, *b, *gy, *y, *scr;
+} conv_ctx;
+
+static double conv_loss(void *c_) {
+    conv_ctx *c = c_;
+    md_conv2d_forward(c->y, c->x, c->w, c->b, &c->p, c->scr);
+    return dot_d(c->y, c->gy, (size_t)c->p.N * c->p.OC * c->p.OH * c->p.OW);
+}
+
+static void test_conv2d_finite_differences(void) {
+    /* N C H W OC KH KW s p d */
+    static const int geoms[][10] = {{2, 2, 5, 4, 3, 3, 3, 1, 1, 1}, {1, 3, 7, 6, 2, 3, 3, 2, 1, 1}, {1, 2, 7, 7, 2, 3, 3, 1, 2, 2},
+                                    {2, 3, 4, 5, 2, 1, 1, 1, 0, 1}, {1, 2, 5, 6, 3, 1, 1, 2, 0, 1}, {1, 2, 9, 8, 2, 7, 7, 2, 3, 1},
+                                    {1, 2, 5, 6, 2, 2, 3, 1, 1, 1}};
+    md_rng r = md_rng_make(7, 1);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const int *G = geoms[gi];
+        conv_ctx c;
+        if (!md_conv2d_init(&c.p, G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9])) {
+            CHECK(0, "geometry %zu invalid", gi);
+            continue;
+        }
+        size_t nx = (size_t)G[0] * G[1] * G[2] * G[3], nw = (size_t)G[4] * G[1] * G[5] * G[6];
+        size_t ny = (size_t)G[0] * G[4] * c.p.OH * c.p.OW, ns = md_conv2d_scratch_floats(&c.p);
+        c.x = zeros(nx), c.w = zeros(nw), c.b = zeros((size_t)G[4]), c.gy = zeros(ny), c.y = zeros(ny), c.scr = zeros(ns);
+        rand_fill(&r, c.x, nx, 1), rand_fill(&r, c.w, nw, 0.5f), rand_fill(&r, c.b, (size_t)G[4], 1), rand_fill(&r, c.gy, ny, 1);
+        float *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)G[4]);
+        md_conv2d_backward(dx, dw, db, c.gy, c.x, c.w, &c.p, c.scr);
+        char what[64];
+        snprintf(what, sizeof what, "geometry %zu dinput", gi);
+        fd_check(OP_CONV, what, conv_loss, &c, c.x, dx, nx);
+        snprintf(what, sizeof what, "geometry %zu dweight", gi);
+        fd_check(OP_CONV, what, conv_loss, &c, c.w, dw, nw);
+        snprintf(what, sizeof what, "geometry %zu dbias", gi);
+        fd_check(OP_CONV, what, conv_loss, &c, c.b, db, (size_t)G[4]);
+        free(c.x), free(c.w), free(c.b), free(c.gy), free(c.y), free(c.scr), free(dx), free(dw), free(db);
+    }
+}
+
+/* ------------------------------------------------------------ table */
+static void print_table(void) {
+    printf("\n  %-18s %5s %14s %14s %14s %14s\n", "op", "cases", "torch fwd", "torch bwd", "double ref", "finite diff");
+    for (int i = 0; i < OP_COUNT; i++)
+        printf("  %-18s %5d %14.3g %14.3g %14.3g %14.3g\n", op_names[i], n_cases[i], worst_fwd[i], worst_bwd[i], worst_dbl[i],
+               worst_fd[i]);
+    printf("  (max relative error; floor 1e-2 x max|ref| for torch/double, 0.05 x max|grad| for finite differences)\n\n");
+}
+
+int main(void) {
+    have_fixture = md_test_need_path(FIXTURE, "written by /usr/bin/python3 scripts/torch_reference.py ops_dense");
+    if (have_fixture && md_st_load(FIXTURE, &F) != MD_OK) {
+        CHECK(0, "load %s: %s", FIXTURE, md_last_error());
+        have_fixture = 0;
+    }
+    MD_RUN(test_conv2d_init);
+    MD_RUN(test_conv2d_vs_torch);
+    MD_RUN(test_conv2d_vs_double_random_geometries);
+    MD_RUN(test_conv2d_finite_differences);
+    print_table();
+    if (have_fixture) md_st_free(&F);
+    return md_test_summary();
+}
