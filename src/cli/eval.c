@@ -1,13 +1,74 @@
-/* eval.c — `./eval --ann GT.json --results DETS.json` and friends (see design.md §2). */
+/* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
+ *   ./eval --ann GT.json --results DETS.json [--json OUT.json]     eval_results()
+ *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights()  (not yet)
+ *   ./eval RUN_DIR [RUN_DIR ...]                                   eval_runs()     (not yet)
+ * Common options: --threads N (default: all cores), --quiet. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "minidet/cocoeval.h"
 #include "minidet/error.h"
 #include "minidet/log.h"
+#include "minidet/threads.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
                "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json]\n"
-               "       ./eval RUN_DIR [RUN_DIR ...]\n");
+               "       ./eval RUN_DIR [RUN_DIR ...]\n"
+               "options: --threads N (default: all cores), --quiet\n"
+               "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
+               "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n");
+}
+
+typedef struct {
+    const char *ann, *results, *json, *weights, *config, *images, *out;
+    int threads;
+    int n_pos;
+    char **pos; /* RUN_DIRs and `section.key=value` overrides, in order */
+} eval_args;
+
+/* Pure evaluation of an existing results file. */
+static int eval_results(const eval_args *a) {
+    md_coco_gt *gt = NULL;
+    md_coco_dets *dt = NULL;
+    md_cocoeval_result r;
+    double t0 = md_now();
+    if (md_coco_gt_load(a->ann, &gt) != MD_OK) md_die();
+    double t1 = md_now();
+    if (md_coco_dets_load(gt, a->results, &dt) != MD_OK) md_die();
+    double t2 = md_now();
+    if (md_cocoeval_run(gt, dt, &r) != MD_OK) md_die();
+    double t3 = md_now();
+    md_cocoeval_print_summary(&r, stdout);
+    fflush(stdout);
+    if (a->json && md_cocoeval_write_json(&r, a->json) != MD_OK) md_die();
+    md_log(MD_LOG_INFO, "%d images, %d categories, %d ground-truth boxes, %zu detections: "
+                        "load gt %.3f s, load results %.3f s, evaluate %.3f s (%d threads)",
+           gt->n_img, gt->n_cat, gt->n_ann, dt->n, t1 - t0, t2 - t1, t3 - t2, md_threads_get());
+    md_cocoeval_result_free(&r);
+    md_coco_dets_free(dt);
+    md_coco_gt_free(gt);
+    return 0;
+}
+
+/* Runs the detector on a split, writes its results and evaluates them (arrives with the detector). */
+static int eval_weights(const eval_args *a) {
+    md_set_error(MD_ERR_ARG, "%s: evaluating a checkpoint (--weights) is not implemented yet", a->weights);
+    md_die();
+}
+
+/* Compares training runs (arrives with the trainer and reports). */
+static int eval_runs(const eval_args *a) {
+    md_set_error(MD_ERR_ARG, "%s: comparing run directories is not implemented yet", a->pos[0]);
+    md_die();
+}
+
+static const char *need_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        md_set_error(MD_ERR_ARG, "option %s needs a value", argv[*i]);
+        md_die();
+    }
+    return argv[++*i];
 }
 
 int main(int argc, char **argv) {
@@ -15,6 +76,52 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    md_set_error(MD_ERR_ARG, "evaluation is not implemented yet");
-    md_die();
+    eval_args a;
+    memset(&a, 0, sizeof a);
+    a.pos = calloc((size_t)argc, sizeof(char *));
+    if (!a.pos) { md_set_error(MD_ERR_NOMEM, "out of memory"); md_die(); }
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--ann")) a.ann = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--results")) a.results = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--json")) a.json = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--weights")) a.weights = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--config")) a.config = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--images")) a.images = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--out")) a.out = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--quiet")) md_log_set_level(MD_LOG_WARN);
+        else if (!strcmp(o, "--threads")) {
+            const char *v = need_value(argc, argv, &i);
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == 0 || *end || n < 0 || n > 4096) {
+                md_set_error(MD_ERR_ARG, "--threads: '%s' is not a thread count", v);
+                md_die();
+            }
+            a.threads = (int)n;
+        } else if (o[0] == '-' && o[1] == '-') {
+            md_set_error(MD_ERR_ARG, "unknown option %s (see ./eval --help)", o);
+            md_die();
+        } else a.pos[a.n_pos++] = argv[i];
+    }
+    md_threads_init(a.threads);
+    int rc;
+    if (a.weights) rc = eval_weights(&a);
+    else if (a.results || (a.ann && !a.n_pos)) {
+        if (!a.ann || !a.results) {
+            md_set_error(MD_ERR_ARG, "%s is missing: ./eval --ann GT.json --results DETS.json [--json OUT.json]", a.ann ? "--results" : "--ann");
+            md_die();
+        }
+        if (a.n_pos) {
+            md_set_error(MD_ERR_ARG, "%s: unexpected argument with --ann/--results", a.pos[0]);
+            md_die();
+        }
+        rc = eval_results(&a);
+    } else if (a.n_pos) rc = eval_runs(&a);
+    else {
+        usage(stderr);
+        rc = 2;
+    }
+    free(a.pos);
+    return rc;
 }

@@ -427,15 +427,6 @@ md_status md_coco_dets_load(const md_coco_gt *gt, const char *path, md_coco_dets
     return MD_OK;
 }
 
-/* Shortest %.{15,16,17}g that reads back as the same double. */
-static int fmt_double(char *s, size_t cap, double v) {
-    for (int prec = 15; prec < 17; prec++) {
-        int n = snprintf(s, cap, "%.*g", prec, v);
-        if (strtod(s, NULL) == v) return n;
-    }
-    return snprintf(s, cap, "%.17g", v);
-}
-
 md_status md_coco_dets_save(const md_coco_dets *d, const char *path) {
     size_t cap = 64 + d->n * 200, n = 0;
     char *out = malloc(cap);
@@ -443,8 +434,8 @@ md_status md_coco_dets_save(const md_coco_dets *d, const char *path) {
     out[n++] = '[';
     for (size_t i = 0; i < d->n; i++) {
         char v[5][40];
-        for (int k = 0; k < 4; k++) fmt_double(v[k], sizeof v[k], d->bbox[4 * i + k]);
-        fmt_double(v[4], sizeof v[4], d->score[i]);
+        for (int k = 0; k < 4; k++) md_eval_fmt_double(v[k], sizeof v[k], d->bbox[4 * i + k]);
+        md_eval_fmt_double(v[4], sizeof v[4], d->score[i]);
         n += (size_t)snprintf(out + n, cap - n, "%s{\"image_id\": %lld, \"category_id\": %lld, \"bbox\": [%s, %s, %s, %s], \"score\": %s}",
                               i ? ",\n" : "", (long long)d->gt->img_ids[d->img[i]], (long long)d->gt->cat_ids[d->cat[i]],
                               v[0], v[1], v[2], v[3], v[4]);

@@ -521,10 +521,16 @@ md_status md_cocoeval_write_json(const md_cocoeval_result *r, const char *path) 
     char *out = malloc(cap);
     if (!out) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
     n += (size_t)snprintf(out + n, cap - n, "{\"stats\": [");
-    for (int i = 0; i < 12; i++) n += (size_t)snprintf(out + n, cap - n, "%s%.17g", i ? ", " : "", r->stats[i]);
+    char v[40];
+    for (int i = 0; i < 12; i++) {
+        md_eval_fmt_double(v, sizeof v, r->stats[i]);
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? ", " : "", v);
+    }
     n += (size_t)snprintf(out + n, cap - n, "],\n \"per_category_ap\": {");
-    for (int k = 0; k < r->K; k++)
-        n += (size_t)snprintf(out + n, cap - n, "%s\"%lld\": %.17g", k ? ", " : "", (long long)r->cat_ids[k], r->per_category_ap[k]);
+    for (int k = 0; k < r->K; k++) {
+        md_eval_fmt_double(v, sizeof v, r->per_category_ap[k]);
+        n += (size_t)snprintf(out + n, cap - n, "%s\"%lld\": %s", k ? ", " : "", (long long)r->cat_ids[k], v);
+    }
     n += (size_t)snprintf(out + n, cap - n, "}}\n");
     md_status st = md_eval_write_atomic(path, out, n);
     free(out);

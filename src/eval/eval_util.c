@@ -75,6 +75,14 @@ md_status md_eval_write_atomic(const char *path, const void *data, size_t len) {
     return MD_OK;
 }
 
+int md_eval_fmt_double(char *s, size_t cap, double v) {
+    for (int prec = 15; prec < 17; prec++) {
+        int n = snprintf(s, cap, "%.*g", prec, v);
+        if (strtod(s, NULL) == v) return n;
+    }
+    return snprintf(s, cap, "%.17g", v);
+}
+
 /* Stable: an element of the right run goes first only if its key is strictly greater. */
 static void merge_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key) {
     if (n <= 16) {

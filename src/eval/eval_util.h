@@ -10,6 +10,9 @@ md_status md_eval_read_file(const char *path, char **data, size_t *len);
 /* Writes a file atomically: "<path>.tmp.<pid>", fsync, rename. */
 md_status md_eval_write_atomic(const char *path, const void *data, size_t len);
 
+/* Shortest of %.15g / %.16g / %.17g that reads back as the same double. */
+int md_eval_fmt_double(char *s, size_t cap, double v);
+
 /* Stable sort of idx[0..n) by key descending (ties keep their order), as
  * numpy.argsort(-key, kind='mergesort'). tmp must hold n entries. */
 void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key);
