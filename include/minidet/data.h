@@ -41,6 +41,8 @@ typedef struct {
     int queue_depth;                      /* batches prepared ahead, 4 */
     float flip_prob;                      /* 0.5 in training, 0 for evaluation */
     int aspect_grouping;                  /* 1: batches of all-landscape or all-portrait images */
+    int shuffle;                          /* 1: seeded shuffle per epoch, incomplete last batch dropped (training);
+                                             0: file order, last batch may be smaller, no grouping (evaluation) */
     int skip_empty;                       /* 1: training skips images with no usable boxes */
     md_bad_policy image_check;            /* start-up check of image files: fail (default) | skip */
     int allow_16bit;                      /* 0: 16-bit PNG is an error; 1: load as 8-bit */
@@ -146,8 +148,9 @@ md_status md_loader_next(md_loader *l, const md_batch **batch);
 void md_loader_tell(const md_loader *l, int64_t *epoch, int64_t *position);
 /* Number of batches in an epoch (depends on the epoch with aspect grouping). */
 int64_t md_loader_epoch_batches(md_loader *l, int64_t epoch);
-/* Image indices (into md_coco.images) of batch (epoch, position) and their flips, without decoding. n = ims_per_batch. */
-md_status md_loader_plan(md_loader *l, int64_t epoch, int64_t position, int *idx, uint8_t *flips);
+/* Image indices (into md_coco.images) of batch (epoch, position) and their flips, without
+   decoding; idx and flips hold ims_per_batch entries, *n receives the batch size. */
+md_status md_loader_plan(md_loader *l, int64_t epoch, int64_t position, int *idx, uint8_t *flips, int *n);
 /* Seconds md_loader_next spent waiting for workers since creation, and images decoded. */
 double md_loader_stall_seconds(const md_loader *l);
 int64_t md_loader_images_done(const md_loader *l);

@@ -12,6 +12,7 @@ void md_data_options_default(md_data_options *o) {
     o->queue_depth = 4;
     o->flip_prob = 0.5f;
     o->aspect_grouping = 1;
+    o->shuffle = 1;
     o->skip_empty = 1;
     o->image_check = MD_POLICY_FAIL;
     o->allow_16bit = 0;
