@@ -164,6 +164,8 @@ def generate(out_dir):
     upsample(store, "upsample_13x7_25x13", 52, 1, 2, 13, 7, 25, 13)
     upsample(store, "upsample_down_7x9_4x5", 53, 1, 2, 7, 9, 4, 5)
     upsample(store, "upsample_3x_6x5_18x15", 54, 1, 1, 6, 5, 18, 15)
+    # sizes where floor(dst * (float)in/out) differs from the exact integer rule (PyTorch uses the float one)
+    upsample(store, "upsample_floatrule_30x26_58x44", 55, 1, 1, 30, 26, 58, 44)
     add(store, "add_vec", 60, 257)
     linear(store, "linear_bias", 70, 5, 12, 7)
     linear(store, "linear_nobias", 71, 3, 33, 10, bias=False)

@@ -337,6 +337,339 @@ static void test_conv2d_finite_differences(void) {
     }
 }
 
+/* ------------------------------------------------------------ frozen BN */
+static void bn_case(const char *cs) {
+    int64_t g[4];
+    if (!geom(cs, g, 4)) return;
+    const int N = (int)g[0], C = (int)g[1], HW = (int)(g[2] * g[3]);
+    size_t nx;
+    float *x = fx(cs, "x", &nx), *wt = fx(cs, "weight", NULL), *bs = fx(cs, "bias", NULL), *rm = fx(cs, "running_mean", NULL);
+    float *rv = fx(cs, "running_var", NULL), *rs = fx(cs, "scale", NULL), *rsh = fx(cs, "shift", NULL), *y = fx(cs, "y", NULL);
+    float *gy = fx(cs, "gy", NULL), *gx = fx(cs, "gx", NULL);
+    if (x && wt && bs && rm && rv && rs && rsh && y && gy && gx) {
+        float *scale = zeros((size_t)C), *shift = zeros((size_t)C), *out = filled(nx, NAN), *dx = zeros(nx);
+        md_frozen_bn_params(scale, shift, wt, bs, rm, rv, C, 1e-5f);
+        cmp(OP_BN, 0, cs, "scale", scale, rs, (size_t)C);
+        cmp(OP_BN, 0, cs, "shift", shift, rsh, (size_t)C);
+        md_frozen_bn_forward(out, x, scale, shift, N, C, HW);
+        cmp(OP_BN, 0, cs, "forward", out, y, nx);
+        memcpy(out, x, nx * sizeof(float));
+        md_frozen_bn_forward(out, out, scale, shift, N, C, HW); /* in place */
+        cmp(OP_BN, 0, cs, "forward in place", out, y, nx);
+        md_frozen_bn_backward(dx, gy, scale, N, C, HW);
+        cmp(OP_BN, 1, cs, "dinput", dx, gx, nx);
+        float *ax = filled(nx, 1.0f), *ex = plus_const(gx, nx, 1.0f);
+        md_frozen_bn_backward(ax, gy, scale, N, C, HW);
+        cmp(OP_BN, 1, cs, "dinput (+=)", ax, ex, nx);
+        md_frozen_bn_backward(NULL, gy, scale, N, C, HW); /* no-op */
+        free(scale), free(shift), free(out), free(dx), free(ax), free(ex);
+    }
+    free(x), free(wt), free(bs), free(rm), free(rv), free(rs), free(rsh), free(y), free(gy), free(gx);
+}
+static void test_frozen_bn_vs_torch(void) { for_cases("bn_", OP_BN, bn_case); }
+
+/* conv then BN == conv with BN folded into weight and bias (closed form), with and without a conv bias. */
+static void test_frozen_bn_fold(void) {
+    md_rng r = md_rng_make(11, 2);
+    md_conv2d_params p;
+    CHECK(md_conv2d_init(&p, 2, 3, 6, 5, 4, 3, 3, 1, 1, 1), "init");
+    size_t nx = 2 * 3 * 30, nw = 4 * 3 * 9, ny = (size_t)2 * 4 * p.OH * p.OW;
+    float *x = zeros(nx), *w = zeros(nw), *b = zeros(4), *wt = zeros(4), *bs = zeros(4), *rm = zeros(4), *rv = zeros(4);
+    float *scale = zeros(4), *shift = zeros(4), *y1 = zeros(ny), *y2 = zeros(ny), *scr = zeros(md_conv2d_scratch_floats(&p));
+    rand_fill(&r, x, nx, 1), rand_fill(&r, w, nw, 0.3f), rand_fill(&r, wt, 4, 1), rand_fill(&r, bs, 4, 1), rand_fill(&r, rm, 4, 1);
+    for (int i = 0; i < 4; i++) rv[i] = 0.2f + md_rng_uniform(&r);
+    md_frozen_bn_params(scale, shift, wt, bs, rm, rv, 4, 1e-5f);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        rand_fill(&r, b, 4, with_bias ? 1.0f : 0.0f);
+        md_conv2d_forward(y1, x, w, with_bias ? b : NULL, &p, scr);
+        md_frozen_bn_forward(y1, y1, scale, shift, 2, 4, p.OH * p.OW);
+        float *wf = zeros(nw), *bf = zeros(4);
+        memcpy(wf, w, nw * sizeof(float));
+        memcpy(bf, b, 4 * sizeof(float));
+        md_frozen_bn_fold(wf, bf, scale, shift, 4, 3 * 9);
+        md_conv2d_forward(y2, x, wf, bf, &p, scr);
+        cmp(OP_BN, 0, with_bias ? "fold (conv bias)" : "fold (no conv bias)", "conv+bn vs folded conv", y2, y1, ny);
+        free(wf), free(bf);
+    }
+    free(x), free(w), free(b), free(wt), free(bs), free(rm), free(rv), free(scale), free(shift), free(y1), free(y2), free(scr);
+}
+
+/* ------------------------------------------------------------ relu */
+static void relu_case(const char *cs) {
+    int64_t g[1];
+    if (!geom(cs, g, 1)) return;
+    size_t n = (size_t)g[0];
+    float *x = fx(cs, "x", NULL), *y = fx(cs, "y", NULL), *gy = fx(cs, "gy", NULL), *gx = fx(cs, "gx", NULL);
+    if (x && y && gy && gx) {
+        float *out = filled(n, NAN), *dx = zeros(n), *ax = filled(n, 1.0f), *ex = plus_const(gx, n, 1.0f);
+        md_relu_forward(out, x, n);
+        cmp(OP_RELU, 0, cs, "forward", out, y, n);
+        memcpy(out, x, n * sizeof(float));
+        md_relu_forward(out, out, n);
+        cmp(OP_RELU, 0, cs, "forward in place", out, y, n);
+        md_relu_backward(dx, gy, out, n);
+        cmp(OP_RELU, 1, cs, "dinput", dx, gx, n);
+        md_relu_backward(ax, gy, out, n);
+        cmp(OP_RELU, 1, cs, "dinput (+=)", ax, ex, n);
+        md_relu_backward(NULL, gy, out, n);
+        free(out), free(dx), free(ax), free(ex);
+    }
+    free(x), free(y), free(gy), free(gx);
+}
+static void test_relu_vs_torch(void) { for_cases("relu_", OP_RELU, relu_case); }
+
+/* ------------------------------------------------------------ max pool */
+static void pool_case(const char *cs) {
+    int64_t g[9];
+    if (!geom(cs, g, 9)) return;
+    const int N = (int)g[0], C = (int)g[1], H = (int)g[2], W = (int)g[3], k = (int)g[4], s = (int)g[5], pd = (int)g[6];
+    const int OH = (int)g[7], OW = (int)g[8];
+    CHECK(OH == (H + 2 * pd - k) / s + 1 && OW == (W + 2 * pd - k) / s + 1, "%s: output size rule", cs);
+    size_t nx = (size_t)N * C * H * W, ny = (size_t)N * C * OH * OW;
+    float *x = fx(cs, "x", NULL), *y = fx(cs, "y", NULL), *gy = fx(cs, "gy", NULL), *gx = fx(cs, "gx", NULL);
+    if (x && y && gy && gx) {
+        float *out = filled(ny, NAN), *dx = zeros(nx), *ax = filled(nx, 1.0f), *ex = plus_const(gx, nx, 1.0f);
+        int32_t *am = malloc(ny * sizeof(int32_t));
+        if (!am) exit(2);
+        md_maxpool2d_forward(out, am, x, N, C, H, W, k, s, pd, OH, OW);
+        cmp(OP_POOL, 0, cs, "forward", out, y, ny);
+        md_maxpool2d_backward(dx, gy, am, N, C, H, W, OH, OW);
+        cmp(OP_POOL, 1, cs, "dinput", dx, gx, nx);
+        md_maxpool2d_backward(ax, gy, am, N, C, H, W, OH, OW);
+        cmp(OP_POOL, 1, cs, "dinput (+=)", ax, ex, nx);
+        md_maxpool2d_backward(NULL, gy, am, N, C, H, W, OH, OW);
+        free(out), free(dx), free(ax), free(ex), free(am);
+    }
+    free(x), free(y), free(gy), free(gx);
+}
+static void test_maxpool_vs_torch(void) { for_cases("maxpool_", OP_POOL, pool_case); }
+
+/* ------------------------------------------------------------ nearest upsample */
+static void up_case(const char *cs) {
+    int64_t g[6];
+    if (!geom(cs, g, 6)) return;
+    const int N = (int)g[0], C = (int)g[1], H = (int)g[2], W = (int)g[3], OH = (int)g[4], OW = (int)g[5];
+    size_t nx = (size_t)N * C * H * W, ny = (size_t)N * C * OH * OW;
+    float *x = fx(cs, "x", NULL), *y = fx(cs, "y", NULL), *gy = fx(cs, "gy", NULL), *gx = fx(cs, "gx", NULL);
+    if (x && y && gy && gx) {
+        float *out = filled(ny, NAN), *dx = zeros(nx), *ax = filled(nx, 1.0f), *ex = plus_const(gx, nx, 1.0f);
+        md_upsample_nearest_forward(out, x, N, C, H, W, OH, OW);
+        cmp(OP_UP, 0, cs, "forward", out, y, ny);
+        md_upsample_nearest_backward(dx, gy, N, C, H, W, OH, OW);
+        cmp(OP_UP, 1, cs, "dinput", dx, gx, nx);
+        md_upsample_nearest_backward(ax, gy, N, C, H, W, OH, OW);
+        cmp(OP_UP, 1, cs, "dinput (+=)", ax, ex, nx);
+        md_upsample_nearest_backward(NULL, gy, N, C, H, W, OH, OW);
+        free(out), free(dx), free(ax), free(ex);
+    }
+    free(x), free(y), free(gy), free(gx);
+}
+static void test_upsample_vs_torch(void) { for_cases("upsample_", OP_UP, up_case); }
+
+/* ------------------------------------------------------------ add */
+static void add_case(const char *cs) {
+    int64_t g[1];
+    if (!geom(cs, g, 1)) return;
+    size_t n = (size_t)g[0];
+    float *a = fx(cs, "a", NULL), *b = fx(cs, "b", NULL), *y = fx(cs, "y", NULL), *gy = fx(cs, "gy", NULL);
+    float *ga = fx(cs, "ga", NULL), *gb = fx(cs, "gb", NULL);
+    if (a && b && y && gy && ga && gb) {
+        float *out = filled(n, NAN), *da = zeros(n), *db = zeros(n), *ea = plus_const(ga, n, 1.0f), *e2 = zeros(n);
+        md_add_forward(out, a, b, n);
+        cmp(OP_ADD, 0, cs, "forward", out, y, n);
+        memcpy(out, a, n * sizeof(float));
+        md_add_forward(out, out, b, n);
+        cmp(OP_ADD, 0, cs, "forward (out = a)", out, y, n);
+        memcpy(out, b, n * sizeof(float));
+        md_add_forward(out, a, out, n);
+        cmp(OP_ADD, 0, cs, "forward (out = b)", out, y, n);
+        md_add_backward(da, db, gy, n);
+        cmp(OP_ADD, 1, cs, "da", da, ga, n);
+        cmp(OP_ADD, 1, cs, "db", db, gb, n);
+        for (size_t i = 0; i < n; i++) da[i] = 1.0f;
+        md_add_backward(da, NULL, gy, n);
+        cmp(OP_ADD, 1, cs, "da (+=, db NULL)", da, ea, n);
+        memset(db, 0, n * sizeof(float));
+        md_add_backward(NULL, db, gy, n);
+        cmp(OP_ADD, 1, cs, "db (da NULL)", db, gb, n);
+        memset(da, 0, n * sizeof(float));
+        md_add_backward(da, da, gy, n); /* x + x: both contributions */
+        for (size_t i = 0; i < n; i++) e2[i] = 2.0f * gy[i];
+        cmp(OP_ADD, 1, cs, "da == db", da, e2, n);
+        free(out), free(da), free(db), free(ea), free(e2);
+    }
+    free(a), free(b), free(y), free(gy), free(ga), free(gb);
+}
+static void test_add_vs_torch(void) { for_cases("add_", OP_ADD, add_case); }
+
+/* ------------------------------------------------------------ linear */
+static void linear_case(const char *cs) {
+    int64_t g[4];
+    if (!geom(cs, g, 4)) return;
+    const int B = (int)g[0], IN = (int)g[1], OUT = (int)g[2], has_b = (int)g[3];
+    size_t nx = (size_t)B * IN, nw = (size_t)OUT * IN, ny = (size_t)B * OUT, nb = (size_t)OUT;
+    float *x = fx(cs, "x", NULL), *w = fx(cs, "w", NULL), *y = fx(cs, "y", NULL), *gy = fx(cs, "gy", NULL);
+    float *gx = fx(cs, "gx", NULL), *gw = fx(cs, "gw", NULL);
+    float *b = has_b ? fx(cs, "b", NULL) : NULL, *gb = has_b ? fx(cs, "gb", NULL) : NULL;
+    if (x && w && y && gy && gx && gw && (!has_b || (b && gb))) {
+        float *out = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros(nb);
+        md_linear_forward(out, x, w, b, B, IN, OUT);
+        cmp(OP_LINEAR, 0, cs, "forward", out, y, ny);
+        md_linear_backward(dx, dw, has_b ? db : NULL, gy, x, w, B, IN, OUT);
+        cmp(OP_LINEAR, 1, cs, "dinput", dx, gx, nx);
+        cmp(OP_LINEAR, 1, cs, "dweight", dw, gw, nw);
+        if (has_b) cmp(OP_LINEAR, 1, cs, "dbias", db, gb, nb);
+        float *ax = filled(nx, 1.0f), *aw = filled(nw, 1.0f), *ex = plus_const(gx, nx, 1.0f), *ew = plus_const(gw, nw, 1.0f);
+        md_linear_backward(ax, aw, NULL, gy, x, w, B, IN, OUT);
+        cmp(OP_LINEAR, 1, cs, "dinput (+=)", ax, ex, nx);
+        cmp(OP_LINEAR, 1, cs, "dweight (+=)", aw, ew, nw);
+        memset(dx, 0, nx * sizeof(float));
+        md_linear_backward(dx, NULL, NULL, gy, x, w, B, IN, OUT);
+        cmp(OP_LINEAR, 1, cs, "dinput only", dx, gx, nx);
+        memset(dw, 0, nw * sizeof(float));
+        md_linear_backward(NULL, dw, NULL, gy, x, w, B, IN, OUT);
+        cmp(OP_LINEAR, 1, cs, "dweight only", dw, gw, nw);
+        if (has_b) {
+            for (size_t i = 0; i < nb; i++) db[i] = 1.0f;
+            float *eb = plus_const(gb, nb, 1.0f);
+            md_linear_backward(NULL, NULL, db, gy, x, w, B, IN, OUT);
+            cmp(OP_LINEAR, 1, cs, "dbias only (+=)", db, eb, nb);
+            free(eb);
+        }
+        free(out), free(dx), free(dw), free(db), free(ax), free(aw), free(ex), free(ew);
+    }
+    free(x), free(w), free(y), free(gy), free(gx), free(gw), free(b), free(gb);
+}
+static void test_linear_vs_torch(void) { for_cases("linear_", OP_LINEAR, linear_case); }
+
+/* ------------------------------------------------------------ finite differences of the other ops */
+typedef struct {
+    int op; /* which forward */
+    int N, C, H, W, OH, OW, k, s, pad;
+    float *x, *x2, *w, *b, *gy, *y;
+    int32_t *am;
+    size_t ny;
+} fd_ctx;
+
+static double other_loss(void *c_) {
+    fd_ctx *c = c_;
+    switch (c->op) {
+    case OP_BN: md_frozen_bn_forward(c->y, c->x, c->w, c->b, c->N, c->C, c->H * c->W); break;
+    case OP_RELU: md_relu_forward(c->y, c->x, c->ny); break;
+    case OP_POOL: md_maxpool2d_forward(c->y, c->am, c->x, c->N, c->C, c->H, c->W, c->k, c->s, c->pad, c->OH, c->OW); break;
+    case OP_UP: md_upsample_nearest_forward(c->y, c->x, c->N, c->C, c->H, c->W, c->OH, c->OW); break;
+    case OP_ADD: md_add_forward(c->y, c->x, c->x2, c->ny); break;
+    case OP_LINEAR: md_linear_forward(c->y, c->x, c->w, c->b, c->N, c->C, c->OH); break;
+    }
+    return dot_d(c->y, c->gy, c->ny);
+}
+
+static void test_other_ops_finite_differences(void) {
+    md_rng r = md_rng_make(21, 3);
+    fd_ctx c;
+    /* frozen BN: N=2 C=3 3x4 */
+    memset(&c, 0, sizeof c);
+    c.op = OP_BN, c.N = 2, c.C = 3, c.H = 3, c.W = 4, c.ny = 72;
+    c.x = zeros(72), c.w = zeros(3), c.b = zeros(3), c.gy = zeros(72), c.y = zeros(72);
+    rand_fill(&r, c.x, 72, 1), rand_fill(&r, c.w, 3, 1), rand_fill(&r, c.b, 3, 1), rand_fill(&r, c.gy, 72, 1);
+    float *dx = zeros(72);
+    md_frozen_bn_backward(dx, c.gy, c.w, 2, 3, 12);
+    fd_check(OP_BN, "dinput", other_loss, &c, c.x, dx, 72);
+    free(c.x), free(c.w), free(c.b), free(c.gy), free(c.y), free(dx);
+
+    /* relu: inputs kept at least 0.05 away from the kink */
+    memset(&c, 0, sizeof c);
+    c.op = OP_RELU, c.ny = 50;
+    c.x = zeros(50), c.gy = zeros(50), c.y = zeros(50), dx = zeros(50);
+    for (int i = 0; i < 50; i++) {
+        float v = md_rng_normal(&r);
+        c.x[i] = v + (v < 0 ? -0.05f : 0.05f);
+        c.gy[i] = md_rng_normal(&r);
+    }
+    md_relu_forward(c.y, c.x, 50);
+    md_relu_backward(dx, c.gy, c.y, 50);
+    fd_check(OP_RELU, "dinput", other_loss, &c, c.x, dx, 50);
+    free(c.x), free(c.gy), free(c.y), free(dx);
+
+    /* max pool k3 s2 p1 on 7x5 and k1 s2 p0 on 5x6: distinct values 0.1 apart, so +-eps never changes the argmax */
+    static const int pools[2][6] = {{7, 5, 3, 2, 1, 0}, {5, 6, 1, 2, 0, 0}};
+    for (int t = 0; t < 2; t++) {
+        memset(&c, 0, sizeof c);
+        c.op = OP_POOL, c.N = 1, c.C = 2, c.H = pools[t][0], c.W = pools[t][1], c.k = pools[t][2], c.s = pools[t][3];
+        c.pad = pools[t][4];
+        c.OH = (c.H + 2 * c.pad - c.k) / c.s + 1, c.OW = (c.W + 2 * c.pad - c.k) / c.s + 1;
+        size_t nx = (size_t)2 * c.H * c.W;
+        c.ny = (size_t)2 * c.OH * c.OW;
+        c.x = zeros(nx), c.gy = zeros(c.ny), c.y = zeros(c.ny), dx = zeros(nx);
+        c.am = malloc(c.ny * sizeof(int32_t));
+        uint32_t *perm = malloc(nx * sizeof(uint32_t));
+        if (!c.am || !perm) exit(2);
+        for (size_t i = 0; i < nx; i++) perm[i] = (uint32_t)i;
+        md_rng_shuffle_u32(&r, perm, (uint32_t)nx);
+        for (size_t i = 0; i < nx; i++) c.x[i] = 0.1f * (float)perm[i] - 2.0f;
+        rand_fill(&r, c.gy, c.ny, 1);
+        other_loss(&c);
+        md_maxpool2d_backward(dx, c.gy, c.am, 1, 2, c.H, c.W, c.OH, c.OW);
+        fd_check(OP_POOL, t ? "k1s2p0 dinput" : "k3s2p1 dinput", other_loss, &c, c.x, dx, nx);
+        free(c.x), free(c.gy), free(c.y), free(dx), free(c.am), free(perm);
+    }
+
+    /* nearest upsample 3x4 -> 7x9 and 3x4 -> 6x8 */
+    for (int t = 0; t < 2; t++) {
+        memset(&c, 0, sizeof c);
+        c.op = OP_UP, c.N = 1, c.C = 2, c.H = 3, c.W = 4, c.OH = t ? 6 : 7, c.OW = t ? 8 : 9;
+        c.ny = (size_t)2 * c.OH * c.OW;
+        c.x = zeros(24), c.gy = zeros(c.ny), c.y = zeros(c.ny), dx = zeros(24);
+        rand_fill(&r, c.x, 24, 1), rand_fill(&r, c.gy, c.ny, 1);
+        md_upsample_nearest_backward(dx, c.gy, 1, 2, 3, 4, c.OH, c.OW);
+        fd_check(OP_UP, t ? "2x dinput" : "3x4->7x9 dinput", other_loss, &c, c.x, dx, 24);
+        free(c.x), free(c.gy), free(c.y), free(dx);
+    }
+
+    /* add */
+    memset(&c, 0, sizeof c);
+    c.op = OP_ADD, c.ny = 30;
+    c.x = zeros(30), c.x2 = zeros(30), c.gy = zeros(30), c.y = zeros(30);
+    float *da = zeros(30), *db = zeros(30);
+    rand_fill(&r, c.x, 30, 1), rand_fill(&r, c.x2, 30, 1), rand_fill(&r, c.gy, 30, 1);
+    md_add_backward(da, db, c.gy, 30);
+    fd_check(OP_ADD, "da", other_loss, &c, c.x, da, 30);
+    fd_check(OP_ADD, "db", other_loss, &c, c.x2, db, 30);
+    free(c.x), free(c.x2), free(c.gy), free(c.y), free(da), free(db);
+
+    /* linear B=3 IN=5 OUT=4 (N, C, OH carry B, IN, OUT) */
+    memset(&c, 0, sizeof c);
+    c.op = OP_LINEAR, c.N = 3, c.C = 5, c.OH = 4, c.ny = 12;
+    c.x = zeros(15), c.w = zeros(20), c.b = zeros(4), c.gy = zeros(12), c.y = zeros(12);
+    rand_fill(&r, c.x, 15, 1), rand_fill(&r, c.w, 20, 0.5f), rand_fill(&r, c.b, 4, 1), rand_fill(&r, c.gy, 12, 1);
+    float *lx = zeros(15), *lw = zeros(20), *lb = zeros(4);
+    md_linear_backward(lx, lw, lb, c.gy, c.x, c.w, 3, 5, 4);
+    fd_check(OP_LINEAR, "dinput", other_loss, &c, c.x, lx, 15);
+    fd_check(OP_LINEAR, "dweight", other_loss, &c, c.w, lw, 20);
+    fd_check(OP_LINEAR, "dbias", other_loss, &c, c.b, lb, 4);
+    free(c.x), free(c.w), free(c.b), free(c.gy), free(c.y), free(lx), free(lw), free(lb);
+}
+
+/* Nearest index rule, closed form: the float32 formula of PyTorch 1.13 (exact 2x -> dst >> 1). */
+static void test_upsample_index_rule(void) {
+    static const int sizes[][2] = {{5, 9}, {7, 13}, {13, 25}, {25, 50}, {3, 7}, {38, 75}, {100, 201}, {9, 4}, {26, 44}, {30, 58}, {39, 66}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const int in = sizes[t][0], out = sizes[t][1];
+        float *x = zeros((size_t)in), *y = zeros((size_t)out);
+        for (int i = 0; i < in; i++) x[i] = (float)i;
+        md_upsample_nearest_forward(y, x, 1, 1, 1, in, 1, out);
+        int bad = 0;
+        for (int o = 0; o < out; o++) {
+            int want = (int)floorf((float)o * ((float)in / (float)out));
+            if (out == 2 * in) want = o >> 1;
+            if (want > in - 1) want = in - 1;
+            if (y[o] != (float)want) bad++;
+        }
+        CHECK(bad == 0, "%d -> %d: %d wrong source indices", in, out, bad);
+        free(x), free(y);
+    }
+}
+
 /* ------------------------------------------------------------ table */
 static void print_table(void) {
     printf("\n  %-18s %5s %14s %14s %14s %14s\n", "op", "cases", "torch fwd", "torch bwd", "double ref", "finite diff");
@@ -356,6 +689,15 @@ int main(void) {
     MD_RUN(test_conv2d_vs_torch);
     MD_RUN(test_conv2d_vs_double_random_geometries);
     MD_RUN(test_conv2d_finite_differences);
+    MD_RUN(test_frozen_bn_vs_torch);
+    MD_RUN(test_frozen_bn_fold);
+    MD_RUN(test_relu_vs_torch);
+    MD_RUN(test_maxpool_vs_torch);
+    MD_RUN(test_upsample_vs_torch);
+    MD_RUN(test_upsample_index_rule);
+    MD_RUN(test_add_vs_torch);
+    MD_RUN(test_linear_vs_torch);
+    MD_RUN(test_other_ops_finite_differences);
     print_table();
     if (have_fixture) md_st_free(&F);
     return md_test_summary();
