@@ -78,7 +78,8 @@ void md_linear_backward(float *din, float *dweight, float *dbias, const float *d
 
 /* ------------------------------------------------------------ softmax cross-entropy, mean over non-ignored rows
  * logits: N x K, labels: N (label == ignore_index is skipped). probs (N x K) is written by forward and read by
- * backward. Returns the mean loss (0 if every row is ignored, as a 0-weight sum).
+ * backward. Returns the mean loss (0 if every row is ignored, as a 0-weight sum; PyTorch gives NaN there).
+ * A label outside [0, K) that is not ignore_index: returns NaN and sets an MD_ERR_ARG message.
  * backward: dlogits += dloss * (probs - onehot) / count_not_ignored. */
 float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index);
 void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss);
@@ -91,7 +92,8 @@ void md_bce_logits_backward(float *dx, const float *x, const float *target, int 
 
 /* ------------------------------------------------------------ smooth L1, SUM reduction
  * F.smooth_l1_loss(x, t, beta, reduction="sum"): 0.5*d^2/beta if |d| < beta else |d| - 0.5*beta (beta=0: |d|).
- * backward: dx += dloss * d/dx. Callers divide by their normaliser themselves. */
+ * backward: dx += dloss * d/dx (PyTorch's kernel: -1 if d <= -beta, +1 if d >= beta, else d/beta; so with
+ * beta = 0 the subgradient at d == 0 is -1). Callers divide by their normaliser themselves. */
 float md_smooth_l1_forward(const float *x, const float *target, int n, float beta);
 void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss);
 
@@ -99,7 +101,9 @@ void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n
  * feat: N x C x H x W; rois: R x 5 (batch_index, x1, y1, x2, y2) in image coordinates;
  * out: R x C x PH x PW. spatial_scale maps image to feature coords; sampling_ratio <= 0 means adaptive
  * (ceil(roi_size / pooled_size)); aligned = 1 shifts by -0.5 px (torchvision aligned=True).
- * backward accumulates into dfeat, parallel without races. */
+ * RoIs whose batch index is outside [0, N) or with non-finite coordinates give zeros and no gradient.
+ * backward accumulates into dfeat, parallel over (image, channel block) without races; the result is
+ * bitwise independent of the thread count. */
 void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
                           float spatial_scale, int sampling_ratio, int aligned);
 void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
