@@ -30,7 +30,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := tests/testutil.c
 TOOLS     := $(patsubst src/cli/%.c,$(BUILD)/bin/%,$(wildcard src/cli/tool_*.c))
 
-.PHONY: all lib test deps deps-dev demo bench clean
+.PHONY: all lib test deps deps-dev deps-fuzz demo bench fuzz clean
 ifeq ($(SAN),1)
 all: lib $(BUILD)/bin/train $(BUILD)/bin/eval $(TOOLS)
 else
@@ -67,6 +67,24 @@ deps:
 
 deps-dev: deps
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS_DEV)
+
+# libFuzzer harnesses (clang): tests/fuzz/fuzz_*.c, corpora in tests/fuzz/corpus/<name>/.
+# `make fuzz FUZZ_SECONDS=60` runs each harness for that long.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -std=c11 -O1 -g -fopenmp=libgomp -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJS)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(LDLIBS) -lgomp -o $@
+fuzz: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_OBJS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh scripts/fuzz.sh $(FUZZ_BINS)
+deps-fuzz:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends clang libclang-rt-14-dev
 
 demo: all
 	sh scripts/demo.sh
