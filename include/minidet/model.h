@@ -92,7 +92,7 @@ typedef struct {
     int mismatched;  /* present in both with different shapes (skipped when strict = 0) */
     char missing_names[MD_LOAD_LIST][MD_PARAM_NAME_MAX];
     char unexpected_names[MD_LOAD_LIST][MD_PARAM_NAME_MAX];
-    char mismatched_desc[MD_LOAD_LIST][2 * MD_PARAM_NAME_MAX]; /* "name: file [a, b] vs model [c, d]" */
+    char mismatched_desc[MD_LOAD_LIST][256]; /* "name: file [a, b] vs model [c, d]" */
 } md_load_report;
 
 /* Builds the network described by cfg (model, rpn, roi_heads, test sections) and initialises every

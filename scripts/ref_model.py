@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+"""Reference dumps for the detector parity tests (tests/test_model.c).
+
+Builds torchvision 0.14 Faster R-CNN models with a reduced configuration (ResNet with a width multiplier,
+frozen BN with random statistics, small FPN / box head, seeded random weights), saves the weights with
+torchvision state_dict names (tests/fixtures/model_<variant>_weights.safetensors) and the intermediate
+tensors of a forward pass on two already-transformed images plus the parameter gradients of a random
+linear function of the RPN and box-head outputs (tests/fixtures/model_<variant>_ref.safetensors).
+
+The images are fed to model.backbone / model.rpn / model.roi_heads directly (no GeneralizedRCNNTransform),
+so the test is independent of the data pipeline.
+
+  /usr/bin/python3 scripts/ref_model.py [--out-dir tests/fixtures] [--variant r18|r50|all]
+  /usr/bin/python3 scripts/ref_model.py --full-r50 OUT_DIR   (800x1333 R50-FPN, not committed)
+"""
+import argparse
+import os
+import sys
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import concat_box_prediction_layers
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
+
+VARIANTS = {
+    # name: depth, width_mult, fpn_channels, representation_size, num_classes, trainable_layers, H, W, sizes, orig
+    "r18": dict(depth=18, width_mult=0.0625, fpn=16, rep=16, num_classes=5, trainable=3, H=64, W=96,
+                sizes=[(64, 96), (56, 84)], orig=[(128, 192), (100, 150)], pre=500, post=300, seed=1),
+    "r50": dict(depth=50, width_mult=0.03125, fpn=16, rep=16, num_classes=4, trainable=5, H=64, W=64,
+                sizes=[(64, 64)], orig=[(64, 64)], pre=300, post=200, seed=2),
+}
+BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
+          101: (Bottleneck, [3, 4, 23, 3])}
+
+
+def width(base, mult):
+    """Channel count of a ResNet stage under a width multiplier (same rule as md_resnet_out_channels)."""
+    return max(1, int(base * mult + 0.5))
+
+
+class WideResNet(ResNet):
+    """torchvision ResNet with every channel count scaled by width_mult (torchvision layout and names)."""
+
+    def __init__(self, depth, width_mult, norm_layer):
+        nn.Module.__init__(self)
+        block, layers = BLOCKS[depth]
+        self._norm_layer = norm_layer
+        self.inplanes = width(64, width_mult)
+        self.dilation = 1
+        self.groups = 1
+        self.base_width = 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width(64, width_mult), layers[0])
+        self.layer2 = self._make_layer(block, width(128, width_mult), layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width(256, width_mult), layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width(512, width_mult), layers[3], stride=2)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def build(v, images):
+    """Faster R-CNN with random weights; BN statistics measured on `images` then frozen."""
+    torch.manual_seed(v["seed"])
+    depth, wm = v["depth"], v["width_mult"]
+    # 1. a BatchNorm ResNet: random affine, running stats = statistics of this input (momentum None)
+    bn_net = WideResNet(depth, wm, lambda c: nn.BatchNorm2d(c, momentum=None))
+    for m in bn_net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.normal_(m.bias, 0.0, 0.2)
+    bn_net.train()
+    with torch.no_grad():
+        bn_net(images)
+    body = WideResNet(depth, wm, FrozenBatchNorm2d)
+    sd = {k: val for k, val in bn_net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    with torch.no_grad():
+        for k in sd:  # perturb the statistics so that they are not exactly the batch ones
+            if k.endswith("running_var"):
+                sd[k] = sd[k] * (0.8 + 0.4 * torch.rand_like(sd[k]))
+    body.load_state_dict(sd, strict=False)
+    mult = 4 if depth >= 50 else 1
+    in_ch = [width(b, wm) * mult for b in (64, 128, 256, 512)]
+    backbone = BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}, in_ch, v["fpn"],
+                               extra_blocks=LastLevelMaxPool())
+    # trainable layers, torchvision _resnet_fpn_extractor semantics
+    layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][: v["trainable"]]
+    if v["trainable"] == 5:
+        layers_to_train.append("bn1")
+    for name, p in body.named_parameters():
+        if all(not name.startswith(layer) for layer in layers_to_train):
+            p.requires_grad_(False)
+    C = v["fpn"]
+    model = FasterRCNN(backbone, num_classes=None, min_size=v["H"], max_size=v["W"],
+                       rpn_pre_nms_top_n_train=v["pre"], rpn_pre_nms_top_n_test=v["pre"],
+                       rpn_post_nms_top_n_train=v["post"], rpn_post_nms_top_n_test=v["post"],
+                       box_head=TwoMLPHead(C * 49, v["rep"]),
+                       box_predictor=FastRCNNPredictor(v["rep"], v["num_classes"]),
+                       box_score_thresh=0.0, box_nms_thresh=0.5, box_detections_per_img=100)
+    # larger RPN head weights than torchvision's std 0.01 so that scores are well separated
+    with torch.no_grad():
+        nn.init.normal_(model.rpn.head.conv[0][0].weight, std=0.08)
+        nn.init.normal_(model.rpn.head.cls_logits.weight, std=0.3)
+        nn.init.normal_(model.rpn.head.cls_logits.bias, std=0.1)
+        nn.init.normal_(model.rpn.head.bbox_pred.weight, std=0.05)
+        for m in backbone.fpn.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.bias, std=0.05)
+    model.eval()
+    return model
+
+
+def make_images(v):
+    g = torch.Generator().manual_seed(100 + v["seed"])
+    N = len(v["sizes"])
+    x = torch.zeros(N, 3, v["H"], v["W"])
+    yy = torch.linspace(0, 1, v["H"])[:, None]
+    xx = torch.linspace(0, 1, v["W"])[None, :]
+    for i, (h, w) in enumerate(v["sizes"]):
+        img = torch.randn(3, v["H"], v["W"], generator=g) * 0.5
+        img += torch.stack([torch.sin(6 * xx + 3 * yy + c) for c in range(3)]) * 1.5
+        x[i, :, :h, :w] = img[:, :h, :w]
+    return x
+
+
+def given_rois(v, proposals):
+    """RoIs for the RoI-head / gradient checks: some proposals plus boxes that map to every level."""
+    rows = []
+    H, W = v["H"], v["W"]
+    for i, p in enumerate(proposals):
+        for b in p[:6]:
+            rows.append([float(i)] + b.tolist())
+        rows += [[i, 2.5, 3.0, W * 0.6, H * 0.7],          # P2
+                 [i, -20.0, -10.0, 110.0, 100.0],           # ~124 px: P3
+                 [i, -60.0, -80.0, 190.0, 170.0],           # ~250 px: P4
+                 [i, -200.0, -150.0, 300.0, 320.0],         # ~485 px: P5
+                 [i, 10.0, 12.0, 10.5, 12.25]]              # tiny: P2 (clamped)
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def loss_weights(shape, phase):
+    """Weights of the linear test loss: w[i] = (float) sin(0.731 i + phase), computed identically in C."""
+    n = 1
+    for d in shape:
+        n *= d
+    i = torch.arange(n, dtype=torch.float64)
+    return torch.sin(0.731 * i + phase).to(torch.float32).view(shape)
+
+
+def dump(v, name, out_dir):
+    images = make_images(v)
+    model = build(v, images)
+    sizes = [tuple(s) for s in v["sizes"]]
+    il = ImageList(images, sizes)
+    out = OrderedDict()
+    out["images"] = images
+    out["image_sizes"] = torch.tensor(sizes, dtype=torch.int64)
+    out["orig_sizes"] = torch.tensor(v["orig"], dtype=torch.int64)
+
+    # forward with autograd (for the gradient check)
+    body = model.backbone.body(images)
+    feats = model.backbone.fpn(body)
+    for k, t in zip(["C2", "C3", "C4", "C5"], body.values()):
+        out[k] = t
+    for k, t in zip(["P2", "P3", "P4", "P5", "P6"], feats.values()):
+        out[k] = t
+    flist = list(feats.values())
+    obj, deltas = model.rpn.head(flist)
+    anchors = model.rpn.anchor_generator(il, flist)
+    num_per_level = [o[0].numel() for o in obj]
+    objf, deltaf = concat_box_prediction_layers(obj, deltas)
+    N = images.shape[0]
+    objf = objf.view(N, -1)
+    deltaf = deltaf.view(N, -1, 4)
+    out["anchors"] = anchors[0]
+    out["objectness"] = objf
+    out["rpn_deltas"] = deltaf
+    out["num_anchors_per_level"] = torch.tensor(num_per_level, dtype=torch.int64)
+    with torch.no_grad():
+        props = model.rpn.box_coder.decode(deltaf.reshape(-1, 4).detach(), anchors).view(N, -1, 4)
+        boxes, scores = model.rpn.filter_proposals(props, objf.detach(), sizes, num_per_level)
+    for i in range(N):
+        out[f"proposals_{i}"] = boxes[i]
+        out[f"proposal_scores_{i}"] = scores[i]
+    # detections on the proposals (eval mode, score_thresh 0), rescaled to the original sizes
+    with torch.no_grad():
+        dets, _ = model.roi_heads(feats, boxes, sizes)
+        dets = model.transform.postprocess(dets, sizes, [tuple(o) for o in v["orig"]])
+    for i in range(N):
+        out[f"det_boxes_{i}"] = dets[i]["boxes"]
+        out[f"det_scores_{i}"] = dets[i]["scores"]
+        out[f"det_labels_{i}"] = dets[i]["labels"].to(torch.int64)
+    # RoI heads on given RoIs (with autograd)
+    rois = given_rois(v, boxes)
+    per_img = [rois[rois[:, 0] == i, 1:] for i in range(N)]
+    order = torch.cat([torch.nonzero(rois[:, 0] == i)[:, 0] for i in range(N)])
+    assert torch.equal(order, torch.arange(len(rois))), "rois must be grouped by image"
+    pooled = model.roi_heads.box_roi_pool(feats, per_img, sizes)
+    hfeat = model.roi_heads.box_head(pooled)
+    cls, box = model.roi_heads.box_predictor(hfeat)
+    out["rois"] = rois
+    out["roi_pooled"] = pooled
+    out["class_logits"] = cls
+    out["box_deltas"] = box
+    # scalar function of the stage outputs -> parameter gradients
+    w_obj = loss_weights(objf.shape, 0)
+    w_del = loss_weights(deltaf.shape, 1)
+    w_cls = loss_weights(cls.shape, 2)
+    w_box = loss_weights(box.shape, 3)
+    loss = (objf * w_obj).sum() + (deltaf * w_del).sum() + (cls * w_cls).sum() + (box * w_box).sum()
+    loss.backward()
+    ngrad = 0
+    for pname, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None, pname
+            out["grad." + pname] = p.grad
+            ngrad += 1
+    meta = {"depth": v["depth"], "width_mult": v["width_mult"], "fpn_channels": v["fpn"],
+            "representation_size": v["rep"], "num_classes": v["num_classes"],
+            "trainable_layers": v["trainable"], "pre_nms_top_n": v["pre"], "post_nms_top_n": v["post"],
+            "num_grads": ngrad, "generator": "scripts/ref_model.py"}
+    out = OrderedDict((k, t.detach().contiguous().numpy()) for k, t in out.items())
+    weights = OrderedDict((k, t.detach().contiguous().numpy()) for k, t in model.state_dict().items())
+    st_io.save(os.path.join(out_dir, f"model_{name}_weights.safetensors"), weights, {"generator": "scripts/ref_model.py"})
+    st_io.save(os.path.join(out_dir, f"model_{name}_ref.safetensors"), out, meta)
+    print(f"{name}: {len(weights)} weight tensors, {ngrad} grads, proposals {[len(b) for b in boxes]}, "
+          f"dets {[len(d['boxes']) for d in dets]}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out-dir", default="tests/fixtures")
+    ap.add_argument("--variant", default="all")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    names = list(VARIANTS) if args.variant == "all" else [args.variant]
+    for n in names:
+        dump(VARIANTS[n], n, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()

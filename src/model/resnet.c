@@ -1,0 +1,296 @@
+/* resnet.c — torchvision ResNet 18/34/50/101 body (conv1 .. layer4) with frozen BN folded into the
+ * convolutions, forward and backward; plus the shared conv-layer helpers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "minidet/ops.h"
+#include "model_internal.h"
+
+static int planes_of(const md_model_config *m, int stage) { /* stage 0..3 */
+    int v = (int)((float)(64 << stage) * m->width_mult + 0.5f);
+    return v < 1 ? 1 : v;
+}
+
+int md_resnet_out_channels(const md_model_config *m, int stage) {
+    return planes_of(m, stage) * (m->depth >= 50 ? 4 : 1);
+}
+
+void md_conv_fold(md_detector *det, md_conv *c) {
+    if (c->bn < 0) return;
+    const md_param *P = det->params;
+    size_t K = (size_t)c->ic * c->k * c->k;
+    md_frozen_bn_params(c->scale, c->bf, P[c->bn].data, P[c->bn + 1].data, P[c->bn + 2].data, P[c->bn + 3].data, c->oc,
+                        1e-5f);
+    /* bf now holds shift; fold: wf = w * scale, bf = 0 * scale + shift */
+    memcpy(c->wf, P[c->w].data, (size_t)c->oc * K * sizeof(float));
+    for (int o = 0; o < c->oc; o++) {
+        float s = c->scale[o];
+        float *w = c->wf + (size_t)o * K;
+        for (size_t i = 0; i < K; i++) w[i] *= s;
+    }
+}
+
+md_status md_conv_forward_layer(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                                float **out, int *OH, int *OW) {
+    (void)det;
+    md_conv2d_params p;
+    if (!md_conv2d_init(&p, N, c->ic, H, W, c->oc, c->k, c->k, c->stride, c->pad, 1))
+        return md_set_error(MD_ERR_SHAPE, "conv %dx%d on a %dx%d input gives an empty output", c->k, c->k, H, W);
+    float *o = md_arena_floats(a, (size_t)N * c->oc * p.OH * p.OW);
+    if (!o) return MD_ERR_NOMEM;
+    size_t mark = md_arena_mark(a);
+    size_t ns = md_conv2d_scratch_floats(&p);
+    float *scratch = ns ? md_arena_floats(a, ns) : NULL;
+    if (ns && !scratch) return MD_ERR_NOMEM;
+    md_conv2d_forward(o, in, c->wf, c->bf, &p, scratch);
+    md_arena_release(a, mark);
+    *out = o;
+    *OH = p.OH;
+    *OW = p.OW;
+    return MD_OK;
+}
+
+md_status md_conv_backward_layer(md_detector *det, md_arena *a, const md_conv *c, float *din, const float *dout,
+                                 const float *in, int N, int H, int W) {
+    if (!c->trainable && !din) return MD_OK;
+    md_conv2d_params p;
+    if (!md_conv2d_init(&p, N, c->ic, H, W, c->oc, c->k, c->k, c->stride, c->pad, 1))
+        return md_set_error(MD_ERR_INTERNAL, "conv backward: bad geometry");
+    size_t mark = md_arena_mark(a);
+    size_t ns = md_conv2d_scratch_floats(&p);
+    float *scratch = ns ? md_arena_floats(a, ns) : NULL;
+    if (ns && !scratch) return MD_ERR_NOMEM;
+    md_param *P = det->params;
+    if (!c->trainable) {
+        md_conv2d_backward(din, NULL, NULL, dout, in, c->wf, &p, scratch);
+    } else if (c->bn < 0) {
+        md_conv2d_backward(din, P[c->w].grad, c->b >= 0 ? P[c->b].grad : NULL, dout, in, c->wf, &p, scratch);
+    } else {
+        /* folded weight wf = w * scale[oc]: d w = d wf * scale[oc]; the BN itself is frozen */
+        size_t K = (size_t)c->ic * c->k * c->k;
+        float *dwf = md_arena_calloc(a, (size_t)c->oc * K * sizeof(float));
+        if (!dwf) return MD_ERR_NOMEM;
+        md_conv2d_backward(din, dwf, NULL, dout, in, c->wf, &p, scratch);
+        float *g = P[c->w].grad;
+        for (int o = 0; o < c->oc; o++) {
+            float s = c->scale[o];
+            for (size_t i = 0; i < K; i++) g[(size_t)o * K + i] += dwf[(size_t)o * K + i] * s;
+        }
+    }
+    md_arena_release(a, mark);
+    return MD_OK;
+}
+
+/* ------------------------------------------------------------------ build */
+md_status md_resnet_build(md_detector *det) {
+    md_resnet *r = &det->impl->resnet;
+    const md_model_config *m = &det->model;
+    static const int L18[4] = {2, 2, 2, 2}, L34[4] = {3, 4, 6, 3}, L101[4] = {3, 4, 23, 3};
+    const int *layers;
+    switch (m->depth) {
+    case 18: layers = L18; break;
+    case 34: case 50: layers = L34; break;
+    case 101: layers = L101; break;
+    default: return md_set_error(MD_ERR_ARG, "model.depth = %d: supported depths are 18, 34, 50, 101", m->depth);
+    }
+    if (m->vd) return md_set_error(MD_ERR_ARG, "model.vd = 1: the ResNet-vd variant is not implemented");
+    if (!(m->width_mult > 0.0f && m->width_mult <= 8.0f))
+        return md_set_error(MD_ERR_ARG, "model.width_mult = %g: must be in (0, 8]", (double)m->width_mult);
+    if (m->trainable_layers < 0 || m->trainable_layers > 5)
+        return md_set_error(MD_ERR_ARG, "model.trainable_layers = %d: must be 0..5", m->trainable_layers);
+    r->depth = m->depth;
+    r->bottleneck = m->depth >= 50;
+    int tl = m->trainable_layers;
+    r->lowest_trainable = 5 - tl; /* layers trained = last tl of [layer4, layer3, layer2, layer1, conv1] */
+    int stem_ch = planes_of(m, 0);
+    md_status s = md_reg_conv(det, &r->stem, "backbone.body.conv1", "backbone.body.bn1", 3, stem_ch, 7, 2, 3, 0, tl == 5);
+    if (s) return s;
+    r->nblocks = layers[0] + layers[1] + layers[2] + layers[3];
+    r->blocks = calloc((size_t)r->nblocks, sizeof(md_block));
+    if (!r->blocks) return md_set_error(MD_ERR_NOMEM, "resnet: out of memory");
+    int inpl = stem_ch, bi = 0;
+    char pre[128], bnp[128];
+    for (int st = 0; st < 4; st++) {
+        int planes = planes_of(m, st), exp = r->bottleneck ? 4 : 1;
+        int trainable = (st + 1) >= r->lowest_trainable;
+        for (int j = 0; j < layers[st]; j++, bi++) {
+            md_block *b = &r->blocks[bi];
+            b->stage = st + 1;
+            b->first = j == 0;
+            b->bottleneck = r->bottleneck;
+            int stride = (j == 0 && st > 0) ? 2 : 1;
+#define REG(conv, name, bn, ic, oc, k, strd, pad)                                                   \
+    do {                                                                                            \
+        snprintf(pre, sizeof pre, "backbone.body.layer%d.%d.%s", st + 1, j, name);                  \
+        snprintf(bnp, sizeof bnp, "backbone.body.layer%d.%d.%s", st + 1, j, bn);                    \
+        if ((s = md_reg_conv(det, &b->conv, pre, bnp, ic, oc, k, strd, pad, 0, trainable))) return s; \
+    } while (0)
+            if (r->bottleneck) {
+                REG(c1, "conv1", "bn1", inpl, planes, 1, 1, 0);
+                REG(c2, "conv2", "bn2", planes, planes, 3, stride, 1);
+                REG(c3, "conv3", "bn3", planes, planes * 4, 1, 1, 0);
+            } else {
+                REG(c1, "conv1", "bn1", inpl, planes, 3, stride, 1);
+                REG(c2, "conv2", "bn2", planes, planes, 3, 1, 1);
+            }
+            if (j == 0 && (stride != 1 || inpl != planes * exp)) {
+                b->has_down = 1;
+                REG(down, "downsample.0", "downsample.1", inpl, planes * exp, 1, stride, 0);
+            }
+#undef REG
+            inpl = planes * exp;
+        }
+        r->out_ch[st] = inpl;
+    }
+    return MD_OK;
+}
+
+/* ------------------------------------------------------------------ forward */
+#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
+
+md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
+    md_resnet *r = &det->impl->resnet;
+    md_step_saved *sv = st->saved;
+    int N = st->N;
+    int H, W;
+    float *x;
+    TRY(md_conv_forward_layer(det, a, &r->stem, st->saved->images, N, st->H, st->W, &sv->stem, &sv->sH, &sv->sW));
+    int C0 = r->stem.oc;
+    md_relu_forward(sv->stem, sv->stem, (size_t)N * C0 * sv->sH * sv->sW);
+    sv->pH = md_conv_out(sv->sH, 3, 2, 1);
+    sv->pW = md_conv_out(sv->sW, 3, 2, 1);
+    size_t np = (size_t)N * C0 * sv->pH * sv->pW;
+    sv->pool = md_arena_floats(a, np);
+    sv->argmax = md_arena_alloc(a, np * sizeof(int32_t));
+    if (!sv->pool || !sv->argmax) return MD_ERR_NOMEM;
+    md_maxpool2d_forward(sv->pool, sv->argmax, sv->stem, N, C0, sv->sH, sv->sW, 3, 2, 1, sv->pH, sv->pW);
+    x = sv->pool;
+    H = sv->pH;
+    W = sv->pW;
+    sv->blk = md_arena_calloc(a, (size_t)r->nblocks * sizeof(md_block_act));
+    if (!sv->blk) return MD_ERR_NOMEM;
+    for (int i = 0; i < r->nblocks; i++) {
+        md_block *b = &r->blocks[i];
+        md_block_act *ba = &sv->blk[i];
+        ba->in = x;
+        ba->H = H;
+        ba->W = W;
+        int h1, w1, h2, w2, ho, wo;
+        TRY(md_conv_forward_layer(det, a, &b->c1, x, N, H, W, &ba->t1, &h1, &w1));
+        md_relu_forward(ba->t1, ba->t1, (size_t)N * b->c1.oc * h1 * w1);
+        ba->H1 = h1;
+        ba->W1 = w1;
+        float *last;
+        const md_conv *lc;
+        if (b->bottleneck) {
+            TRY(md_conv_forward_layer(det, a, &b->c2, ba->t1, N, h1, w1, &ba->t2, &h2, &w2));
+            md_relu_forward(ba->t2, ba->t2, (size_t)N * b->c2.oc * h2 * w2);
+            TRY(md_conv_forward_layer(det, a, &b->c3, ba->t2, N, h2, w2, &last, &ho, &wo));
+            lc = &b->c3;
+        } else {
+            TRY(md_conv_forward_layer(det, a, &b->c2, ba->t1, N, h1, w1, &last, &ho, &wo));
+            lc = &b->c2;
+        }
+        size_t no = (size_t)N * lc->oc * ho * wo;
+        if (b->has_down) {
+            size_t mark = md_arena_mark(a);
+            float *idn;
+            int hd, wd;
+            TRY(md_conv_forward_layer(det, a, &b->down, x, N, H, W, &idn, &hd, &wd));
+            md_add_forward(last, last, idn, no);
+            md_arena_release(a, mark);
+        } else {
+            md_add_forward(last, last, x, no);
+        }
+        md_relu_forward(last, last, no);
+        ba->out = last;
+        ba->OH = ho;
+        ba->OW = wo;
+        x = last;
+        H = ho;
+        W = wo;
+        if (i + 1 == r->nblocks || r->blocks[i + 1].stage != b->stage) {
+            int s = b->stage - 1;
+            sv->C[s] = x;
+            sv->cH[s] = H;
+            sv->cW[s] = W;
+        }
+    }
+    return MD_OK;
+}
+
+/* ------------------------------------------------------------------ backward
+ * dC[s] (N x out_ch[s] x cH x cW) are the gradients from the FPN for the trainable stages (modified). */
+md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *dC[4]) {
+    md_resnet *r = &det->impl->resnet;
+    md_step_saved *sv = st->saved;
+    int N = st->N;
+    int low = r->lowest_trainable;
+    if (low > 4) return MD_OK;
+    float *dx_next = NULL; /* gradient w.r.t. the output of block i (accumulated from above) */
+    for (int i = r->nblocks - 1; i >= 0; i--) {
+        md_block *b = &r->blocks[i];
+        md_block_act *ba = &sv->blk[i];
+        if (b->stage < low) break;
+        int last_of_stage = (i + 1 == r->nblocks) || r->blocks[i + 1].stage != b->stage;
+        const md_conv *lc = b->bottleneck ? &b->c3 : &b->c2;
+        size_t no = (size_t)N * lc->oc * ba->OH * ba->OW;
+        float *dout;
+        if (last_of_stage) {
+            dout = dC[b->stage - 1];
+            if (dx_next) md_add_forward(dout, dout, dx_next, no);
+        } else {
+            dout = dx_next;
+        }
+        /* need the gradient of this block's input? */
+        int need_din = !(b->stage == low && b->first);
+        size_t nin = (size_t)N * b->c1.ic * ba->H * ba->W;
+        float *din = NULL;
+        if (need_din) {
+            din = md_arena_calloc(a, nin * sizeof(float));
+            if (!din) return MD_ERR_NOMEM;
+        }
+        size_t mark = md_arena_mark(a);
+        float *dz = md_arena_calloc(a, no * sizeof(float));
+        if (!dz) return MD_ERR_NOMEM;
+        md_relu_backward(dz, dout, ba->out, no);
+        size_t n1 = (size_t)N * b->c1.oc * ba->H1 * ba->W1;
+        float *dt1 = md_arena_calloc(a, n1 * sizeof(float));
+        if (!dt1) return MD_ERR_NOMEM;
+        if (b->bottleneck) {
+            size_t n2 = (size_t)N * b->c2.oc * ba->OH * ba->OW;
+            float *dt2 = md_arena_calloc(a, n2 * sizeof(float));
+            if (!dt2) return MD_ERR_NOMEM;
+            TRY(md_conv_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW));
+            float *dt2r = md_arena_calloc(a, n2 * sizeof(float));
+            if (!dt2r) return MD_ERR_NOMEM;
+            md_relu_backward(dt2r, dt2, ba->t2, n2);
+            TRY(md_conv_backward_layer(det, a, &b->c2, dt1, dt2r, ba->t1, N, ba->H1, ba->W1));
+        } else {
+            TRY(md_conv_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1));
+        }
+        float *dt1r = md_arena_calloc(a, n1 * sizeof(float));
+        if (!dt1r) return MD_ERR_NOMEM;
+        md_relu_backward(dt1r, dt1, ba->t1, n1);
+        TRY(md_conv_backward_layer(det, a, &b->c1, din, dt1r, ba->in, N, ba->H, ba->W));
+        if (b->has_down) {
+            TRY(md_conv_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W));
+        } else if (din) {
+            md_add_forward(din, din, dz, nin);
+        }
+        md_arena_release(a, mark);
+        dx_next = din;
+    }
+    if (low == 0 && dx_next) {
+        /* stem: maxpool, relu, conv1 (no gradient to the image) */
+        const md_conv *c = &r->stem;
+        size_t ns = (size_t)N * c->oc * sv->sH * sv->sW;
+        float *dstem = md_arena_calloc(a, ns * sizeof(float));
+        float *dstem_r = md_arena_calloc(a, ns * sizeof(float));
+        if (!dstem || !dstem_r) return MD_ERR_NOMEM;
+        md_maxpool2d_backward(dstem, dx_next, sv->argmax, N, c->oc, sv->sH, sv->sW, sv->pH, sv->pW);
+        md_relu_backward(dstem_r, dstem, sv->stem, ns);
+        TRY(md_conv_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W));
+    }
+    return MD_OK;
+}
