@@ -81,9 +81,12 @@ def build(v, images):
     depth, wm = v["depth"], v["width_mult"]
     # 1. a BatchNorm ResNet: random affine, running stats = statistics of this input (momentum None)
     bn_net = WideResNet(depth, wm, lambda c: nn.BatchNorm2d(c, momentum=None))
-    for m in bn_net.modules():
+    last_bn = "bn3" if depth >= 50 else "bn2"
+    for mname, m in bn_net.named_modules():
         if isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
+            # the last BN of each residual branch gets a small scale so activations stay O(1) with depth
+            lo, hi = (0.2, 0.5) if mname.endswith(last_bn) else (0.5, 1.5)
+            nn.init.uniform_(m.weight, lo, hi)
             nn.init.normal_(m.bias, 0.0, 0.2)
     bn_net.train()
     with torch.no_grad():
@@ -118,7 +121,7 @@ def build(v, images):
         nn.init.normal_(model.rpn.head.conv[0][0].weight, std=0.08)
         nn.init.normal_(model.rpn.head.cls_logits.weight, std=0.3)
         nn.init.normal_(model.rpn.head.cls_logits.bias, std=0.1)
-        nn.init.normal_(model.rpn.head.bbox_pred.weight, std=0.05)
+        nn.init.normal_(model.rpn.head.bbox_pred.weight, std=0.02)
         for m in backbone.fpn.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.bias, std=0.05)
