@@ -1,11 +1,12 @@
 /* coco_dets.c — COCO detection results: from memory, from a results JSON file
- * (a small dedicated parser: the list can hold millions of numbers), and back
+ * (json_scan.h: the list can hold millions of numbers), and back
  * to a file. See include/minidet/cocoeval.h. */
 #include "minidet/cocoeval.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "json_scan.h"
 
 md_status md_coco_dets_create(const md_coco_gt *gt, md_coco_dets **out) {
     *out = calloc(1, sizeof **out);
@@ -69,160 +70,6 @@ md_status md_coco_dets_add(md_coco_dets *d, size_t n, const int64_t *img_ids, co
     return MD_OK;
 }
 
-/* ---- the results-list parser ------------------------------------------------
- * Grammar: ws '[' ws (entry (ws ',' ws entry)*)? ws ']' ws EOF, each entry a
- * JSON object; known keys are read, every other value is skipped (any JSON).
- * Numbers follow the JSON grammar and are converted correctly rounded (exact
- * fast path for <= 19 digits and |exponent| <= 22, strtod otherwise), so the
- * doubles equal Python's json.load. */
-
-typedef struct {
-    const char *buf, *p, *end;
-    const char *path;
-    size_t entry;      /* index of the entry being read, or (size_t)-1 outside */
-} jparser;
-
-static md_status perr(jparser *j, const char *what) {
-    size_t off = (size_t)(j->p - j->buf);
-    if (j->entry != (size_t)-1)
-        return md_set_error(MD_ERR_FORMAT, "%s: malformed JSON at byte %zu (entry %zu): %s", j->path, off, j->entry, what);
-    return md_set_error(MD_ERR_FORMAT, "%s: malformed JSON at byte %zu: %s", j->path, off, what);
-}
-
-static inline void skip_ws(jparser *j) {
-    const char *p = j->p;
-    while (p < j->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-    j->p = p;
-}
-
-static const double k_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-/* Parses a JSON number at j->p. *is_int: written without fraction/exponent and fits int64 (*iv). */
-static md_status parse_number(jparser *j, double *out, int64_t *iv, int *is_int) {
-    const char *p = j->p, *start = p, *end = j->end;
-    int neg = 0, frac = 0, trunc = 0;
-    uint64_t mant = 0;
-    int nd = 0, e10 = 0;
-    if (p < end && *p == '-') { neg = 1; p++; }
-    if (p >= end || *p < '0' || *p > '9') return perr(j, "expected a number");
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (nd < 19) { mant = mant * 10 + (uint64_t)(*p - '0'); nd++; }
-            else { e10++; if (*p != '0') trunc = 1; }
-            p++;
-        }
-    }
-    if (p < end && *p == '.') {
-        frac = 1;
-        p++;
-        if (p >= end || *p < '0' || *p > '9') { j->p = p; return perr(j, "expected a digit after '.'"); }
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (mant == 0 && *p == '0') e10--;
-            else if (nd < 19) { mant = mant * 10 + (uint64_t)(*p - '0'); nd++; e10--; }
-            else if (*p != '0') trunc = 1;
-            p++;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        frac = 1;
-        p++;
-        int eneg = 0, ex = 0;
-        if (p < end && (*p == '+' || *p == '-')) { eneg = *p == '-'; p++; }
-        if (p >= end || *p < '0' || *p > '9') { j->p = p; return perr(j, "expected a digit in the exponent"); }
-        while (p < end && *p >= '0' && *p <= '9') { if (ex < 100000) ex = ex * 10 + (*p - '0'); p++; }
-        e10 += eneg ? -ex : ex;
-    }
-    double d;
-    if (!trunc && mant <= (1ULL << 53) && e10 >= -22 && e10 <= 22) {
-        d = (double)mant;
-        d = e10 < 0 ? d / k_pow10[-e10] : d * k_pow10[e10];
-        if (neg) d = -d;
-    } else {
-        char tmp[128];
-        size_t n = (size_t)(p - start);
-        char *s = n < sizeof tmp ? tmp : malloc(n + 1);
-        if (!s) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
-        memcpy(s, start, n);
-        s[n] = 0;
-        d = strtod(s, NULL);
-        if (s != tmp) free(s);
-    }
-    *is_int = !frac && !trunc && nd <= 18;
-    if (*is_int) *iv = neg ? -(int64_t)mant : (int64_t)mant;
-    *out = d;
-    j->p = p;
-    return MD_OK;
-}
-
-/* Skips a JSON string (j->p at the opening quote). */
-static md_status skip_string(jparser *j) {
-    const char *p = j->p + 1, *end = j->end;
-    while (p < end) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"') { j->p = p + 1; return MD_OK; }
-        if (c < 0x20) { j->p = p; return perr(j, "control character in a string"); }
-        if (c == '\\') {
-            p++;
-            if (p >= end) break;
-            if (*p == 'u') {
-                for (int k = 1; k <= 4; k++)
-                    if (p + k >= end || !strchr("0123456789abcdefABCDEF", p[k]) || !p[k]) { j->p = p; return perr(j, "bad \\u escape"); }
-                p += 4;
-            } else if (!strchr("\"\\/bfnrt", *p) || !*p) {
-                j->p = p;
-                return perr(j, "bad escape in a string");
-            }
-        }
-        p++;
-    }
-    j->p = end;
-    return perr(j, "unterminated string");
-}
-
-static md_status skip_value(jparser *j, int depth) {
-    if (depth > 512) return perr(j, "nesting too deep");
-    skip_ws(j);
-    if (j->p >= j->end) return perr(j, "unexpected end of file");
-    char c = *j->p;
-    md_status st;
-    if (c == '"') return skip_string(j);
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        double d;
-        int64_t iv;
-        int ii;
-        return parse_number(j, &d, &iv, &ii);
-    }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        skip_ws(j);
-        if (j->p < j->end && *j->p == close) { j->p++; return MD_OK; }
-        for (;;) {
-            if (c == '{') {
-                skip_ws(j);
-                if (j->p >= j->end || *j->p != '"') return perr(j, "expected a string key");
-                if ((st = skip_string(j)) != MD_OK) return st;
-                skip_ws(j);
-                if (j->p >= j->end || *j->p != ':') return perr(j, "expected ':'");
-                j->p++;
-            }
-            if ((st = skip_value(j, depth + 1)) != MD_OK) return st;
-            skip_ws(j);
-            if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-            if (j->p < j->end && *j->p == close) { j->p++; return MD_OK; }
-            return perr(j, c == '{' ? "expected ',' or '}' in an object" : "expected ',' or ']' in a list");
-        }
-    }
-    static const char *lits[3] = {"true", "false", "null"};
-    for (int k = 0; k < 3; k++) {
-        size_t n = strlen(lits[k]);
-        if ((size_t)(j->end - j->p) >= n && !memcmp(j->p, lits[k], n)) { j->p += n; return MD_OK; }
-    }
-    return perr(j, "unexpected character");
-}
 
 enum { F_IMG = 1, F_CAT = 2, F_BBOX = 4, F_SCORE = 8 };
 
@@ -258,100 +105,44 @@ static int32_t *make_lut(const int64_t *ids, int n, int64_t *lut_n) {
     return lut;
 }
 
-static md_status read_id(jparser *j, const char *field, int64_t *v) {
-    double d;
-    int is_int;
-    const char *at = j->p;
-    if (j->p >= j->end || (*j->p != '-' && (*j->p < '0' || *j->p > '9')))
-        return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field %s: not a number (byte %zu)", j->path, j->entry, field, (size_t)(at - j->buf));
-    md_status st = parse_number(j, &d, v, &is_int);
-    if (st != MD_OK) return st;
-    if (!is_int) {
-        if (!(d == floor(d)) || fabs(d) > 9007199254740992.0)
-            return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field %s: not an integer (byte %zu)", j->path, j->entry, field, (size_t)(at - j->buf));
-        *v = (int64_t)d;
-    }
-    return MD_OK;
-}
 
-static md_status read_finite(jparser *j, const char *field, double *v) {
-    int64_t iv;
-    int is_int;
-    const char *at = j->p;
-    if (j->p >= j->end || (*j->p != '-' && (*j->p < '0' || *j->p > '9')))
-        return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field %s: not a number (byte %zu)", j->path, j->entry, field, (size_t)(at - j->buf));
-    md_status st = parse_number(j, v, &iv, &is_int);
-    if (st != MD_OK) return st;
-    if (!isfinite(*v))
-        return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field %s: not a finite number (byte %zu)", j->path, j->entry, field, (size_t)(at - j->buf));
-    return MD_OK;
-}
-
-static md_status parse_entry(jparser *j, md_coco_dets *d, const id_maps *maps) {
+/* One {"image_id", "category_id", "bbox", "score", ...} object (other keys skipped). */
+static md_status parse_entry(json_scan *j, md_coco_dets *d, const id_maps *maps) {
     const md_coco_gt *gt = maps->gt;
     const char *start = j->p;
+    md_status st;
     if (*j->p != '{') {
-        md_status st = skip_value(j, 0);
-        if (st != MD_OK) return st;
+        if ((st = json_skip_value(j, 0)) != MD_OK) return st;
         return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: not an object (byte %zu)", j->path, j->entry, (size_t)(start - j->buf));
     }
     j->p++;
     int seen = 0;
     int64_t img_id = 0, cat_id = 0;
     double bb[4] = {0, 0, 0, 0}, score = 0;
-    md_status st;
-    skip_ws(j);
-    if (j->p < j->end && *j->p == '}') j->p++;
-    else for (;;) {
-        skip_ws(j);
-        if (j->p >= j->end || *j->p != '"') return perr(j, "expected a string key");
-        const char *k0 = j->p + 1;
-        if ((st = skip_string(j)) != MD_OK) return st;
-        size_t kl = (size_t)(j->p - 1 - k0);
-        skip_ws(j);
-        if (j->p >= j->end || *j->p != ':') return perr(j, "expected ':'");
-        j->p++;
-        skip_ws(j);
+    if (!json_eat(j, '}')) for (;;) {
+        const char *k0;
+        size_t kl;
+        if ((st = json_key(j, &k0, &kl)) != MD_OK) return st;
 #define KEY_IS(s) (kl == sizeof(s) - 1 && !memcmp(k0, s, kl))
         if (KEY_IS("image_id")) {
-            if ((st = read_id(j, "image_id", &img_id)) != MD_OK) return st;
+            if ((st = json_field_id(j, "image_id", &img_id)) != MD_OK) return st;
             seen |= F_IMG;
         } else if (KEY_IS("category_id")) {
-            if ((st = read_id(j, "category_id", &cat_id)) != MD_OK) return st;
+            if ((st = json_field_id(j, "category_id", &cat_id)) != MD_OK) return st;
             seen |= F_CAT;
         } else if (KEY_IS("score")) {
-            if ((st = read_finite(j, "score", &score)) != MD_OK) return st;
+            if ((st = json_field_finite(j, "score", &score)) != MD_OK) return st;
             seen |= F_SCORE;
         } else if (KEY_IS("bbox")) {
-            const char *at = j->p;
-            if (j->p >= j->end || *j->p != '[')
-                return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field bbox: not a list [x, y, w, h] (byte %zu)", j->path, j->entry, (size_t)(at - j->buf));
-            j->p++;
-            int n = 0;
-            skip_ws(j);
-            if (j->p < j->end && *j->p == ']') j->p++;
-            else for (;;) {
-                skip_ws(j);
-                if (n == 4)
-                    return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field bbox: more than 4 numbers (byte %zu)", j->path, j->entry, (size_t)(at - j->buf));
-                if ((st = read_finite(j, "bbox", &bb[n])) != MD_OK) return st;
-                n++;
-                skip_ws(j);
-                if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-                if (j->p < j->end && *j->p == ']') { j->p++; break; }
-                return perr(j, "expected ',' or ']' in a list");
-            }
-            if (n != 4)
-                return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field bbox: %d numbers, expected 4 [x, y, w, h] (byte %zu)", j->path, j->entry, n, (size_t)(at - j->buf));
+            if ((st = json_field_box(j, "bbox", bb)) != MD_OK) return st;
             seen |= F_BBOX;
-        } else {
-            if ((st = skip_value(j, 1)) != MD_OK) return st;
+        } else if ((st = json_skip_value(j, 1)) != MD_OK) {
+            return st;
         }
 #undef KEY_IS
-        skip_ws(j);
-        if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-        if (j->p < j->end && *j->p == '}') { j->p++; break; }
-        return perr(j, "expected ',' or '}' in an object");
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, '}')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
     }
     static const char *names[4] = {"image_id", "category_id", "bbox", "score"};
     for (int f = 0; f < 4; f++)
@@ -374,31 +165,29 @@ static md_status parse_entry(jparser *j, md_coco_dets *d, const id_maps *maps) {
     return MD_OK;
 }
 
-static md_status parse_results(jparser *j, md_coco_dets *d, const id_maps *maps) {
+/* ws '[' entry (',' entry)* ']' ws EOF; an empty list is an error (COCO.loadRes fails on it too). */
+static md_status parse_results(json_scan *j, md_coco_dets *d, const id_maps *maps) {
     md_status st;
-    skip_ws(j);
-    if (j->p >= j->end) return perr(j, "the file is empty");
+    json_ws(j);
+    if (j->p >= j->end) return json_error(j, "the file is empty");
     if (*j->p != '[') return md_set_error(MD_ERR_FORMAT, "%s: not a results list (the top level is not a JSON list of detections)", j->path);
     j->p++;
-    skip_ws(j);
-    if (j->p < j->end && *j->p == ']') {
-        j->p++;
-        skip_ws(j);
-        if (j->p != j->end) return perr(j, "unexpected data after the list");
+    if (json_eat(j, ']')) {
+        json_ws(j);
+        if (j->p != j->end) return json_error(j, "unexpected data after the list");
         return md_set_error(MD_ERR_FORMAT, "%s: the results list is empty (no detections)", j->path);
     }
     for (j->entry = 0;; j->entry++) {
-        skip_ws(j);
-        if (j->p >= j->end) return perr(j, "unexpected end of file");
+        json_ws(j);
+        if (j->p >= j->end) return json_error(j, "unexpected end of file (truncated?)");
         if ((st = parse_entry(j, d, maps)) != MD_OK) return st;
-        skip_ws(j);
-        if (j->p < j->end && *j->p == ',') { j->p++; continue; }
-        if (j->p < j->end && *j->p == ']') { j->p++; break; }
-        return perr(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' after an entry");
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, ']')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' after an entry");
     }
     j->entry = (size_t)-1;
-    skip_ws(j);
-    if (j->p != j->end) return perr(j, "unexpected data after the list");
+    json_ws(j);
+    if (j->p != j->end) return json_error(j, "unexpected data after the list");
     return MD_OK;
 }
 
@@ -414,7 +203,8 @@ md_status md_coco_dets_load(const md_coco_gt *gt, const char *path, md_coco_dets
     id_maps maps = {gt, NULL, 0, NULL, 0};
     maps.img_lut = make_lut(gt->img_ids, gt->n_img, &maps.img_lut_n);
     maps.cat_lut = make_lut(gt->cat_ids, gt->n_cat, &maps.cat_lut_n);
-    jparser j = {buf, buf, buf + len, path, (size_t)-1};
+    json_scan j;
+    json_init(&j, path, buf, len);
     st = parse_results(&j, d, &maps);
     free(maps.img_lut);
     free(maps.cat_lut);

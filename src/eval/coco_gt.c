@@ -1,10 +1,10 @@
 /* coco_gt.c — COCO ground truth (instances JSON) for the evaluator (see include/minidet/cocoeval.h). */
 #include "minidet/cocoeval.h"
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "json_scan.h"
 
 void md_coco_gt_free(md_coco_gt *gt) {
     if (!gt) return;
@@ -37,155 +37,315 @@ static int bsearch_i64(const int64_t *a, int n, int64_t v) {
 int md_coco_gt_img_index(const md_coco_gt *gt, int64_t img_id) { return bsearch_i64(gt->img_ids, gt->n_img, img_id); }
 int md_coco_gt_cat_index(const md_coco_gt *gt, int64_t cat_id) { return bsearch_i64(gt->cat_ids, gt->n_cat, cat_id); }
 
-/* An integral JSON number (ids). 0 on success; otherwise *why says what is wrong. */
-static int json_int(const cJSON *v, int64_t *out, const char **why) {
-    if (!v) { *why = "missing"; return -1; }
-    if (!cJSON_IsNumber(v)) { *why = "not a number"; return -1; }
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0) { *why = "not an integer"; return -1; }
-    *out = (int64_t)d;
-    return 0;
-}
-
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
-typedef struct { int64_t id; int pos; } id_pos;
-static int cmp_id_pos(const void *a, const void *b) {
-    const id_pos *x = a, *y = b;
-    if (x->id != y->id) return (x->id > y->id) - (x->id < y->id);
-    return x->pos - y->pos;
+typedef struct { int64_t id; char *name; } cat_entry;
+static int cmp_cat(const void *a, const void *b) { return cmp_i64(&((const cat_entry *)a)->id, &((const cat_entry *)b)->id); }
+
+/* What the file holds, before ids are resolved. */
+typedef struct {
+    int64_t *img;
+    size_t n_img, cap_img;
+    cat_entry *cat;
+    size_t n_cat, cap_cat;
+    int64_t *ann_id, *ann_img, *ann_cat;
+    double *bbox, *area;
+    uint8_t *crowd;
+    size_t n_ann, cap_ann;
+    int have_images, have_cats;
+} gt_raw;
+
+static void raw_free(gt_raw *r) {
+    free(r->img);
+    for (size_t i = 0; i < r->n_cat; i++) free(r->cat[i].name);
+    free(r->cat);
+    free(r->ann_id);
+    free(r->ann_img);
+    free(r->ann_cat);
+    free(r->bbox);
+    free(r->area);
+    free(r->crowd);
 }
 
-static md_status load_tree(const char *path, const cJSON *root, md_coco_gt *gt) {
-    if (!cJSON_IsObject(root)) return md_set_error(MD_ERR_FORMAT, "%s: not a COCO instances file (the top level is not a JSON object)", path);
-    const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
-    const cJSON *cats = cJSON_GetObjectItemCaseSensitive(root, "categories");
-    const cJSON *anns = cJSON_GetObjectItemCaseSensitive(root, "annotations");
-    const char *why = NULL;
-    if (!cJSON_IsArray(images)) return md_set_error(MD_ERR_FORMAT, "%s: field images: %s", path, images ? "not a list" : "missing");
-    if (!cJSON_IsArray(cats)) return md_set_error(MD_ERR_FORMAT, "%s: field categories: %s", path, cats ? "not a list" : "missing");
-    if (anns && !cJSON_IsArray(anns)) return md_set_error(MD_ERR_FORMAT, "%s: field annotations: not a list", path);
-    int ni = cJSON_GetArraySize(images), nc = cJSON_GetArraySize(cats), na = anns ? cJSON_GetArraySize(anns) : 0;
-    if (ni == 0) return md_set_error(MD_ERR_FORMAT, "%s: field images: the list is empty (nothing to evaluate)", path);
-    if (nc == 0) return md_set_error(MD_ERR_FORMAT, "%s: field categories: the list is empty (nothing to evaluate)", path);
+static int grow_to(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap * 2 : 256;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
 
-    gt->n_img = ni;
-    gt->n_cat = nc;
-    gt->n_ann = na;
-    gt->img_ids = malloc(sizeof(int64_t) * ni);
-    gt->cat_ids = malloc(sizeof(int64_t) * nc);
-    gt->cat_names = calloc(nc, sizeof(char *));
+enum { G_ID = 1, G_IMG = 2, G_CAT = 4, G_BBOX = 8, G_AREA = 16 };
+
+static md_status parse_image(json_scan *j, gt_raw *r) {
+    const char *k;
+    size_t kl;
+    md_status st;
+    int64_t id = 0;
+    int seen = 0;
+    char c[96];
+    if (!json_eat(j, '}')) for (;;) {
+        if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
+        if (kl == 2 && !memcmp(k, "id", 2)) {
+            if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
+            seen = 1;
+        } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, '}')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+    }
+    if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
+    size_t cap = r->cap_img;
+    if (grow_to((void **)&r->img, &cap, r->n_img + 1, sizeof(int64_t))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
+    r->cap_img = cap;
+    r->img[r->n_img++] = id;
+    return MD_OK;
+}
+
+static md_status parse_category(json_scan *j, gt_raw *r) {
+    const char *k, *nm = NULL;
+    size_t kl, nl = 0;
+    md_status st;
+    int64_t id = 0;
+    int seen = 0;
+    char c[96];
+    if (!json_eat(j, '}')) for (;;) {
+        if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
+        if (kl == 2 && !memcmp(k, "id", 2)) {
+            if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
+            seen = 1;
+        } else if (kl == 4 && !memcmp(k, "name", 4) && j->p < j->end && *j->p == '"') {
+            if ((st = json_string_raw(j, &nm, &nl)) != MD_OK) return st;
+        } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, '}')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+    }
+    if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
+    size_t cap = r->cap_cat;
+    if (grow_to((void **)&r->cat, &cap, r->n_cat + 1, sizeof(cat_entry))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
+    r->cap_cat = cap;
+    char *name = nm ? json_decode_string(nm, nl) : strdup("");
+    if (!name) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
+    r->cat[r->n_cat].id = id;
+    r->cat[r->n_cat].name = name;
+    r->n_cat++;
+    return MD_OK;
+}
+
+static md_status parse_annotation(json_scan *j, gt_raw *r) {
+    const char *k;
+    size_t kl;
+    md_status st;
+    int64_t id = 0, img = 0, cat = 0;
+    double bb[4] = {0, 0, 0, 0}, area = 0;
+    int crowd = 0, seen = 0;
+    char c[96];
+    if (!json_eat(j, '}')) for (;;) {
+        if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
+#define KEY_IS(s) (kl == sizeof(s) - 1 && !memcmp(k, s, kl))
+        if (KEY_IS("id")) {
+            if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
+            seen |= G_ID;
+        } else if (KEY_IS("image_id")) {
+            if ((st = json_field_id(j, "image_id", &img)) != MD_OK) return st;
+            seen |= G_IMG;
+        } else if (KEY_IS("category_id")) {
+            if ((st = json_field_id(j, "category_id", &cat)) != MD_OK) return st;
+            seen |= G_CAT;
+        } else if (KEY_IS("bbox")) {
+            if ((st = json_field_box(j, "bbox", bb)) != MD_OK) return st;
+            seen |= G_BBOX;
+        } else if (KEY_IS("area")) {
+            if ((st = json_field_finite(j, "area", &area)) != MD_OK) return st;
+            seen |= G_AREA;
+        } else if (KEY_IS("iscrowd")) {
+            /* a number or true/false; pycocotools tests its truth value */
+            if (j->end - j->p >= 4 && !memcmp(j->p, "true", 4)) { crowd = 1; j->p += 4; }
+            else if (j->end - j->p >= 5 && !memcmp(j->p, "false", 5)) { crowd = 0; j->p += 5; }
+            else {
+                double v;
+                if ((st = json_field_finite(j, "iscrowd", &v)) != MD_OK) return st;
+                crowd = v != 0;
+            }
+        } else if ((st = json_skip_value(j, 1)) != MD_OK) {
+            return st;
+        }
+#undef KEY_IS
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, '}')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+    }
+    static const char *names[5] = {"id", "image_id", "category_id", "bbox", "area"};
+    for (int f = 0; f < 5; f++)
+        if (!(seen & (1 << f))) return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: missing", j->path, json_ctx(j, c, sizeof c), names[f]);
+    size_t n = r->n_ann;
+    if (n + 1 > r->cap_ann) {
+        size_t c = r->cap_ann ? 2 * r->cap_ann : 1024;
+        void *p1 = realloc(r->ann_id, c * sizeof(int64_t));
+        if (p1) r->ann_id = p1;
+        void *p2 = realloc(r->ann_img, c * sizeof(int64_t));
+        if (p2) r->ann_img = p2;
+        void *p3 = realloc(r->ann_cat, c * sizeof(int64_t));
+        if (p3) r->ann_cat = p3;
+        void *p4 = realloc(r->bbox, c * 4 * sizeof(double));
+        if (p4) r->bbox = p4;
+        void *p5 = realloc(r->area, c * sizeof(double));
+        if (p5) r->area = p5;
+        void *p6 = realloc(r->crowd, c);
+        if (p6) r->crowd = p6;
+        if (!p1 || !p2 || !p3 || !p4 || !p5 || !p6) return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%zu annotations)", j->path, n + 1);
+        r->cap_ann = c;
+    }
+    r->ann_id[n] = id;
+    r->ann_img[n] = img;
+    r->ann_cat[n] = cat;
+    memcpy(r->bbox + 4 * n, bb, sizeof bb);
+    r->area[n] = area;
+    r->crowd[n] = (uint8_t)crowd;
+    r->n_ann = n + 1;
+    return MD_OK;
+}
+
+/* '[' object (',' object)* ']' with each object read by fn. */
+static md_status parse_list(json_scan *j, const char *name, md_status (*fn)(json_scan *, gt_raw *), gt_raw *r) {
+    md_status st;
+    if (j->p >= j->end || *j->p != '[') {
+        const char *at = j->p;
+        if ((st = json_skip_value(j, 1)) != MD_OK) return st;
+        return md_set_error(MD_ERR_FORMAT, "%s: field %s: not a list (byte %zu)", j->path, name, (size_t)(at - j->buf));
+    }
+    j->p++;
+    if (json_eat(j, ']')) return MD_OK;
+    j->list = name;
+    for (j->entry = 0;; j->entry++) {
+        json_ws(j);
+        const char *at = j->p;
+        if (j->p < j->end && *j->p == '{') {
+            j->p++;
+            if ((st = fn(j, r)) != MD_OK) return st;
+        } else {
+            if ((st = json_skip_value(j, 1)) != MD_OK) return st;
+            return md_set_error(MD_ERR_FORMAT, "%s: %s[%zu]: not an object (byte %zu)", j->path, name, j->entry, (size_t)(at - j->buf));
+        }
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, ']')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' in a list");
+    }
+    j->list = NULL;
+    j->entry = (size_t)-1;
+    return MD_OK;
+}
+
+static md_status parse_gt(json_scan *j, gt_raw *r) {
+    md_status st;
+    json_ws(j);
+    if (j->p >= j->end) return json_error(j, "the file is empty");
+    if (*j->p != '{') return md_set_error(MD_ERR_FORMAT, "%s: not a COCO instances file (the top level is not a JSON object)", j->path);
+    j->p++;
+    if (!json_eat(j, '}')) for (;;) {
+        const char *k;
+        size_t kl;
+        if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
+        if (kl == 6 && !memcmp(k, "images", 6)) {
+            r->n_img = 0; /* a repeated key replaces the earlier value, as in json.load */
+            if ((st = parse_list(j, "images", parse_image, r)) != MD_OK) return st;
+            r->have_images = 1;
+        } else if (kl == 10 && !memcmp(k, "categories", 10)) {
+            for (size_t i = 0; i < r->n_cat; i++) free(r->cat[i].name);
+            r->n_cat = 0;
+            if ((st = parse_list(j, "categories", parse_category, r)) != MD_OK) return st;
+            r->have_cats = 1;
+        } else if (kl == 11 && !memcmp(k, "annotations", 11)) {
+            r->n_ann = 0;
+            if ((st = parse_list(j, "annotations", parse_annotation, r)) != MD_OK) return st;
+        } else if ((st = json_skip_value(j, 1)) != MD_OK) {
+            return st;
+        }
+        if (json_eat(j, ',')) continue;
+        if (json_eat(j, '}')) break;
+        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+    }
+    json_ws(j);
+    if (j->p != j->end) return json_error(j, "unexpected data after the JSON object");
+    return MD_OK;
+}
+
+/* Sorted, checked ids; annotations resolved to indices. */
+static md_status build_gt(const char *path, gt_raw *r, md_coco_gt *gt) {
+    if (!r->have_images) return md_set_error(MD_ERR_FORMAT, "%s: field images: missing", path);
+    if (!r->have_cats) return md_set_error(MD_ERR_FORMAT, "%s: field categories: missing", path);
+    if (r->n_img == 0) return md_set_error(MD_ERR_FORMAT, "%s: field images: the list is empty (nothing to evaluate)", path);
+    if (r->n_cat == 0) return md_set_error(MD_ERR_FORMAT, "%s: field categories: the list is empty (nothing to evaluate)", path);
+    if (r->n_img > INT32_MAX || r->n_cat > INT32_MAX || r->n_ann > INT32_MAX)
+        return md_set_error(MD_ERR_FORMAT, "%s: too many images, categories or annotations", path);
+    qsort(r->img, r->n_img, sizeof(int64_t), cmp_i64);
+    for (size_t i = 1; i < r->n_img; i++)
+        if (r->img[i] == r->img[i - 1]) return md_set_error(MD_ERR_FORMAT, "%s: images: id %lld appears twice", path, (long long)r->img[i]);
+    qsort(r->cat, r->n_cat, sizeof(cat_entry), cmp_cat);
+    for (size_t i = 1; i < r->n_cat; i++)
+        if (r->cat[i].id == r->cat[i - 1].id) return md_set_error(MD_ERR_FORMAT, "%s: categories: id %lld appears twice", path, (long long)r->cat[i].id);
+    int na = (int)r->n_ann;
     size_t nab = na ? (size_t)na : 1;
-    gt->ann_ids = malloc(sizeof(int64_t) * nab);
+    gt->n_img = (int)r->n_img;
+    gt->n_cat = (int)r->n_cat;
+    gt->img_ids = r->img;
+    r->img = NULL;
+    gt->cat_ids = malloc(sizeof(int64_t) * r->n_cat);
+    gt->cat_names = calloc(r->n_cat, sizeof(char *));
     gt->ann_img = malloc(sizeof(int32_t) * nab);
     gt->ann_cat = malloc(sizeof(int32_t) * nab);
-    gt->ann_bbox = malloc(sizeof(double) * 4 * nab);
-    gt->ann_area = malloc(sizeof(double) * nab);
-    gt->ann_crowd = malloc(nab);
-    if (!gt->img_ids || !gt->cat_ids || !gt->cat_names || !gt->ann_ids || !gt->ann_img || !gt->ann_cat ||
-        !gt->ann_bbox || !gt->ann_area || !gt->ann_crowd)
-        return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%d annotations)", path, na);
-
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, images) {
-        if (!cJSON_IsObject(it)) return md_set_error(MD_ERR_FORMAT, "%s: images[%d]: not an object", path, i);
-        if (json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &gt->img_ids[i], &why))
-            return md_set_error(MD_ERR_FORMAT, "%s: images[%d]: field id: %s", path, i, why);
-        i++;
+    if (!gt->cat_ids || !gt->cat_names || !gt->ann_img || !gt->ann_cat) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t k = 0; k < r->n_cat; k++) {
+        gt->cat_ids[k] = r->cat[k].id;
+        gt->cat_names[k] = r->cat[k].name;
+        r->cat[k].name = NULL;
     }
-    qsort(gt->img_ids, ni, sizeof(int64_t), cmp_i64);
-    for (i = 1; i < ni; i++)
-        if (gt->img_ids[i] == gt->img_ids[i - 1])
-            return md_set_error(MD_ERR_FORMAT, "%s: images: id %lld appears twice", path, (long long)gt->img_ids[i]);
-
-    /* categories: sort (id, file position) so names follow their ids */
-    id_pos *cp = malloc(sizeof(id_pos) * nc);
-    if (!cp) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
-    const cJSON **cobj = malloc(sizeof(cJSON *) * nc);
-    if (!cobj) { free(cp); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
-    i = 0;
-    cJSON_ArrayForEach(it, cats) {
-        cobj[i] = it;
-        if (!cJSON_IsObject(it)) { free(cp); free(cobj); return md_set_error(MD_ERR_FORMAT, "%s: categories[%d]: not an object", path, i); }
-        if (json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &cp[i].id, &why)) {
-            free(cp);
-            free(cobj);
-            return md_set_error(MD_ERR_FORMAT, "%s: categories[%d]: field id: %s", path, i, why);
-        }
-        cp[i].pos = i;
-        i++;
-    }
-    qsort(cp, nc, sizeof(id_pos), cmp_id_pos);
-    md_status st = MD_OK;
-    for (i = 0; i < nc && st == MD_OK; i++) {
-        if (i > 0 && cp[i].id == cp[i - 1].id) {
-            st = md_set_error(MD_ERR_FORMAT, "%s: categories: id %lld appears twice", path, (long long)cp[i].id);
-            break;
-        }
-        gt->cat_ids[i] = cp[i].id;
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(cobj[cp[i].pos], "name");
-        const char *s = cJSON_IsString(nm) ? nm->valuestring : "";
-        gt->cat_names[i] = strdup(s);
-        if (!gt->cat_names[i]) st = md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
-    }
-    free(cp);
-    free(cobj);
-    if (st != MD_OK) return st;
-
-    i = 0;
-    if (anns) cJSON_ArrayForEach(it, anns) {
-        int64_t v;
-        if (!cJSON_IsObject(it)) return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: not an object", path, i);
-        if (json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &gt->ann_ids[i], &why))
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field id: %s", path, i, why);
-        if (json_int(cJSON_GetObjectItemCaseSensitive(it, "image_id"), &v, &why))
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field image_id: %s", path, i, why);
-        int ii = md_coco_gt_img_index(gt, v);
-        if (ii < 0) return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field image_id: image %lld is not in images", path, i, (long long)v);
+    for (int i = 0; i < na; i++) {
+        int ii = md_coco_gt_img_index(gt, r->ann_img[i]);
+        if (ii < 0) return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field image_id: image %lld is not in images", path, i, (long long)r->ann_img[i]);
+        int ci = md_coco_gt_cat_index(gt, r->ann_cat[i]);
+        if (ci < 0)
+            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field category_id: category %lld is not in categories", path, i, (long long)r->ann_cat[i]);
         gt->ann_img[i] = ii;
-        if (json_int(cJSON_GetObjectItemCaseSensitive(it, "category_id"), &v, &why))
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field category_id: %s", path, i, why);
-        int ci = md_coco_gt_cat_index(gt, v);
-        if (ci < 0) return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field category_id: category %lld is not in categories", path, i, (long long)v);
         gt->ann_cat[i] = ci;
-        const cJSON *bb = cJSON_GetObjectItemCaseSensitive(it, "bbox");
-        if (!cJSON_IsArray(bb) || cJSON_GetArraySize(bb) != 4)
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field bbox: %s", path, i, bb ? "not a list of 4 numbers [x, y, w, h]" : "missing");
-        int j = 0;
-        const cJSON *x;
-        cJSON_ArrayForEach(x, bb) {
-            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
-                return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field bbox: element %d is not a finite number", path, i, j);
-            gt->ann_bbox[4 * (size_t)i + j++] = x->valuedouble;
-        }
-        const cJSON *ar = cJSON_GetObjectItemCaseSensitive(it, "area");
-        if (!cJSON_IsNumber(ar) || !isfinite(ar->valuedouble))
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field area: %s", path, i, ar ? "not a finite number" : "missing");
-        gt->ann_area[i] = ar->valuedouble;
-        const cJSON *cr = cJSON_GetObjectItemCaseSensitive(it, "iscrowd");
-        if (cr && !cJSON_IsNumber(cr) && !cJSON_IsBool(cr))
-            return md_set_error(MD_ERR_FORMAT, "%s: annotations[%d]: field iscrowd: not a number", path, i);
-        gt->ann_crowd[i] = cr ? (cJSON_IsBool(cr) ? cJSON_IsTrue(cr) : cr->valuedouble != 0) : 0;
-        i++;
     }
     /* annotation ids must be unique: pycocotools indexes annotations by id, so a
      * repeated id would silently evaluate one box twice and drop the other */
     if (na > 1) {
         int64_t *ids = malloc(sizeof(int64_t) * na);
         if (!ids) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
-        memcpy(ids, gt->ann_ids, sizeof(int64_t) * na);
+        memcpy(ids, r->ann_id, sizeof(int64_t) * na);
         qsort(ids, na, sizeof(int64_t), cmp_i64);
-        for (i = 1; i < na; i++)
+        for (int i = 1; i < na; i++)
             if (ids[i] == ids[i - 1]) {
                 long long dup = (long long)ids[i];
                 free(ids);
                 return md_set_error(MD_ERR_FORMAT, "%s: annotations: id %lld appears twice", path, dup);
             }
         free(ids);
+    }
+    gt->n_ann = na;
+    gt->ann_ids = r->ann_id;
+    gt->ann_bbox = r->bbox;
+    gt->ann_area = r->area;
+    gt->ann_crowd = r->crowd;
+    r->ann_id = NULL;
+    r->bbox = NULL;
+    r->area = NULL;
+    r->crowd = NULL;
+    if (!gt->ann_ids) { /* no annotations: keep every array non-NULL */
+        gt->ann_ids = malloc(sizeof(int64_t));
+        gt->ann_bbox = malloc(4 * sizeof(double));
+        gt->ann_area = malloc(sizeof(double));
+        gt->ann_crowd = malloc(1);
+        if (!gt->ann_ids || !gt->ann_bbox || !gt->ann_area || !gt->ann_crowd) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
     }
     return MD_OK;
 }
@@ -196,23 +356,19 @@ md_status md_coco_gt_load(const char *path, md_coco_gt **out) {
     size_t len;
     md_status st = md_eval_read_file(path, &buf, &len);
     if (st != MD_OK) return st;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1); /* + the NUL: rejects trailing garbage */
-    if (!root) {
-        const char *ep = cJSON_GetErrorPtr();
-        size_t off = (ep && ep >= buf && ep <= buf + len) ? (size_t)(ep - buf) : len;
-        free(buf);
-        return md_set_error(MD_ERR_FORMAT, "%s: malformed JSON at byte %zu%s", path, off, off >= len ? " (truncated file?)" : "");
-    }
     md_coco_gt *gt = calloc(1, sizeof *gt);
     if (!gt || !(gt->path = strdup(path))) {
         free(gt);
-        cJSON_Delete(root);
         free(buf);
         return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
     }
-    st = load_tree(path, root, gt);
-    cJSON_Delete(root);
+    gt_raw raw;
+    memset(&raw, 0, sizeof raw);
+    json_scan j;
+    json_init(&j, path, buf, len);
+    st = parse_gt(&j, &raw);
+    if (st == MD_OK) st = build_gt(path, &raw, gt);
+    raw_free(&raw);
     free(buf);
     if (st != MD_OK) {
         md_coco_gt_free(gt);

@@ -207,81 +207,112 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
     return 0;
 }
 
-/* accumulate() for one category k. Scratch: lists of n_k entries, rc/pr of n_k. */
+/* accumulate() for one category k.
+ *
+ * pycocotools builds tp/fp cumulative sums over all nd detections and
+ * rc = tp / npig, pr = tp / (tp + fp + eps), makes pr non-increasing from the
+ * right and reads pr at the first index where rc >= each recall point. Only
+ * two kinds of index matter, and only those are computed here: that first
+ * index is always index 0 or a true positive (rc grows only there), and the
+ * right-to-left maximum of pr is always reached at index 0 or a true positive
+ * (at a false positive pr can only drop, at an ignored detection it repeats
+ * the previous value — both exactly, in floating point too: tp and fp are
+ * small integers and rounding is monotonic). The values computed are the
+ * same expressions on the same numbers, so the result is bit-identical. */
 typedef struct {
-    uint32_t *list, *tmp, *filt;
+    uint32_t *list, *tmp, *filt, *pos;
+    uint8_t *codes; /* [nd][A*T] codes of the filtered list, in score order */
     double *rc, *pr;
     size_t cap;
 } acc_scratch;
+
+static int acc_fit(acc_scratch *sc, size_t n) {
+    if (n <= sc->cap) return 0;
+    size_t c = n;
+    uint32_t *l = realloc(sc->list, c * sizeof(uint32_t));
+    if (l) sc->list = l;
+    uint32_t *t = realloc(sc->tmp, c * sizeof(uint32_t));
+    if (t) sc->tmp = t;
+    uint32_t *f = realloc(sc->filt, c * sizeof(uint32_t));
+    if (f) sc->filt = f;
+    uint32_t *p = realloc(sc->pos, (c + 1) * sizeof(uint32_t));
+    if (p) sc->pos = p;
+    uint8_t *cd = realloc(sc->codes, c * A_ * T_);
+    if (cd) sc->codes = cd;
+    double *rc = realloc(sc->rc, (c + 1) * sizeof(double));
+    if (rc) sc->rc = rc;
+    double *pr = realloc(sc->pr, (c + 1) * sizeof(double));
+    if (pr) sc->pr = pr;
+    if (!l || !t || !f || !p || !cd || !rc || !pr) return -1;
+    sc->cap = c;
+    return 0;
+}
+
+static void acc_free(acc_scratch *sc) {
+    free(sc->list);
+    free(sc->tmp);
+    free(sc->filt);
+    free(sc->pos);
+    free(sc->codes);
+    free(sc->rc);
+    free(sc->pr);
+}
 
 static int accumulate_cat(const run_state *s, int k, const uint32_t *npig, acc_scratch *sc, md_cocoeval_result *r) {
     int I = s->I;
     size_t b0 = (size_t)k * I;
     size_t n = s->slot_off[b0 + I] - s->slot_off[b0];
-    if (n > sc->cap) {
-        size_t c = n;
-        uint32_t *l = realloc(sc->list, c * sizeof(uint32_t));
-        if (l) sc->list = l;
-        uint32_t *t = realloc(sc->tmp, c * sizeof(uint32_t));
-        if (t) sc->tmp = t;
-        uint32_t *f = realloc(sc->filt, c * sizeof(uint32_t));
-        if (f) sc->filt = f;
-        double *rc = realloc(sc->rc, c * sizeof(double));
-        if (rc) sc->rc = rc;
-        double *pr = realloc(sc->pr, c * sizeof(double));
-        if (pr) sc->pr = pr;
-        if (!l || !t || !f || !rc || !pr) return -1;
-        sc->cap = c;
-    }
+    if (acc_fit(sc, n)) return -1;
     /* np.concatenate over images in id order, then a stable sort on -score. The
      * per-maxDet lists are subsequences of this order (stable sort of a subset). */
     for (size_t i = 0; i < n; i++) sc->list[i] = (uint32_t)(s->slot_off[b0] + i);
     md_eval_sort_desc(sc->list, sc->tmp, n, s->slot_score);
-    const int R = r->R, K = r->K;
+    const int R = r->R;
+    const double eps = 2.220446049250313e-16; /* np.spacing(1) */
     for (int m = 0; m < MD_COCO_M; m++) {
         int maxdet = r->max_dets[m];
         size_t nd = 0;
         for (size_t i = 0; i < n; i++)
             if (s->slot_rank[sc->list[i]] < maxdet) sc->filt[nd++] = sc->list[i];
+        for (size_t i = 0; i < nd; i++) memcpy(sc->codes + i * A_ * T_, s->slot_code + (size_t)sc->filt[i] * A_ * T_, A_ * T_);
         for (int a = 0; a < A_; a++) {
             uint32_t np_ = npig[(size_t)k * A_ + a];
             if (np_ == 0) continue; /* stays -1 */
             for (int t = 0; t < T_; t++) {
-                double tp = 0, fp = 0;
+                const uint8_t *code = sc->codes + a * T_ + t;
+                /* candidates: index 0 and every true positive */
+                size_t nc = 0, ntp = 0, nfp = 0;
                 for (size_t i = 0; i < nd; i++) {
-                    uint8_t c = s->slot_code[((size_t)sc->filt[i] * A_ + a) * T_ + t];
-                    tp += c == CODE_TP;
-                    fp += c == CODE_FP;
-                    sc->rc[i] = tp / np_;
-                    sc->pr[i] = tp / (fp + tp + 2.220446049250313e-16); /* np.spacing(1) */
-                }
-                r->recall[md_coco_ridx(r, t, k, a, m)] = nd ? sc->rc[nd - 1] : 0;
-                for (size_t i = nd - 1; nd > 0 && i > 0; i--)
-                    if (sc->pr[i] > sc->pr[i - 1]) sc->pr[i - 1] = sc->pr[i];
-                /* np.searchsorted(rc, recThrs, side='left'); past the end -> left at 0 */
-                size_t j = 0;
-                for (int ri = 0; ri < R; ri++) {
-                    double q = 0, ss = 0;
-                    while (j < nd && sc->rc[j] < r->rec_thrs[ri]) j++;
-                    if (j < nd) {
-                        q = sc->pr[j];
-                        ss = s->slot_score[sc->filt[j]];
-                    } else {
-                        for (; ri < R; ri++) {
-                            size_t pi = md_coco_pidx(r, t, ri, k, a, m);
-                            r->precision[pi] = 0;
-                            r->scores[pi] = 0;
-                        }
-                        break;
+                    uint8_t c = code[i * A_ * T_];
+                    ntp += c == CODE_TP;
+                    nfp += c == CODE_FP;
+                    if (c == CODE_TP || i == 0) {
+                        double tp = (double)ntp, fp = (double)nfp;
+                        sc->pos[nc] = (uint32_t)i;
+                        sc->rc[nc] = tp / np_;
+                        sc->pr[nc] = tp / (fp + tp + eps);
+                        nc++;
                     }
+                }
+                r->recall[md_coco_ridx(r, t, k, a, m)] = nd ? (double)ntp / np_ : 0;
+                for (size_t c = nc - 1; nc > 0 && c > 0; c--)
+                    if (sc->pr[c] > sc->pr[c - 1]) sc->pr[c - 1] = sc->pr[c];
+                /* np.searchsorted(rc, recThrs, side='left'); past the end -> left at 0 */
+                size_t c = 0;
+                for (int ri = 0; ri < R; ri++) {
                     size_t pi = md_coco_pidx(r, t, ri, k, a, m);
-                    r->precision[pi] = q;
-                    r->scores[pi] = ss;
+                    while (c < nc && sc->rc[c] < r->rec_thrs[ri]) c++;
+                    if (c < nc) {
+                        r->precision[pi] = sc->pr[c];
+                        r->scores[pi] = s->slot_score[sc->filt[sc->pos[c]]];
+                    } else {
+                        r->precision[pi] = 0;
+                        r->scores[pi] = 0;
+                    }
                 }
             }
         }
     }
-    (void)K;
     return 0;
 }
 
@@ -442,9 +473,10 @@ md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_coc
 #pragma omp parallel
     {
         eval_scratch sc = {0};
-#pragma omp for schedule(dynamic, 256)
-        for (size_t b = 0; b < B; b++)
-            if (evaluate_bucket(&s, b, &sc)) {
+        /* image-major order: the detections of one image sit together in memory */
+#pragma omp for schedule(dynamic, 64)
+        for (size_t q = 0; q < B; q++)
+            if (evaluate_bucket(&s, (q % (size_t)K) * I + q / (size_t)K, &sc)) {
 #pragma omp atomic write
                 fail = 1;
             }
@@ -460,11 +492,7 @@ md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_coc
 #pragma omp atomic write
                 fail = 1;
             }
-        free(ac.list);
-        free(ac.tmp);
-        free(ac.filt);
-        free(ac.rc);
-        free(ac.pr);
+        acc_free(&ac);
     }
     if (fail) goto nomem;
     free_state(&s);
