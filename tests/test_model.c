@@ -1,0 +1,324 @@
+/* test_model.c — the detector against torchvision 0.14 (fixtures from scripts/ref_model.py):
+ * ResNet-18 (basic blocks, 2 images of different sizes, trainable_layers 3) and ResNet-50 (bottleneck,
+ * trainable_layers 5) reduced models with random weights and random frozen-BN statistics.
+ * Checks C2..C5, P2..P6, anchors, RPN logits/deltas, proposals (same boxes, same order), RoI pooling
+ * over all four levels, box-head outputs, final detections rescaled to the original sizes, and the
+ * gradients of every trainable parameter for a linear function of the stage outputs. Also: strict and
+ * partial loading of mismatched checkpoints, save/load round trip. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "minidet/model.h"
+#include "minidet/safetensors.h"
+#include "../src/model/model_internal.h"
+#include "testutil.h"
+
+/* max |a - b| / max |b| over a tensor */
+static double rel_to_max(const float *a, const float *b, size_t n) {
+    double m = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d; /* NaN propagates */
+    }
+    return e / (m > 1e-12 ? m : 1e-12);
+}
+
+static const char *meta(const md_st_file *f, const char *k) {
+    const char *v = md_st_meta(f, k);
+    return v ? v : "0";
+}
+
+static void config_from(md_config *c, const md_st_file *ref) {
+    md_config_defaults(c);
+    c->model.depth = atoi(meta(ref, "depth"));
+    c->model.width_mult = (float)atof(meta(ref, "width_mult"));
+    c->model.fpn_channels = atoi(meta(ref, "fpn_channels"));
+    c->model.representation_size = atoi(meta(ref, "representation_size"));
+    c->model.num_classes = atoi(meta(ref, "num_classes"));
+    c->model.trainable_layers = atoi(meta(ref, "trainable_layers"));
+    c->rpn.pre_nms_top_n_train = c->rpn.pre_nms_top_n_test = atoi(meta(ref, "pre_nms_top_n"));
+    c->rpn.post_nms_top_n_train = c->rpn.post_nms_top_n_test = atoi(meta(ref, "post_nms_top_n"));
+    c->test.score_thresh = 0.0f;
+    c->test.nms_thresh = 0.5f;
+    c->test.detections_per_img = 100;
+}
+
+static float *get(const md_st_file *f, const char *name, size_t *n) {
+    float *p = NULL;
+    size_t k = 0;
+    if (md_st_alloc_f32(f, name, &p, &k) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
+        return NULL;
+    }
+    if (n) *n = k;
+    return p;
+}
+
+static void cmp(const char *what, const float *a, const md_st_file *ref, const char *name, size_t n, double tol) {
+    size_t k;
+    float *b = get(ref, name, &k);
+    if (!b) return;
+    CHECK(k == n, "%s: %zu elements vs reference %zu", what, n, k);
+    if (k == n) {
+        double e = rel_to_max(a, b, n);
+        CHECK(e <= tol, "%s: error %.3g (relative to max) > %g", what, e, tol);
+        printf("    %-28s rel err %.2e\n", what, e);
+    }
+    free(b);
+}
+
+/* boxes must agree within tol px, in the same order */
+static void cmp_boxes(const char *what, const float *a, int na, const md_st_file *ref, const char *name, double tol) {
+    size_t k;
+    float *b = get(ref, name, &k);
+    if (!b) return;
+    CHECK((size_t)na * 4 == k, "%s: %d boxes vs reference %zu", what, na, k / 4);
+    double e = 0;
+    for (size_t i = 0; i < k && i < (size_t)na * 4; i++) e = fmax(e, fabs((double)a[i] - b[i]));
+    CHECK(e <= tol, "%s: max box difference %.4g px", what, e);
+    if (!(e <= tol))
+        for (size_t i = 0; i < k / 4 && i < (size_t)na; i++)
+            if (fmax(fmax(fabs(a[4 * i] - b[4 * i]), fabs(a[4 * i + 1] - b[4 * i + 1])),
+                     fmax(fabs(a[4 * i + 2] - b[4 * i + 2]), fabs(a[4 * i + 3] - b[4 * i + 3]))) > tol) {
+                printf("    first difference at box %zu: (%g %g %g %g) vs reference (%g %g %g %g)\n", i, a[4 * i],
+                       a[4 * i + 1], a[4 * i + 2], a[4 * i + 3], b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]);
+                break;
+            }
+    printf("    %-28s %d boxes, max diff %.2e px\n", what, na, e);
+    free(b);
+}
+
+static float loss_weight(size_t i, int phase) { return (float)sin(0.731 * (double)i + phase); }
+
+static void run_variant(const char *name) {
+    char wpath[256], rpath[256];
+    snprintf(wpath, sizeof wpath, "tests/fixtures/model_%s_weights.safetensors", name);
+    snprintf(rpath, sizeof rpath, "tests/fixtures/model_%s_ref.safetensors", name);
+    if (!md_test_need_path(wpath, "scripts/ref_model.py") || !md_test_need_path(rpath, "scripts/ref_model.py")) return;
+    md_st_file ref;
+    CHECK_OK(md_st_load(rpath, &ref));
+    md_config cfg;
+    config_from(&cfg, &ref);
+    md_detector det;
+    md_status s = md_detector_create(&det, &cfg);
+    CHECK_OK(s);
+    if (s) return;
+    md_load_report rep;
+    CHECK_OK(md_detector_load_weights(&det, wpath, 1, &rep));
+    CHECK(rep.loaded == det.num_params, "loaded %d of %d", rep.loaded, det.num_params);
+
+    size_t ni;
+    float *images = get(&ref, "images", &ni);
+    const md_st_tensor *it = md_st_find(&ref, "images");
+    int N = (int)it->shape[0], H = (int)it->shape[2], W = (int)it->shape[3];
+    int64_t s64[2 * MD_MAX_BATCH], o64[2 * MD_MAX_BATCH];
+    int sizes[2 * MD_MAX_BATCH], orig[2 * MD_MAX_BATCH];
+    CHECK_OK(md_st_read_i64(&ref, "image_sizes", -1, NULL, s64, 2 * MD_MAX_BATCH));
+    CHECK_OK(md_st_read_i64(&ref, "orig_sizes", -1, NULL, o64, 2 * MD_MAX_BATCH));
+    for (int i = 0; i < 2 * N; i++) {
+        sizes[i] = (int)s64[i];
+        orig[i] = (int)o64[i];
+    }
+    md_arena arena;
+    CHECK_OK(md_arena_init(&arena, (size_t)256 << 20));
+
+    /* (a) */
+    md_step st;
+    CHECK_OK(md_detector_forward_rpn(&det, &arena, images, N, H, W, sizes, 1, &st));
+    static const char *cn[4] = {"C2", "C3", "C4", "C5"}, *pn[5] = {"P2", "P3", "P4", "P5", "P6"};
+    for (int l = 0; l < 4; l++)
+        cmp(cn[l], st.saved->C[l], &ref, cn[l],
+            (size_t)N * det.impl->resnet.out_ch[l] * st.saved->cH[l] * st.saved->cW[l], 1e-4);
+    for (int l = 0; l < 5; l++)
+        cmp(pn[l], st.features[l], &ref, pn[l], (size_t)N * st.fpn_channels * st.level_h[l] * st.level_w[l], 1e-4);
+    cmp("anchors", st.anchors, &ref, "anchors", (size_t)st.num_anchors * 4, 0.0);
+    cmp("objectness", st.objectness, &ref, "objectness", (size_t)N * st.num_anchors, 1e-4);
+    cmp("rpn_deltas", st.rpn_deltas, &ref, "rpn_deltas", (size_t)N * st.num_anchors * 4, 1e-4);
+
+    /* (b) */
+    CHECK_OK(md_detector_proposals(&det, &arena, &st));
+    for (int n = 0; n < N; n++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "proposals_%d", n);
+        cmp_boxes(nm, st.proposals[n], st.num_proposals[n], &ref, nm, 1e-2);
+        snprintf(nm, sizeof nm, "proposal_scores_%d", n);
+        cmp(nm, st.proposal_scores[n], &ref, nm, (size_t)st.num_proposals[n], 1e-4);
+    }
+
+    /* (c) on the reference RoIs */
+    size_t nr;
+    float *rois = get(&ref, "rois", &nr);
+    int R = (int)(nr / 5);
+    CHECK_OK(md_detector_forward_roi(&det, &arena, &st, rois, R));
+    int lv_seen[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; r++) lv_seen[st.roi_level[r]]++;
+    CHECK(lv_seen[0] && lv_seen[1] && lv_seen[2] && lv_seen[3], "RoIs on every level: %d %d %d %d", lv_seen[0], lv_seen[1],
+          lv_seen[2], lv_seen[3]);
+    int K = det.model.num_classes;
+    cmp("roi_pooled", st.saved->pooled, &ref, "roi_pooled", (size_t)R * det.impl->head.in_features, 1e-4);
+    cmp("class_logits", st.class_logits, &ref, "class_logits", (size_t)R * K, 1e-4);
+    cmp("box_deltas", st.box_deltas, &ref, "box_deltas", (size_t)R * 4 * K, 1e-4);
+
+    /* (d) gradients of sum(w * outputs) */
+    size_t A = (size_t)st.num_anchors;
+    float *wo = malloc(N * A * sizeof(float)), *wd = malloc(N * A * 4 * sizeof(float));
+    float *wc = malloc((size_t)R * K * sizeof(float)), *wb = malloc((size_t)R * 4 * K * sizeof(float));
+    for (size_t i = 0; i < N * A; i++) wo[i] = loss_weight(i, 0);
+    for (size_t i = 0; i < N * A * 4; i++) wd[i] = loss_weight(i, 1);
+    for (size_t i = 0; i < (size_t)R * K; i++) wc[i] = loss_weight(i, 2);
+    for (size_t i = 0; i < (size_t)R * 4 * K; i++) wb[i] = loss_weight(i, 3);
+    md_detector_zero_grad(&det);
+    CHECK_OK(md_detector_backward(&det, &arena, &st, wo, wd, wc, wb));
+    int ngrad = 0;
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < det.num_params; i++) {
+        md_param *p = &det.params[i];
+        char gn[160];
+        snprintf(gn, sizeof gn, "grad.%s", p->name);
+        const md_st_tensor *g = md_st_find(&ref, gn);
+        CHECK((g != NULL) == (p->grad != NULL), "%s: trainable here %d, in torchvision %d", p->name, p->grad != NULL, g != NULL);
+        if (!g || !p->grad) continue;
+        ngrad++;
+        float *b = get(&ref, gn, NULL);
+        if (!b) continue;
+        double e = rel_to_max(p->grad, b, p->numel);
+        CHECK(e <= 1e-3, "%s: gradient error %.3g", gn, e);
+        if (!(e <= worst)) {
+            worst = e;
+            worst_name = p->name;
+        }
+        free(b);
+    }
+    CHECK(ngrad == atoi(meta(&ref, "num_grads")), "%d gradients compared, reference has %s", ngrad, meta(&ref, "num_grads"));
+    printf("    %-28s %d tensors, worst rel err %.2e (%s)\n", "parameter gradients", ngrad, worst, worst_name);
+    printf("    arena peak %.1f MiB\n", (double)arena.peak / (1 << 20));
+
+    /* whole inference: detections rescaled to the original sizes */
+    md_arena_reset(&arena);
+    md_detections dets[MD_MAX_BATCH];
+    CHECK_OK(md_detector_infer(&det, &arena, images, N, H, W, sizes, orig, dets));
+    for (int n = 0; n < N; n++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "det_boxes_%d", n);
+        cmp_boxes(nm, dets[n].boxes, dets[n].n, &ref, nm, 1e-2);
+        snprintf(nm, sizeof nm, "det_scores_%d", n);
+        cmp(nm, dets[n].scores, &ref, nm, (size_t)dets[n].n, 1e-4);
+        snprintf(nm, sizeof nm, "det_labels_%d", n);
+        int64_t lab[200];
+        size_t nl = md_st_find(&ref, nm) ? md_st_find(&ref, nm)->numel : 0;
+        if (nl <= 200 && md_st_read_i64(&ref, nm, -1, NULL, lab, 200) == MD_OK) {
+            int bad = 0;
+            for (int j = 0; j < dets[n].n && j < (int)nl; j++) bad += lab[j] != dets[n].labels[j];
+            CHECK(bad == 0, "%s: %d labels differ", nm, bad);
+        }
+    }
+    free(wo);
+    free(wd);
+    free(wc);
+    free(wb);
+    free(rois);
+    free(images);
+    md_arena_free(&arena);
+    md_detector_free(&det);
+    md_st_free(&ref);
+}
+
+static void test_r18_parity(void) { run_variant("r18"); }
+static void test_r50_parity(void) { run_variant("r50"); }
+
+/* loading a checkpoint of another architecture: strict fails listing mismatches; strict = 0 loads the rest */
+static void test_bad_checkpoints(void) {
+    const char *w18 = "tests/fixtures/model_r18_weights.safetensors", *r18 = "tests/fixtures/model_r18_ref.safetensors";
+    if (!md_test_need_path(w18, "scripts/ref_model.py") || !md_test_need_path(r18, "scripts/ref_model.py")) return;
+    md_st_file ref;
+    CHECK_OK(md_st_load(r18, &ref));
+    md_config cfg;
+    config_from(&cfg, &ref);
+    md_st_free(&ref);
+    /* wrong number of classes */
+    cfg.model.num_classes = 7;
+    md_detector det;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    md_param *p = md_detector_param(&det, "roi_heads.box_predictor.cls_score.weight");
+    CHECK(p != NULL, "registry lookup");
+    float before = p ? p->data[0] : 0;
+    md_status s = md_detector_load_weights(&det, w18, 1, NULL);
+    CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "roi_heads.box_predictor.cls_score.weight: file [5, 16] vs model [7, 16]"),
+          "num_classes mismatch: %s", md_last_error());
+    CHECK(p && p->data[0] == before, "strict failure leaves the model unchanged");
+    md_load_report rep;
+    CHECK_OK(md_detector_load_weights(&det, w18, 0, &rep));
+    CHECK(rep.mismatched == 4 && rep.missing == 0 && rep.unexpected == 0 && rep.loaded == det.num_params - 4,
+          "partial load: loaded %d missing %d unexpected %d mismatched %d", rep.loaded, rep.missing, rep.unexpected, rep.mismatched);
+    char buf[2048];
+    md_load_report_format(&rep, buf, sizeof buf);
+    CHECK(strstr(buf, "4 with a wrong shape") != NULL, "report: %s", buf);
+    md_detector_free(&det);
+    /* another depth: R34 model, R18 file */
+    cfg.model.num_classes = 5;
+    cfg.model.depth = 34;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    s = md_detector_load_weights(&det, w18, 1, NULL);
+    CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "missing") && strstr(md_last_error(), "backbone.body.layer1.2.conv1.weight"),
+          "depth mismatch: %s", md_last_error());
+    md_detector_free(&det);
+    /* bottleneck model, basic-block file: unexpected + mismatched */
+    cfg.model.depth = 50;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    s = md_detector_load_weights(&det, w18, 1, NULL);
+    CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "wrong shape"), "R50 vs R18 file: %s", md_last_error());
+    md_detector_free(&det);
+    /* save / load round trip */
+    cfg.model.depth = 18;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    CHECK_OK(md_detector_load_weights(&det, w18, 1, NULL));
+    const char *meta_k[1] = {"note"}, *meta_v[1] = {"roundtrip"};
+    CHECK_OK(md_detector_save_weights(&det, "build/tmp_model_rt.safetensors", 1, meta_k, meta_v));
+    md_detector d2;
+    cfg.run.seed = 999;
+    CHECK_OK(md_detector_create(&d2, &cfg));
+    CHECK_OK(md_detector_load_weights(&d2, "build/tmp_model_rt.safetensors", 1, NULL));
+    int same = 1;
+    for (int i = 0; i < det.num_params; i++)
+        same &= !memcmp(det.params[i].data, d2.params[i].data, det.params[i].numel * sizeof(float));
+    CHECK(same, "round trip keeps every tensor");
+    md_detector_free(&d2);
+    md_detector_free(&det);
+    remove("build/tmp_model_rt.safetensors");
+}
+
+/* torchvision defaults: the R50-FPN registry has torchvision's 348 state_dict entries minus the 53
+ * num_batches_tracked buffers, with torchvision's initialisation statistics. */
+static void test_r50_registry(void) {
+    md_config cfg;
+    md_config_defaults(&cfg);
+    md_detector det;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    CHECK(det.num_params == 348 - 53, "R50-FPN registry has %d tensors", det.num_params);
+    size_t tr = 0;
+    for (int i = 0; i < det.num_params; i++) tr += det.params[i].trainable ? det.params[i].numel : 0;
+    /* trainable_layers 3: layer2..4 + FPN + RPN + box head (torchvision: 41,532,886 trainable with 91 classes) */
+    CHECK(tr == 41532886, "trainable floats %zu", tr);
+    md_param *p = md_detector_param(&det, "rpn.head.conv.0.0.weight");
+    double ss = 0;
+    for (size_t i = 0; p && i < p->numel; i++) ss += (double)p->data[i] * p->data[i];
+    CHECK(p && fabs(sqrt(ss / p->numel) - 0.01) < 0.0005, "rpn conv init std %g", p ? sqrt(ss / p->numel) : -1);
+    CHECK(md_detector_param(&det, "backbone.body.conv1.weight")->grad == NULL, "conv1 frozen");
+    CHECK(md_detector_param(&det, "backbone.body.layer1.0.conv1.weight")->grad == NULL, "layer1 frozen");
+    CHECK(md_detector_param(&det, "backbone.body.layer2.0.conv1.weight")->grad != NULL, "layer2 trained");
+    CHECK(md_detector_param(&det, "backbone.body.bn1.running_var")->is_buffer, "bn buffer");
+    md_detector_free(&det);
+    cfg.model.depth = 77;
+    CHECK(md_detector_create(&det, &cfg) == MD_ERR_ARG && strstr(md_last_error(), "depth"), "bad depth: %s", md_last_error());
+}
+
+int main(void) {
+    MD_RUN(test_r50_registry);
+    MD_RUN(test_r18_parity);
+    MD_RUN(test_r50_parity);
+    MD_RUN(test_bad_checkpoints);
+    return md_test_summary();
+}
