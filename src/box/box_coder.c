@@ -1,0 +1,112 @@
+/* box_coder.c — box coder, IoU matrix, clipping, small-box removal (include/minidet/box.h). */
+#include <math.h>
+#include <stddef.h>
+#include "minidet/box.h"
+
+void md_box_encode(const md_box_coder *c, float *deltas, const float *gt, const float *proposals, int n) {
+    for (int i = 0; i < n; i++) {
+        const float *p = proposals + 4 * (size_t)i, *g = gt + 4 * (size_t)i;
+        float *t = deltas + 4 * (size_t)i;
+        const float ew = p[2] - p[0], eh = p[3] - p[1];
+        const float ecx = p[0] + 0.5f * ew, ecy = p[1] + 0.5f * eh;
+        const float gw = g[2] - g[0], gh = g[3] - g[1];
+        const float gcx = g[0] + 0.5f * gw, gcy = g[1] + 0.5f * gh;
+        t[0] = c->wx * (gcx - ecx) / ew;
+        t[1] = c->wy * (gcy - ecy) / eh;
+        t[2] = c->ww * logf(gw / ew);
+        t[3] = c->wh * logf(gh / eh);
+    }
+}
+
+void md_box_decode(const md_box_coder *c, float *out, const float *deltas, const float *boxes, int n, int k) {
+    const size_t row = 4 * (size_t)k;
+    for (int i = 0; i < n; i++) {
+        const float *b = boxes + 4 * (size_t)i;
+        const float W = b[2] - b[0], H = b[3] - b[1];
+        const float cx = b[0] + 0.5f * W, cy = b[1] + 0.5f * H;
+        for (int j = 0; j < k; j++) {
+            const float *d = deltas + row * i + 4 * (size_t)j;
+            float *o = out + row * i + 4 * (size_t)j;
+            const float dx = d[0] / c->wx, dy = d[1] / c->wy;
+            const float dw = fminf(d[2] / c->ww, c->clip), dh = fminf(d[3] / c->wh, c->clip);
+            const float pcx = dx * W + cx, pcy = dy * H + cy;
+            const float hw = 0.5f * (expf(dw) * W), hh = 0.5f * (expf(dh) * H);
+            o[0] = pcx - hw;
+            o[1] = pcy - hh;
+            o[2] = pcx + hw;
+            o[3] = pcy + hh;
+        }
+    }
+}
+
+void md_box_decode_backward(const md_box_coder *c, float *ddeltas, const float *dout, const float *deltas,
+                            const float *boxes, int n, int k) {
+    const size_t row = 4 * (size_t)k;
+    for (int i = 0; i < n; i++) {
+        const float *b = boxes + 4 * (size_t)i;
+        const float W = b[2] - b[0], H = b[3] - b[1];
+        for (int j = 0; j < k; j++) {
+            const float *d = deltas + row * i + 4 * (size_t)j;
+            const float *g = dout + row * i + 4 * (size_t)j;
+            float *o = ddeltas + row * i + 4 * (size_t)j;
+            const float dw = d[2] / c->ww, dh = d[3] / c->wh;
+            const float G_cx = g[0] + g[2], G_cy = g[1] + g[3];
+            const float G_pw = 0.5f * (g[2] - g[0]), G_ph = 0.5f * (g[3] - g[1]);
+            o[0] += G_cx * W / c->wx;
+            o[1] += G_cy * H / c->wy;
+            /* torch.clamp(max=clip) passes the gradient where dw <= clip */
+            if (dw <= c->clip) o[2] += G_pw * (expf(dw) * W) / c->ww;
+            if (dh <= c->clip) o[3] += G_ph * (expf(dh) * H) / c->wh;
+        }
+    }
+}
+
+static inline float iou_f(const float *a, float area_a, const float *b, float area_b) {
+    const float lt_x = fmaxf(a[0], b[0]), lt_y = fmaxf(a[1], b[1]);
+    const float rb_x = fminf(a[2], b[2]), rb_y = fminf(a[3], b[3]);
+    const float w = fmaxf(rb_x - lt_x, 0.0f), h = fmaxf(rb_y - lt_y, 0.0f);
+    const float inter = w * h;
+    const float uni = area_a + area_b - inter;
+    return uni != 0.0f ? inter / uni : 0.0f;
+}
+
+float md_box_iou(const float a[4], const float b[4]) {
+    return iou_f(a, (a[2] - a[0]) * (a[3] - a[1]), b, (b[2] - b[0]) * (b[3] - b[1]));
+}
+
+void md_box_iou_matrix(float *iou, const float *a, int na, const float *b, int nb) {
+#pragma omp parallel for schedule(static) if ((long)na * nb > 20000)
+    for (int i = 0; i < na; i++) {
+        const float *ai = a + 4 * (size_t)i;
+        const float area_a = (ai[2] - ai[0]) * (ai[3] - ai[1]);
+        float *o = iou + (size_t)nb * i;
+        for (int j = 0; j < nb; j++) {
+            const float *bj = b + 4 * (size_t)j;
+            o[j] = iou_f(ai, area_a, bj, (bj[2] - bj[0]) * (bj[3] - bj[1]));
+        }
+    }
+}
+
+void md_box_clip(float *boxes, int n, float height, float width) {
+    for (int i = 0; i < n; i++) {
+        float *b = boxes + 4 * (size_t)i;
+        /* torch.clamp(min=0, max=W): min first, then max; NaN propagates */
+        for (int k = 0; k < 4; k++) {
+            const float hi = (k & 1) ? height : width;
+            float v = b[k];
+            if (v < 0.0f) v = 0.0f;
+            if (v > hi) v = hi;
+            b[k] = v;
+        }
+    }
+}
+
+int md_box_remove_small(int *keep, const float *boxes, int n, float min_size) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const float *b = boxes + 4 * (size_t)i;
+        const float w = b[2] - b[0], h = b[3] - b[1];
+        if (w >= min_size && h >= min_size) keep[m++] = i;
+    }
+    return m;
+}
