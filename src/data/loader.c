@@ -323,7 +323,8 @@ md_status md_loader_next(md_loader *l, const md_batch **batch) {
     }
     slot *s = &l->slots[l->consumed % l->depth];
     if (l->nworkers == 0) {
-        /* synchronous mode: build here */
+        /* synchronous mode: build here (all of it counts as the consumer waiting for data) */
+        double t0 = md_now();
         int64_t seq, epoch, pos;
         int n = 0;
         md_status st = MD_OK;
@@ -339,6 +340,7 @@ md_status md_loader_next(md_loader *l, const md_batch **batch) {
         }
         free(idx);
         free(flips);
+        l->stall += md_now() - t0;
         if (st) {
             l->next_claim = l->consumed; /* retry the same batch next time */
             pthread_mutex_unlock(&l->mu);
