@@ -21,15 +21,28 @@ void md_resize_size(int H, int W, int min_size, int max_size, int *out_h, int *o
 }
 
 void md_normalize_forward(const uint8_t *rgb, int H, int W, int flip, const float mean[3], const float std[3], float *out) {
+    /* a per-channel table of the 256 possible results, each computed exactly as
+       torchvision does ((u8 / 255 - mean) / std in float32) */
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
     size_t plane = (size_t)H * W;
     for (int y = 0; y < H; y++) {
         const uint8_t *row = rgb + (size_t)y * W * 3;
-        for (int c = 0; c < 3; c++) {
-            float *o = out + c * plane + (size_t)y * W;
-            float m = mean[c], s = std[c];
+        float *o0 = out + (size_t)y * W, *o1 = o0 + plane, *o2 = o1 + plane;
+        if (flip) {
             for (int x = 0; x < W; x++) {
-                int sx = flip ? W - 1 - x : x;
-                o[x] = ((float)row[sx * 3 + c] / 255.0f - m) / s;
+                const uint8_t *px = row + (size_t)(W - 1 - x) * 3;
+                o0[x] = lut[0][px[0]];
+                o1[x] = lut[1][px[1]];
+                o2[x] = lut[2][px[2]];
+            }
+        } else {
+            for (int x = 0; x < W; x++) {
+                const uint8_t *px = row + (size_t)x * 3;
+                o0[x] = lut[0][px[0]];
+                o1[x] = lut[1][px[1]];
+                o2[x] = lut[2][px[2]];
             }
         }
     }
@@ -61,28 +74,46 @@ static void axis_weights(int in, int out, int *i0, int *i1, float *l0, float *l1
     }
 }
 
+/* One input row interpolated horizontally: t[x] = row[x0] * w0 + row[x1] * w1. */
+static void hrow(const float *restrict row, const int *restrict x0, const int *restrict x1, const float *restrict wx0,
+                 const float *restrict wx1, int OW, float *restrict t) {
+    for (int x = 0; x < OW; x++) t[x] = row[x0[x]] * wx0[x] + row[x1[x]] * wx1[x];
+}
+
 md_status md_resize_bilinear_forward(const float *in, int C, int H, int W, float *out, int OH, int OW, int out_stride, int out_plane) {
     if (H <= 0 || W <= 0 || OH <= 0 || OW <= 0 || out_stride < OW || out_plane < OH * out_stride)
         return md_set_error(MD_ERR_ARG, "resize: bad sizes %dx%d -> %dx%d (stride %d, plane %d)", H, W, OH, OW, out_stride, out_plane);
-    size_t nbytes = (size_t)(OW + OH) * 2 * (sizeof(int) + sizeof(float));
+    /* out = (r0[x0] w0 + r0[x1] w1) h0 + (r1[x0] w0 + r1[x1] w1) h1, evaluated in that
+       order (ATen's); the horizontal terms of an input row are computed once and
+       kept while consecutive output rows use it */
+    size_t nbytes = (size_t)(OW + OH) * 2 * (sizeof(int) + sizeof(float)) + (size_t)2 * OW * sizeof(float);
     char *ws = malloc(nbytes);
     if (!ws) return md_set_error(MD_ERR_NOMEM, "resize: out of memory (%zu bytes)", nbytes);
     int *x0 = (int *)ws, *x1 = x0 + OW, *y0 = x1 + OW, *y1 = y0 + OH;
     float *wx0 = (float *)(y1 + OH), *wx1 = wx0 + OW, *wy0 = wx1 + OW, *wy1 = wy0 + OH;
+    float *cache[2] = {wy1 + OH, wy1 + OH + OW};
     axis_weights(W, OW, x0, x1, wx0, wx1);
     axis_weights(H, OH, y0, y1, wy0, wy1);
     for (int c = 0; c < C; c++) {
         const float *src = in + (size_t)c * H * W;
         float *dst = out + (size_t)c * out_plane;
+        int cached[2] = {-1, -1};
         for (int y = 0; y < OH; y++) {
-            const float *r0 = src + (size_t)y0[y] * W, *r1 = src + (size_t)y1[y] * W;
-            float h0 = wy0[y], h1 = wy1[y];
-            float *o = dst + (size_t)y * out_stride;
-            for (int x = 0; x < OW; x++) {
-                float t0 = r0[x0[x]] * wx0[x] + r0[x1[x]] * wx1[x];
-                float t1 = r1[x0[x]] * wx0[x] + r1[x1[x]] * wx1[x];
-                o[x] = t0 * h0 + t1 * h1;
+            const float *t[2];
+            int want[2] = {y0[y], y1[y]};
+            for (int k = 0; k < 2; k++) {
+                int slot = cached[0] == want[k] ? 0 : cached[1] == want[k] ? 1 : -1;
+                if (slot < 0) {
+                    slot = cached[0] == want[1 - k] ? 1 : 0; /* never evict the other row this output row needs */
+                    hrow(src + (size_t)want[k] * W, x0, x1, wx0, wx1, OW, cache[slot]);
+                    cached[slot] = want[k];
+                }
+                t[k] = cache[slot];
             }
+            float h0 = wy0[y], h1 = wy1[y];
+            float *restrict o = dst + (size_t)y * out_stride;
+            const float *restrict t0 = t[0], *restrict t1 = t[1];
+            for (int x = 0; x < OW; x++) o[x] = t0[x] * h0 + t1[x] * h1;
         }
     }
     free(ws);
@@ -170,7 +201,6 @@ md_status md_batch_build(md_batch *b, const md_coco *c, const char *image_dir, c
         b->cap_boxes = nbox;
     }
     b->num_boxes = nbox;
-    memset(b->images, 0, total * sizeof *b->images);
     char path[4096];
     for (int i = 0; i < n; i++) {
         md_image_info *in = &b->info[i];
@@ -194,6 +224,13 @@ md_status md_batch_build(md_batch *b, const md_coco *c, const char *image_dir, c
         st = md_resize_bilinear_forward(*scratch, 3, im->height, im->width, b->images + (size_t)i * 3 * plane, in->h, in->w, b->width,
                                         (int)plane);
         if (st) return md_error_prefix(st, "%s", path);
+        /* zero the padding right of and below the image */
+        for (int ch = 0; ch < 3; ch++) {
+            float *pl = b->images + (size_t)i * 3 * plane + (size_t)ch * plane;
+            if (in->w < b->width)
+                for (int y = 0; y < in->h; y++) memset(pl + (size_t)y * b->width + in->w, 0, (size_t)(b->width - in->w) * sizeof(float));
+            memset(pl + (size_t)in->h * b->width, 0, (size_t)(b->height - in->h) * b->width * sizeof(float));
+        }
         /* targets: non-crowd, usable boxes, flipped in original coordinates, then resized */
         float *bx = b->boxes + (size_t)in->box_begin * 4;
         int k = 0;
