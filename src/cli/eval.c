@@ -1,12 +1,13 @@
 /* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
  *   ./eval --ann GT.json --results DETS.json [--json OUT.json]     eval_results()
  *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights()  (not yet)
- *   ./eval RUN_DIR [RUN_DIR ...]                                   eval_runs()     (not yet)
+ *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs()
  * Common options: --threads N (default: all cores), --quiet. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minidet/cocoeval.h"
+#include "minidet/compare.h"
 #include "minidet/error.h"
 #include "minidet/log.h"
 #include "minidet/threads.h"
@@ -14,7 +15,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
                "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json]\n"
-               "       ./eval RUN_DIR [RUN_DIR ...]\n"
+               "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR]   (comparison report; DIR default: the first run's parent)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
                "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n");
@@ -57,10 +58,17 @@ static int eval_weights(const eval_args *a) {
     md_die();
 }
 
-/* Compares training runs (arrives with the trainer and reports). */
+/* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
-    md_set_error(MD_ERR_ARG, "%s: comparing run directories is not implemented yet", a->pos[0]);
-    md_die();
+    char **v = calloc((size_t)a->n_pos + 4, sizeof(char *));
+    if (!v) { md_set_error(MD_ERR_NOMEM, "out of memory"); md_die(); }
+    int n = 0;
+    v[n++] = "eval";
+    for (int i = 0; i < a->n_pos; i++) v[n++] = a->pos[i];
+    if (a->out) { v[n++] = "--out"; v[n++] = (char *)a->out; }
+    int rc = md_eval_compare_main(n, v);
+    free(v);
+    return rc;
 }
 
 static const char *need_value(int argc, char **argv, int *i) {

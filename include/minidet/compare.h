@@ -1,0 +1,79 @@
+/* compare.h — the loss-comparison report: `./eval RUN_DIR [RUN_DIR ...]`.
+ *
+ * This is what a user looks at after training the same detector with several
+ * box-regression losses. For each run directory (docs/FORMATS.md: config.cfg,
+ * metrics.jsonl, eval.json written by ./train) it reads the final evaluation
+ * (eval.json), the training log (metrics.jsonl: loss curves, periodic evals,
+ * throughput) and the resolved config (the loss, when eval.json lacks it), and
+ * produces ONE comparison:
+ *   - a table on stdout: run, loss, AP, AP50, AP75, APs, APm, APl, AR100 (COCO
+ *     stats 0,1,2,3,4,5,8, shown x100 with one decimal), iterations, train
+ *     time, img/s; the best value of each column marked with '*' (highest AP /
+ *     AR / img/s, lowest train time; ties on the shown value are all marked);
+ *   - per-category AP per run, and AP at each IoU threshold .50 .. .95 per run;
+ *   - files in the output directory (--out DIR, default: the parent directory
+ *     of the first run): compare.md, compare.json (full-precision values),
+ *     compare_loss.{png,svg} (loss_total vs iteration), compare_ap_iter.{png,svg}
+ *     (AP vs iteration from the periodic evals and the final one),
+ *     compare_ap_iou.{png,svg} (AP vs IoU threshold), compare_pr50.{png,svg} and
+ *     compare_pr75.{png,svg} (precision-recall at IoU .50 / .75), index.html.
+ * All values come from the runs' files as written; nothing is recomputed
+ * differently. A run without eval.json, a malformed eval.json or
+ * metrics.jsonl line is an error naming the run, the file, the line and the field. */
+#ifndef MINIDET_COMPARE_H
+#define MINIDET_COMPARE_H
+#include <stdint.h>
+#include <stdio.h>
+#include "minidet/error.h"
+
+#define MD_COMPARE_MAX_RUNS 12 /* as many as the plots have colours for */
+
+/* Everything the report uses from one run directory. */
+typedef struct {
+    char *dir;               /* as given */
+    char *name;              /* last path component of dir */
+    char *loss;              /* eval.json "loss", else config.cfg [roi_heads] box_loss, else "?" */
+    long iter;               /* eval.json "iter" */
+    double train_time_s;     /* eval.json "train_time_s"; NAN if absent */
+    double img_per_sec;      /* eval.json "img_per_sec", else the mean of metrics.jsonl's; NAN if none */
+    double stats[12];        /* eval.json "stats" (pycocotools summarize order; -1 = undefined) */
+    int has_ap_per_iou;
+    double ap_per_iou[10];   /* eval.json "ap_per_iou" (AP at IoU .50, .55, ..., .95) */
+    int has_pr;
+    double pr50[101], pr75[101]; /* eval.json "pr" "0.50" / "0.75" (precision at recall 0, .01, ..., 1) */
+    int n_cat;
+    int64_t *cat_ids;        /* [n_cat] from "per_category_ap", ascending */
+    double *cat_ap;          /* [n_cat] (-1 = no ground truth) */
+    char **cat_names;        /* [n_cat] from "category_names" (empty string when absent) */
+    int n_train;             /* metrics.jsonl training lines */
+    double *train_iter, *train_loss; /* [n_train] iter, loss_total */
+    int n_eval;              /* metrics.jsonl evaluation lines */
+    double *eval_iter, *eval_ap;     /* [n_eval] iter, stats[0] */
+    int has_metrics;         /* metrics.jsonl was present */
+} md_run_summary;
+
+/* Reads run directory dir. eval.json is required; metrics.jsonl and
+ * config.cfg are optional (their absence leaves curves empty / loss from
+ * eval.json) but must be well-formed when present. */
+md_status md_run_summary_load(const char *dir, md_run_summary *out);
+void md_run_summary_free(md_run_summary *r);
+
+/* The columns of the comparison table, in order. */
+enum { MD_CMP_AP, MD_CMP_AP50, MD_CMP_AP75, MD_CMP_APS, MD_CMP_APM, MD_CMP_APL, MD_CMP_AR100,
+       MD_CMP_ITERS, MD_CMP_TIME, MD_CMP_IMGS, MD_CMP_NCOL };
+/* Column name ("AP", "AP50", ..., "iters", "train time", "img/s"). */
+const char *md_compare_column_name(int col);
+/* Value of column col for run r (AP columns as fractions, as in eval.json; NAN if undefined). */
+double md_compare_value(const md_run_summary *r, int col);
+/* best[i] = 1 for the runs holding the best shown value of column col (none for iters). */
+void md_compare_best(const md_run_summary *runs, int n, int col, int *best);
+
+/* Prints the tables to out (may be NULL) and writes the report files into out_dir. */
+md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, FILE *out);
+
+/* `./eval RUN_DIR [RUN_DIR ...] [--out DIR]`: loads the runs, prints the table,
+ * writes the report. Returns the process exit status (0 ok, 1 error with the
+ * message printed, 2 usage). */
+int md_eval_compare_main(int argc, char **argv);
+
+#endif
