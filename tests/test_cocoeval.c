@@ -465,6 +465,76 @@ static void test_bad_gt(void) {
     expect_bad_gt("{\"images\": [{\"id\": 1}, {\"id\": 1}], " CATS1 "}", "id 1 appears twice");
 }
 
+/* The GT reader: keys in any order, unknown keys and values of every JSON type
+ * skipped (segmentation polygons and RLE dicts), escapes in names, iscrowd as
+ * true/false, ids written as 1.0; and the numbers it must get right. */
+static void test_gt_variants(void) {
+    const char *gp = tmp_path("gt_var.json");
+    write_text(gp, "{\"annotations\": [{\"segmentation\": {\"counts\": \"abc\\\\d\", \"size\": [10, 20]}, \"iscrowd\": true, "
+                   "\"area\": 2.5e3, \"bbox\": [1, 2.25, 3e1, 40], \"category_id\": 3.0, \"image_id\": 9, \"id\": 0},"
+                   " {\"id\": 900100581904, \"image_id\": 4, \"category_id\": 3, \"bbox\": [0, 0, 1, 1], \"area\": 1, \"iscrowd\": 0, "
+                   "\"segmentation\": [[0, 0, 1, 0, 1, 1]]}],\n"
+                   " \"info\": {\"x\": [null, true, false, -1.5e-3, \"\\u00e9\\ud83d\\ude00\"]}, \"licenses\": [],"
+                   " \"categories\": [{\"supercategory\": \"s\", \"id\": 3, \"name\": \"caf\\u00e9 \\\"x\\\"\"}, {\"id\": 1}],"
+                   " \"images\": [{\"id\": 9, \"file_name\": \"a.jpg\"}, {\"id\": 4}]}\n");
+    md_coco_gt *gt = NULL;
+    CHECK_OK(md_coco_gt_load(gp, &gt));
+    if (!gt) return;
+    CHECK(gt->n_img == 2 && gt->img_ids[0] == 4 && gt->img_ids[1] == 9, "images not sorted by id");
+    CHECK(gt->n_cat == 2 && gt->cat_ids[0] == 1 && gt->cat_ids[1] == 3, "categories not sorted by id");
+    CHECK(!strcmp(gt->cat_names[1], "caf\xc3\xa9 \"x\"") && !strcmp(gt->cat_names[0], ""), "names: '%s' '%s'", gt->cat_names[0], gt->cat_names[1]);
+    CHECK(gt->n_ann == 2, "annotations: %d", gt->n_ann);
+    if (gt->n_ann == 2) {
+        CHECK(gt->ann_crowd[0] == 1 && gt->ann_crowd[1] == 0, "iscrowd");
+        CHECK(gt->ann_area[0] == 2500 && gt->ann_bbox[1] == 2.25 && gt->ann_bbox[2] == 30, "numbers");
+        CHECK(gt->ann_img[0] == 1 && gt->ann_cat[0] == 1 && gt->ann_ids[0] == 0 && gt->ann_ids[1] == 900100581904LL, "ids");
+    }
+    md_coco_gt_free(gt);
+}
+
+/* Every truncation of a valid GT file and of a valid results file is an error
+ * (never a crash, an over-read — the SAN build checks — or a silent success). */
+static void test_truncations(void) {
+    const char *gtj = "{\"images\": [{\"id\": 1}, {\"id\": 2}], \"categories\": [{\"id\": 1, \"name\": \"a\\\"b\"}], "
+                      "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [0.5, 0, 10, 10], "
+                      "\"area\": 100, \"iscrowd\": 0, \"segmentation\": [[0, 0, 1e1, 0]]}]}";
+    const char *dtj = "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0.5, 0, 10, 10], \"score\": 0.9}, "
+                      "{\"image_id\": 2, \"category_id\": 1, \"bbox\": [1, 2, 3, 4], \"score\": -1E-2, \"extra\": [\"x\"]}]";
+    const char *gp = tmp_path("trunc_gt.json"), *gfull = tmp_path("full_gt.json"), *dp = tmp_path("trunc_dets.json");
+    write_text(gfull, gtj);
+    md_coco_gt *full = NULL;
+    CHECK_OK(md_coco_gt_load(gfull, &full));
+    if (!full) return;
+    int bad = 0;
+    char *buf = malloc(strlen(gtj) + strlen(dtj) + 1);
+    if (!buf) { md_coco_gt_free(full); return; }
+    size_t ng = strlen(gtj), nd = strlen(dtj);
+    for (size_t n = 0; n < ng; n++) {
+        memcpy(buf, gtj, n);
+        buf[n] = 0;
+        write_text(gp, buf);
+        md_coco_gt *gt = NULL;
+        if (md_coco_gt_load(gp, &gt) == MD_OK || !strstr(md_last_error(), gp)) bad++;
+        md_coco_gt_free(gt);
+    }
+    for (size_t n = 0; n < nd; n++) {
+        memcpy(buf, dtj, n);
+        buf[n] = 0;
+        write_text(dp, buf);
+        md_coco_dets *dt = NULL;
+        if (md_coco_dets_load(full, dp, &dt) == MD_OK || !strstr(md_last_error(), dp)) bad++;
+        md_coco_dets_free(dt);
+    }
+    CHECK(bad == 0, "%d truncated files were accepted or gave an error without the file name", bad);
+    write_text(dp, dtj);
+    md_coco_dets *dt = NULL;
+    CHECK_OK(md_coco_dets_load(full, dp, &dt));
+    CHECK(dt && dt->n == 2 && dt->score[1] == -1e-2 && dt->bbox[0] == 0.5, "the whole file reads back");
+    md_coco_dets_free(dt);
+    free(buf);
+    md_coco_gt_free(full);
+}
+
 /* ---- the CLI -------------------------------------------------------------- */
 
 static const char *bin_dir(void) {
@@ -580,6 +650,8 @@ int main(void) {
     MD_RUN(test_memory_and_save);
     MD_RUN(test_bad_results);
     MD_RUN(test_bad_gt);
+    MD_RUN(test_gt_variants);
+    MD_RUN(test_truncations);
     MD_RUN(test_cli);
     cleanup_tmp();
     return md_test_summary();
