@@ -11,7 +11,8 @@
  *    RoIAlign against a direct double-precision implementation written here from the
  *    torchvision formula (forward compared directly; backward compared with central
  *    differences of <dout, roi_align(feat)> in double, which is exact for this linear op).
- *  - RoIAlign with 1 and 2 OpenMP threads gives bitwise identical forward and backward. */
+ *  - RoIAlign with 1 and 2 OpenMP threads gives bitwise identical forward and backward.
+ * MD_VERBOSE=1 prints the error of every RoIAlign fixture case. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -308,10 +309,10 @@ static void test_roi_align_fixture(void) {
             md_roi_align_forward(y, feat, rois, R, N, C, H, W, PH, PW, scale, sr, al);
             char what[128];
             snprintf(what, sizeof what, "%s forward", cs);
-            cmp(what, y, ry, ny, &worst_fwd[3]);
+            { double e_ = cmp(what, y, ry, ny, &worst_fwd[3]); if (getenv("MD_VERBOSE")) printf("    %s %.3g\n", what, e_); }
             md_roi_align_backward(gx, gy, rois, R, N, C, H, W, PH, PW, scale, sr, al);
             snprintf(what, sizeof what, "%s backward", cs);
-            cmp(what, gx, rg, nf, &worst_bwd[3]);
+            { double e_ = cmp(what, gx, rg, nf, &worst_bwd[3]); if (getenv("MD_VERBOSE")) printf("    %s %.3g\n", what, e_); }
             for (size_t k = 0; k < nf; k++) gx[k] = 0.25f * (float)(k % 7) - 0.5f, want[k] = gx[k] + rg[k];
             md_roi_align_backward(gx, gy, rois, R, N, C, H, W, PH, PW, scale, sr, al);
             snprintf(what, sizeof what, "%s backward accumulate", cs);

@@ -11,24 +11,30 @@
  * The bilinear weights are separable: w = wy*wx with wy in {1-ly, ly} depending only on
  * (ph, iy) and wx only on (pw, ix). So per RoI we fill one small table per axis (index
  * k = ph*gh + iy, resp. pw*gw + ix) and reuse it for every channel; the products
- * hy*hx, hy*lx, ... are the same float32 products torchvision forms, so the forward is
- * bit-for-bit torchvision's. Tables live on the stack (MD_RA_TAB entries per axis); RoIs
- * with more samples per axis (only with adaptive sampling on very large RoIs) are done
- * in chunks of the table size, which keeps every per-bin summation in torchvision's order.
+ * hy*hx, hy*lx, ... are the same float32 products torchvision forms, and bins and samples
+ * are visited in torchvision's order, so forward and backward are bit-for-bit
+ * torchvision's (0 difference on every unchunked fixture case). Tables live on the stack (MD_RA_TAB
+ * entries per axis); RoIs with more samples per axis (only with adaptive sampling on very
+ * large RoIs) are done in chunks of the table size (then sums are split per chunk).
  *
- * Parallelism: forward over RoIs (each writes only its own output); backward over
- * (image, channel block) work items, each of which loops over every RoI of its image and
- * alone writes its channels' gradient planes. No atomics, no races, and each plane is
- * accumulated in the same order (RoI, then sample) whatever the thread count, so the
- * result is bitwise independent of the number of threads.
+ * Parallelism (forward and backward alike): work items are (image n, block of channels),
+ * each looping over the RoIs of image n in order. A forward item alone writes its RoIs'
+ * outputs for its channels, a backward item alone accumulates into its channels' gradient
+ * planes of image n: no atomics, no races, and every plane is accumulated in the same order
+ * (RoI, bin, sample) whatever the thread count, so results are bitwise independent of the
+ * number of threads. The channel block is sized so its planes stay in L2 while the item
+ * walks over its image's RoIs (RoI-major with all channels would stream the feature map
+ * from memory once per RoI).
  * RoIs with a batch index outside [0, N) or non-finite coordinates give zero output and
  * no gradient (torchvision would read out of bounds). */
 #include <math.h>
 #include <string.h>
 #include "minidet/ops.h"
 
-#define MD_RA_TAB 512 /* table entries per axis held on the stack */
-#define MD_RA_BLOCK 8 /* channels per backward work item */
+#ifndef MD_RA_TAB
+#define MD_RA_TAB 512 /* table entries per axis held on the stack (overridable to test the chunking) */
+#endif
+#define MD_RA_BLOCK_MAX 64 /* at most this many channels per work item */
 #define MD_RA_MAXG (1 << 20)
 
 typedef struct {
@@ -100,58 +106,126 @@ static void fill_taps(ra_tap *t, long k0, long k1, int g, float start, float bin
     }
 }
 
-void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
-                          float spatial_scale, int sampling_ratio, int aligned) {
+/* Channels per work item: as many feature planes as fit in ~256 KiB (a core's share of L2),
+ * so the RoIs of one image reuse the planes from cache; depends only on H*W, never on the
+ * thread count (which keeps results thread-count independent). */
+static int channel_block(int C, int H, int W) {
+    size_t plane = (size_t)H * W * sizeof(float), cb = plane ? ((size_t)256 << 10) / plane : 1;
+    if (cb < 1) cb = 1;
+    if (cb > MD_RA_BLOCK_MAX) cb = MD_RA_BLOCK_MAX;
+    return cb > (size_t)C ? C : (int)cb;
+}
+
+/* Range of bins [*p0, *p1) touched by samples [k0, k1) of g samples per bin. */
+static void bin_range(long k0, long k1, int g, int *p0, int *p1) {
+    *p0 = (int)(k0 / g);
+    *p1 = (int)((k1 - 1) / g) + 1;
+}
+
+/* One RoI, channels [c0, c1): out (C x PH x PW block of this RoI) += per-bin sums over the
+ * samples held in the tables (y samples [ky0, ky0+ny), x samples [kx0, kx0+nx)). For a RoI
+ * whose tables hold all samples this is torchvision's loop: bins row-major, samples iy-major. */
+static void fwd_chunk(float *o, const float *feat_img, const ra_tap *ty, long ky0, long ny, const ra_tap *tx, long kx0, long nx, const ra_geom *g,
+                      int c0, int c1, int H, int W, int PH, int PW) {
+    int ph0, ph1, pw0, pw1;
+    bin_range(ky0, ky0 + ny, g->gh, &ph0, &ph1);
+    bin_range(kx0, kx0 + nx, g->gw, &pw0, &pw1);
     const size_t HW = (size_t)H * W, PP = (size_t)PH * PW;
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int r = 0; r < R; r++) {
-        float *o = out + (size_t)r * C * PP;
-        memset(o, 0, (size_t)C * PP * sizeof *o);
-        ra_geom g;
-        if (!roi_geom(&g, rois + (size_t)r * 5, N, PH, PW, spatial_scale, sampling_ratio, aligned)) continue;
-        ra_tap ty[MD_RA_TAB], tx[MD_RA_TAB];
-        const long KY = (long)PH * g.gh, KX = (long)PW * g.gw;
-        for (long ky0 = 0; ky0 < KY; ky0 += MD_RA_TAB) {
-            long ny = KY - ky0 < MD_RA_TAB ? KY - ky0 : MD_RA_TAB;
-            fill_taps(ty, ky0, ky0 + ny, g.gh, g.start_h, g.bin_h, H);
-            for (long kx0 = 0; kx0 < KX; kx0 += MD_RA_TAB) {
-                long nx = KX - kx0 < MD_RA_TAB ? KX - kx0 : MD_RA_TAB;
-                fill_taps(tx, kx0, kx0 + nx, g.gw, g.start_w, g.bin_w, W);
-                for (int c = 0; c < C; c++) {
-                    const float *f = feat + ((size_t)g.b * C + c) * HW;
-                    float *oc = o + (size_t)c * PP;
-                    for (long a = 0; a < ny; a++) {
-                        const ra_tap *y = &ty[a];
-                        if (!y->valid) continue;
-                        const float *r0 = f + (size_t)y->lo * W, *r1 = f + (size_t)y->hi * W;
-                        float *orow = oc + (size_t)y->bin * PW;
-                        for (long b = 0; b < nx; b++) {
-                            const ra_tap *x = &tx[b];
-                            if (!x->valid) continue;
-                            float w1 = y->h * x->h, w2 = y->h * x->l, w3 = y->l * x->h, w4 = y->l * x->l;
-                            orow[x->bin] += w1 * r0[x->lo] + w2 * r0[x->hi] + w3 * r1[x->lo] + w4 * r1[x->hi];
+    for (int c = c0; c < c1; c++) {
+        const float *restrict f = feat_img + (size_t)c * HW;
+        float *restrict oc = o + (size_t)c * PP;
+        for (int ph = ph0; ph < ph1; ph++) {
+            long a0 = (long)ph * g->gh - ky0, a1 = a0 + g->gh;
+            if (a0 < 0) a0 = 0;
+            if (a1 > ny) a1 = ny;
+            for (int pw = pw0; pw < pw1; pw++) {
+                long b0 = (long)pw * g->gw - kx0, b1 = b0 + g->gw;
+                if (b0 < 0) b0 = 0;
+                if (b1 > nx) b1 = nx;
+                float acc = 0.0f;
+                for (long a = a0; a < a1; a++) {
+                    const ra_tap y = ty[a];
+                    if (!y.valid) continue;
+                    const float *r0 = f + (size_t)y.lo * W, *r1 = f + (size_t)y.hi * W;
+                    for (long b = b0; b < b1; b++) {
+                        const ra_tap x = tx[b];
+                        if (!x.valid) continue;
+                        float w1 = y.h * x.h, w2 = y.h * x.l, w3 = y.l * x.h, w4 = y.l * x.l;
+                        acc += w1 * r0[x.lo] + w2 * r0[x.hi] + w3 * r1[x.lo] + w4 * r1[x.hi];
+                    }
+                }
+                oc[(size_t)ph * PW + pw] += acc;
+            }
+        }
+    }
+}
+
+/* Adjoint of fwd_chunk: dfeat planes of channels [c0, c1) += (dout * w) / count, in
+ * torchvision's order (bins row-major, then iy, ix) and arithmetic, so the gradient is
+ * torchvision's bit for bit. When count is a power of two (sampling_ratio 2: count 4) the
+ * division is done as the (exactly equal) multiplication by 1/count. */
+static void bwd_chunk(float *dfeat_img, const float *d, const ra_tap *ty, long ky0, long ny, const ra_tap *tx, long kx0, long nx, const ra_geom *g,
+                      int c0, int c1, int H, int W, int PH, int PW) {
+    int ph0, ph1, pw0, pw1;
+    bin_range(ky0, ky0 + ny, g->gh, &ph0, &ph1);
+    bin_range(kx0, kx0 + nx, g->gw, &pw0, &pw1);
+    const size_t HW = (size_t)H * W, PP = (size_t)PH * PW;
+    const float inv = 1.0f / g->count;
+    const int n_ = g->gh * g->gw, pow2 = (n_ & (n_ - 1)) == 0; /* then * inv == / count exactly */
+    for (int c = c0; c < c1; c++) {
+        float *restrict f = dfeat_img + (size_t)c * HW;
+        const float *restrict dc = d + (size_t)c * PP;
+        for (int ph = ph0; ph < ph1; ph++) {
+            long a0 = (long)ph * g->gh - ky0, a1 = a0 + g->gh;
+            if (a0 < 0) a0 = 0;
+            if (a1 > ny) a1 = ny;
+            for (int pw = pw0; pw < pw1; pw++) {
+                long b0 = (long)pw * g->gw - kx0, b1 = b0 + g->gw;
+                if (b0 < 0) b0 = 0;
+                if (b1 > nx) b1 = nx;
+                const float gb = dc[(size_t)ph * PW + pw];
+                if (gb == 0.0f) continue;
+                for (long a = a0; a < a1; a++) {
+                    const ra_tap y = ty[a];
+                    if (!y.valid) continue;
+                    float *r0 = f + (size_t)y.lo * W, *r1 = f + (size_t)y.hi * W;
+                    for (long b = b0; b < b1; b++) {
+                        const ra_tap x = tx[b];
+                        if (!x.valid) continue;
+                        float w1 = y.h * x.h, w2 = y.h * x.l, w3 = y.l * x.h, w4 = y.l * x.l;
+                        if (pow2) {
+                            r0[x.lo] += gb * w1 * inv;
+                            r0[x.hi] += gb * w2 * inv;
+                            r1[x.lo] += gb * w3 * inv;
+                            r1[x.hi] += gb * w4 * inv;
+                        } else {
+                            r0[x.lo] += gb * w1 / g->count;
+                            r0[x.hi] += gb * w2 / g->count;
+                            r1[x.lo] += gb * w3 / g->count;
+                            r1[x.hi] += gb * w4 / g->count;
                         }
                     }
                 }
             }
         }
-        for (size_t i = 0; i < (size_t)C * PP; i++) o[i] /= g.count;
     }
 }
 
-void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
-                           float spatial_scale, int sampling_ratio, int aligned) {
-    if (!dfeat) return;
+/* Shared driver: work items (image n, channel block), each looping over the RoIs of image n
+ * in order. Forward (dout == NULL): out += sums, then /= count. Backward: dfeat += adjoint. */
+static void roi_align_run(float *out, const float *feat, float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W,
+                          int PH, int PW, float spatial_scale, int sampling_ratio, int aligned) {
     const size_t HW = (size_t)H * W, PP = (size_t)PH * PW;
-    const int nblk = (C + MD_RA_BLOCK - 1) / MD_RA_BLOCK;
+    const int cb = channel_block(C, H, W), nblk = (C + cb - 1) / cb;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int item = 0; item < N * nblk; item++) {
-        const int n = item / nblk, c0 = (item % nblk) * MD_RA_BLOCK;
-        const int c1 = c0 + MD_RA_BLOCK < C ? c0 + MD_RA_BLOCK : C;
+        const int n = item / nblk, c0 = (item % nblk) * cb, c1 = c0 + cb < C ? c0 + cb : C;
         ra_tap ty[MD_RA_TAB], tx[MD_RA_TAB];
         for (int r = 0; r < R; r++) {
             ra_geom g;
             if (!roi_geom(&g, rois + (size_t)r * 5, N, PH, PW, spatial_scale, sampling_ratio, aligned) || g.b != n) continue;
+            float *o = out ? out + (size_t)r * C * PP : NULL;
+            if (o) memset(o + (size_t)c0 * PP, 0, (size_t)(c1 - c0) * PP * sizeof *o);
             const long KY = (long)PH * g.gh, KX = (long)PW * g.gw;
             for (long ky0 = 0; ky0 < KY; ky0 += MD_RA_TAB) {
                 long ny = KY - ky0 < MD_RA_TAB ? KY - ky0 : MD_RA_TAB;
@@ -159,28 +233,29 @@ void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, i
                 for (long kx0 = 0; kx0 < KX; kx0 += MD_RA_TAB) {
                     long nx = KX - kx0 < MD_RA_TAB ? KX - kx0 : MD_RA_TAB;
                     fill_taps(tx, kx0, kx0 + nx, g.gw, g.start_w, g.bin_w, W);
-                    for (int c = c0; c < c1; c++) {
-                        float *f = dfeat + ((size_t)n * C + c) * HW;
-                        const float *d = dout + ((size_t)r * C + c) * PP;
-                        for (long a = 0; a < ny; a++) {
-                            const ra_tap *y = &ty[a];
-                            if (!y->valid) continue;
-                            float *r0 = f + (size_t)y->lo * W, *r1 = f + (size_t)y->hi * W;
-                            const float *drow = d + (size_t)y->bin * PW;
-                            for (long b = 0; b < nx; b++) {
-                                const ra_tap *x = &tx[b];
-                                if (!x->valid) continue;
-                                float gb = drow[x->bin] / g.count;
-                                float w1 = y->h * x->h, w2 = y->h * x->l, w3 = y->l * x->h, w4 = y->l * x->l;
-                                r0[x->lo] += gb * w1;
-                                r0[x->hi] += gb * w2;
-                                r1[x->lo] += gb * w3;
-                                r1[x->hi] += gb * w4;
-                            }
-                        }
-                    }
+                    if (o) fwd_chunk(o, feat + (size_t)n * C * HW, ty, ky0, ny, tx, kx0, nx, &g, c0, c1, H, W, PH, PW);
+                    else bwd_chunk(dfeat + (size_t)n * C * HW, dout + (size_t)r * C * PP, ty, ky0, ny, tx, kx0, nx, &g, c0, c1, H, W, PH, PW);
                 }
             }
+            if (o)
+                for (size_t i = (size_t)c0 * PP; i < (size_t)c1 * PP; i++) o[i] /= g.count;
         }
     }
+}
+
+void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
+                          float spatial_scale, int sampling_ratio, int aligned) {
+    /* RoIs that produce nothing are zeroed here; the others are written by their work items */
+    for (int r = 0; r < R; r++) {
+        ra_geom g;
+        if (!roi_geom(&g, rois + (size_t)r * 5, N, PH, PW, spatial_scale, sampling_ratio, aligned))
+            memset(out + (size_t)r * C * PH * PW, 0, (size_t)C * PH * PW * sizeof *out);
+    }
+    roi_align_run(out, feat, NULL, NULL, rois, R, N, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned);
+}
+
+void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
+                           float spatial_scale, int sampling_ratio, int aligned) {
+    if (!dfeat) return;
+    roi_align_run(NULL, NULL, dfeat, dout, rois, R, N, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned);
 }
