@@ -18,6 +18,7 @@
 #include "minidet/ops.h"
 #include "minidet/rng.h"
 #include "minidet/safetensors.h"
+#include "minidet/threads.h"
 #include "testutil.h"
 
 #define FIXTURE "tests/fixtures/ops_dense.safetensors"
@@ -230,14 +231,22 @@ static void rand_fill(md_rng *r, float *a, size_t n, float scale) {
 }
 
 static void test_conv2d_vs_double_random_geometries(void) {
+    /* larger maps (thousands of output pixels, several channels: the OpenMP paths), then random small ones */
+    static const int big[][10] = {{1, 3, 70, 50, 4, 3, 3, 1, 1, 1}, {2, 2, 61, 45, 3, 3, 3, 2, 1, 2}, {1, 3, 65, 47, 4, 7, 7, 2, 3, 1},
+                                  {1, 24, 33, 29, 5, 3, 3, 1, 1, 1}, {1, 40, 31, 37, 3, 1, 1, 1, 0, 1}, {1, 16, 40, 36, 6, 1, 1, 2, 0, 1}};
+    const int nbig = (int)(sizeof big / sizeof big[0]);
     md_rng r = md_rng_make(1234, 99);
     int tested = 0;
-    for (int t = 0; t < 120; t++) {
+    for (int t = 0; t < 120 + nbig; t++) {
         int N = 1 + (int)md_rng_below(&r, 2), C = 1 + (int)md_rng_below(&r, 4), OC = 1 + (int)md_rng_below(&r, 4);
         int H = 1 + (int)md_rng_below(&r, 11), W = 1 + (int)md_rng_below(&r, 11);
         int KH = 1 + (int)md_rng_below(&r, 4), KW = 1 + (int)md_rng_below(&r, 4), s = 1 + (int)md_rng_below(&r, 3);
         int pad = (int)md_rng_below(&r, 3), d = 1 + (int)md_rng_below(&r, 2);
         if (t < 6) KH = KW = 1, s = 1 + t % 2, pad = 0, d = 1; /* pointwise and 1x1 stride 2 */
+        if (t >= 120) {
+            const int *G = big[t - 120];
+            N = G[0], C = G[1], H = G[2], W = G[3], OC = G[4], KH = G[5], KW = G[6], s = G[7], pad = G[8], d = G[9];
+        }
         md_conv2d_params p;
         if (!md_conv2d_init(&p, N, C, H, W, OC, KH, KW, s, pad, d)) continue;
         tested++;
@@ -670,6 +679,65 @@ static void test_upsample_index_rule(void) {
     }
 }
 
+/* ------------------------------------------------------------ thread-count invariance
+ * Large enough inputs to take the OpenMP paths: 1 thread and 2 threads must give identical results
+ * (bitwise for the non-GEMM ops, whose parallel loops own disjoint outputs; conv within 1e-4, as OpenBLAS
+ * may block the GEMM differently). */
+typedef struct {
+    float *y, *dx;
+} run_out;
+
+static void run_ops_large(int threads, const float *x, const float *g, float *w, run_out *o, md_conv2d_params *cp, float *scr,
+                          int32_t *am) {
+    md_threads_init(threads);
+    const int N = 2, C = 8, H = 95, W = 97, HW = H * W;
+    const size_t n = (size_t)N * C * HW;
+    size_t off = 0;
+    /* bn */
+    md_frozen_bn_forward(o->y, x, w, w + C, N, C, HW);
+    md_frozen_bn_backward(o->dx, g, w, N, C, HW);
+    off += n;
+    md_relu_forward(o->y + off, x, n);
+    md_relu_backward(o->dx + off, g, o->y + off, n);
+    off += n;
+    md_add_forward(o->y + off, x, g, n);
+    md_add_backward(o->dx + off, o->dx + off + n, g, n);
+    off += 2 * n;
+    md_maxpool2d_forward(o->y + off, am, x, N, C, H, W, 3, 2, 1, 48, 49);
+    md_maxpool2d_backward(o->dx + off, g, am, N, C, H, W, 48, 49);
+    off += n;
+    md_upsample_nearest_forward(o->y + off, x, N, C, 48, 49, H, W);
+    md_upsample_nearest_backward(o->dx + off, g, N, C, 48, 49, H, W);
+    off += n;
+    md_conv2d_forward(o->y + off, x, w, w, cp, scr);
+    md_conv2d_backward(o->dx + off, w + 1000, w + 3000, g, x, w, cp, scr);
+}
+
+static void test_thread_count_invariance(void) {
+    const size_t n = (size_t)2 * 8 * 95 * 97, total = 7 * n;
+    md_rng r = md_rng_make(5, 5);
+    md_conv2d_params cp;
+    CHECK(md_conv2d_init(&cp, 2, 8, 95, 97, 8, 3, 3, 1, 1, 1), "conv init");
+    float *x = zeros(n), *g = zeros(n), *w1 = zeros(4000), *w2 = zeros(4000), *scr = zeros(md_conv2d_scratch_floats(&cp));
+    rand_fill(&r, x, n, 1), rand_fill(&r, g, n, 1), rand_fill(&r, w1, 1000, 0.3f);
+    memcpy(w2, w1, 4000 * sizeof(float));
+    int32_t *am = malloc(n * sizeof(int32_t));
+    run_out a = {zeros(total), zeros(total)}, b = {zeros(total), zeros(total)};
+    if (!am) exit(2);
+    run_ops_large(1, x, g, w1, &a, &cp, scr, am);
+    run_ops_large(2, x, g, w2, &b, &cp, scr, am);
+    md_threads_init(0);
+    const size_t exact = 6 * n; /* everything before the conv block */
+    CHECK(memcmp(a.y, b.y, exact * sizeof(float)) == 0, "forward outputs differ between 1 and 2 threads");
+    CHECK(memcmp(a.dx, b.dx, exact * sizeof(float)) == 0, "backward outputs differ between 1 and 2 threads");
+    /* OpenBLAS may block the GEMM differently per thread count: equal up to float rounding */
+    double e1 = md_max_rel_err(b.y + exact, a.y + exact, n, 1e-2 * maxabs(a.y + exact, n), NULL);
+    double e2 = md_max_rel_err(b.dx + exact, a.dx + exact, n, 1e-2 * maxabs(a.dx + exact, n), NULL);
+    double e3 = md_max_rel_err(w2 + 1000, w1 + 1000, 3000, 1e-2 * maxabs(w1 + 1000, 3000), NULL);
+    CHECK(e1 <= REL_TOL && e2 <= REL_TOL && e3 <= REL_TOL, "conv 1 vs 2 threads: forward %.3g dinput %.3g dweight/dbias %.3g", e1, e2, e3);
+    free(x), free(g), free(w1), free(w2), free(scr), free(am), free(a.y), free(a.dx), free(b.y), free(b.dx);
+}
+
 /* ------------------------------------------------------------ table */
 static void print_table(void) {
     printf("\n  %-18s %5s %14s %14s %14s %14s\n", "op", "cases", "torch fwd", "torch bwd", "double ref", "finite diff");
@@ -698,6 +766,7 @@ int main(void) {
     MD_RUN(test_add_vs_torch);
     MD_RUN(test_linear_vs_torch);
     MD_RUN(test_other_ops_finite_differences);
+    MD_RUN(test_thread_count_invariance);
     print_table();
     if (have_fixture) md_st_free(&F);
     return md_test_summary();
