@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <stb_image.h>
 #include "minidet/compare.h"
+#include "minidet/config.h"
 #include "minidet/error.h"
 #include "minidet/plot.h"
 #include "testutil.h"
@@ -373,6 +374,43 @@ static void test_plot_geometry(void) {
     free(px);
 }
 
+/* The demo's five configs differ only in the run name and the RoI box loss (and the loss's
+ * reference weight): same seed, data, model, schedule. Compared on the fully resolved INI. */
+static void test_demo_configs_identical(void) {
+    static const char *losses[5] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
+    static const float weights[5] = {1, 10, 10, 12, 12};
+    char *ref = NULL;
+    for (int i = 0; i < 5; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "configs/shapes_%s.cfg", losses[i]);
+        if (!md_test_need_path(path, "the demo configs (configs/shapes_*.cfg)")) return;
+        md_config c;
+        md_config_defaults(&c);
+        CHECK_OK(md_config_load(&c, path, 0, NULL));
+        char want[64];
+        snprintf(want, sizeof want, "shapes_%s", losses[i]);
+        CHECK(!strcmp(c.run.name, want), "%s: run.name %s", path, c.run.name);
+        CHECK(!strcmp(md_box_loss_name(c.roi_heads.box_loss), losses[i]) && c.roi_heads.box_loss_weight == weights[i],
+              "%s: loss %s weight %g", path, md_box_loss_name(c.roi_heads.box_loss), c.roi_heads.box_loss_weight);
+        CHECK(c.rpn.box_loss == MD_BOXLOSS_SMOOTH_L1, "%s: the RPN keeps smooth-L1", path);
+        /* neutralise the three intended differences, then the resolved files must be equal */
+        snprintf(c.run.name, sizeof c.run.name, "X");
+        c.roi_heads.box_loss = MD_BOXLOSS_SMOOTH_L1;
+        c.roi_heads.box_loss_weight = 1;
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        CHECK_OK(md_config_write(&c, f));
+        fclose(f);
+        if (!ref) ref = buf;
+        else {
+            CHECK(!strcmp(ref, buf), "%s differs from configs/shapes_smooth_l1.cfg beyond name and loss", path);
+            free(buf);
+        }
+    }
+    free(ref);
+}
+
 int main(void) {
     mkdir_p(ROOT);
     MD_RUN(test_load_values);
@@ -380,5 +418,6 @@ int main(void) {
     MD_RUN(test_cli_table_and_files);
     MD_RUN(test_bad_input);
     MD_RUN(test_plot_geometry);
+    MD_RUN(test_demo_configs_identical);
     return md_test_summary();
 }
