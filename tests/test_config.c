@@ -190,6 +190,27 @@ static void test_errors(void) {
     CHECK(strstr(md_last_error(), "model.depth") != NULL, "suggests depth: %s", md_last_error());
 }
 
+/* Every shipped config loads, with the loss and reference weight its name promises. */
+static void test_shipped_configs(void) {
+    const char *kinds[] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
+    const double w[] = {1, 10, 10, 12, 12};
+    const int depths[] = {50, 18};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 5; k++) {
+            char path[128];
+            snprintf(path, sizeof path, "configs/r%d_%s.cfg", depths[d], kinds[k]);
+            md_config c;
+            CHECK_OK(md_config_load(&c, path, 0, NULL));
+            CHECK(c.roi_heads.box_loss == (md_box_loss_kind)k, "%s: box_loss", path);
+            CHECK_NEAR(c.roi_heads.box_loss_weight, w[k], 0);
+            CHECK(c.model.depth == depths[d] && c.solver.ims_per_batch == 2 && c.solver.max_iter == 720000, "%s: schedule", path);
+            CHECK_NEAR(c.solver.base_lr, 0.0025, 1e-9);
+            CHECK(!strcmp(c.data.train_ann, "data/coco/annotations/instances_train2017.json"), "%s: data", path);
+        }
+    md_config c;
+    CHECK_OK(md_config_load(&c, "configs/tiny_shapes_test.cfg", 0, NULL));
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_config_%d", (int)getpid());
     char cmd[300];
@@ -201,6 +222,7 @@ int main(void) {
     MD_RUN(test_overrides);
     MD_RUN(test_round_trip);
     MD_RUN(test_errors);
+    MD_RUN(test_shipped_configs);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) return 1;
     return md_test_summary();
