@@ -173,6 +173,7 @@ def coder_refs(store, rng, n, k, weights, tag):
     gw, gh = w * np.exp(rng.normal(0, 0.5, n)), h * np.exp(rng.normal(0, 0.5, n))
     gt = np.stack([gcx - gw / 2, gcy - gh / 2, gcx + gw / 2, gcy + gh / 2], -1).astype(np.float32)
     enc = coder.encode_single(torch.from_numpy(gt).double(), torch.from_numpy(props).double())
+    enc32 = coder.encode_single(torch.from_numpy(gt), torch.from_numpy(props))  # torchvision's float32 result
     rel = rng.normal(0, 1, (n, 4 * k)) * np.array(weights * k) * 0.5
     # some dw/dh beyond the clamp (clip * ww + margin) so the clamp and its zero gradient are exercised
     big = rng.random((n, 4 * k)) < 0.08
@@ -187,6 +188,7 @@ def coder_refs(store, rng, n, k, weights, tag):
     store.update({
         f"coder.{tag}.weights": np.array(weights, np.float64),
         f"coder.{tag}.proposals": props, f"coder.{tag}.gt": gt, f"coder.{tag}.encoded": enc.numpy(),
+        f"coder.{tag}.encoded32": enc32.numpy(),
         f"coder.{tag}.rel": rel, f"coder.{tag}.decoded": dec.detach().numpy(), f"coder.{tag}.dout": dout,
         f"coder.{tag}.drel": r.grad.numpy(),
     })
@@ -211,9 +213,10 @@ def rand_scores(rng, n, levels):
 
 
 def diou_nms_ref(boxes, scores, thresh, beta):
-    """Transcription of md_diou_nms's documented semantics: torch's score order, float32 IoU,
-    penalty (rho^2/c^2)^beta in float64, suppress where iou - penalty >= thresh."""
-    order = torch.from_numpy(scores).sort(descending=True)[1].numpy()
+    """Transcription of md_diou_nms's documented semantics: torchvision nms's score order
+    (stable descending), float32 IoU, penalty (rho^2/c^2)^beta in float64, suppress where
+    iou - penalty >= thresh."""
+    order = np.argsort(-scores, kind="stable")
     b = boxes.astype(np.float32)
     areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     sup = np.zeros(len(b), bool)

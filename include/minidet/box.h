@@ -16,9 +16,12 @@
  * gradient (torch.clamp passes the gradient at equality, as here).
  *
  * NMS reproduces torchvision.ops.nms exactly, including the order of boxes
- * with equal scores: torchvision sorts scores with the UNSTABLE
- * scores.sort(descending=True), which on CPU is libstdc++'s std::sort
- * (introsort); md_sort_desc reimplements that algorithm step by step so ties
+ * with equal scores. Two orders matter: the 0.14 CPU nms kernel visits boxes
+ * in STABLE descending score order (ties by index, NaN first; checked against
+ * torchvision, the unstable order gives other kept sets), while Python-level
+ * scores.sort(descending=True) — used by batched_nms's per-class path to order
+ * its result — is torch's UNSTABLE CPU sort, libstdc++'s std::sort
+ * (introsort). md_sort_desc reimplements that algorithm step by step so ties
  * come out in the same order (tested against torch on tied scores). */
 #ifndef MINIDET_BOX_H
 #define MINIDET_BOX_H
@@ -98,8 +101,10 @@ md_status md_sample_pos_neg(uint8_t *pos_mask, uint8_t *neg_mask, const int *lab
  * order: n indices of scores sorted descending exactly as torch 1.13 CPU
  * scores.sort(descending=True) (unstable libstdc++ introsort; NaN sorts first). */
 void md_sort_desc(int *order, const float *scores, int n);
+/* The stable descending order (ties by index, NaN first): torchvision 0.14's nms kernel order. */
+void md_sort_desc_stable(int *order, const float *scores, int n);
 
-/* Greedy NMS = torchvision.ops.nms: boxes n x 4, scores n. Suppresses a lower-scored box when
+/* Greedy NMS = torchvision.ops.nms: boxes n x 4, scores n, visited in md_sort_desc_stable order. Suppresses a lower-scored box when
  * IoU > thresh (strict; IoU in float arithmetic as the CPU kernel, compared with the threshold
  * in double as the kernel does: pass the threshold as a double, e.g. 0.7 not 0.7f, to reproduce
  * torchvision's decision for an IoU that rounds exactly to the float threshold). keep receives the kept indices in

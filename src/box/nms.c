@@ -143,6 +143,42 @@ static void std_sort(kv *first, kv *last) {
 /* Sorts p[0..n) (keys + original positions) in place. */
 static void sort_kv(kv *p, int n) { std_sort(p, p + n); }
 
+/* Stable descending order (NaN first, ties by position): the order of torchvision 0.14's CPU
+ * nms kernel (checked against torch: it is not the unstable scores.sort() order). */
+static int cmp_stable_desc(const void *pa, const void *pb) {
+    const kv *a = pa, *b = pb;
+    if (comp(a, b)) return -1;
+    if (comp(b, a)) return 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+static void sort_kv_stable(kv *p, int n) { qsort(p, (size_t)n, sizeof(kv), cmp_stable_desc); }
+
+void md_sort_desc_stable(int *order, const float *scores, int n) {
+    kv *p = n > 0 ? malloc(sizeof(kv) * (size_t)n) : NULL;
+    for (int i = 0; i < n; i++) order[i] = i;
+    if (!p) { /* insertion sort fallback (same order) */
+        for (int i = 1; i < n; i++) {
+            int v = order[i], j = i;
+            kv a = {scores[v], v};
+            while (j > 0) {
+                kv b = {scores[order[j - 1]], order[j - 1]};
+                if (cmp_stable_desc(&b, &a) <= 0) break;
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = v;
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        p[i].k = scores[i];
+        p[i].i = i;
+    }
+    sort_kv_stable(p, n);
+    for (int i = 0; i < n; i++) order[i] = p[i].i;
+    free(p);
+}
+
 void md_sort_desc(int *order, const float *scores, int n) {
     if (n <= 0) return;
     kv *p = malloc(sizeof(kv) * (size_t)n);
@@ -189,7 +225,7 @@ static md_status nms_core(int *keep, int *n_keep, const float *boxes, const floa
         p[i].k = scores[i];
         p[i].i = i;
     }
-    sort_kv(p, n);
+    sort_kv_stable(p, n);
     int nk = 0;
     for (int a = 0; a < n; a++) {
         const int i = p[a].i;
