@@ -97,6 +97,7 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p) 
                     if (ih < 0 || ih >= H) continue;
                     float *dst = plane + (size_t)ih * W + woff;
                     if (s == 1) {
+#pragma omp simd
                         for (int ow = lo; ow < hi; ow++) dst[ow] += src[ow];
                     } else {
                         for (int ow = lo; ow < hi; ow++) dst[(size_t)ow * s] += src[ow];

@@ -21,6 +21,7 @@ void md_frozen_bn_forward(float *out, const float *in, const float *scale, const
         const float s = scale[i % C], b = shift[i % C];
         const float *x = in + (size_t)i * HW;
         float *y = out + (size_t)i * HW;
+#pragma omp simd
         for (int j = 0; j < HW; j++) y[j] = x[j] * s + b;
     }
 }
@@ -34,6 +35,7 @@ void md_frozen_bn_backward(float *din, const float *dout, const float *scale, in
         const float s = scale[i % C];
         const float *g = dout + (size_t)i * HW;
         float *dx = din + (size_t)i * HW;
+#pragma omp simd
         for (int j = 0; j < HW; j++) dx[j] += g[j] * s;
     }
 }
