@@ -535,6 +535,37 @@ static void test_truncations(void) {
     md_coco_gt_free(full);
 }
 
+/* md_coco_load_pair reads both files at once: same results as one after the
+ * other, and when both files are bad the ground truth's error is reported. */
+static void test_load_pair(void) {
+    if (!md_test_need_path(FIX "/ties/gt.json", "fixture")) return;
+    md_coco_gt *gt = NULL, *gt2 = NULL;
+    md_coco_dets *dt = NULL, *dt2 = NULL;
+    CHECK_OK(md_coco_load_pair(FIX "/ties/gt.json", FIX "/ties/dets.json", &gt, &dt));
+    CHECK_OK(md_coco_gt_load(FIX "/ties/gt.json", &gt2));
+    if (gt2) CHECK_OK(md_coco_dets_load(gt2, FIX "/ties/dets.json", &dt2));
+    if (dt && dt2) {
+        CHECK(dt->gt == gt && dt->n == dt2->n && !memcmp(dt->bbox, dt2->bbox, dt->n * 4 * sizeof(double)) &&
+                  !memcmp(dt->score, dt2->score, dt->n * sizeof(double)) && !memcmp(dt->img, dt2->img, dt->n * 4) &&
+                  !memcmp(dt->cat, dt2->cat, dt->n * 4),
+              "md_coco_load_pair differs from loading one after the other");
+    }
+    md_coco_dets_free(dt);
+    md_coco_dets_free(dt2);
+    md_coco_gt_free(gt);
+    md_coco_gt_free(gt2);
+    const char *gp = tmp_path("pair_gt.json"), *dp = tmp_path("pair_dets.json");
+    write_text(gp, "{\"images\": [{\"id\": 1}], " CATS1 ", \"annotations\": [}");
+    write_text(dp, "[{\"image_id\": 1,");
+    gt = NULL;
+    dt = NULL;
+    CHECK(md_coco_load_pair(gp, dp, &gt, &dt) != MD_OK && !gt && !dt, "bad files accepted");
+    CHECK(strstr(md_last_error(), gp) == md_last_error(), "both bad: expected the GT error, got: %s", md_last_error());
+    write_text(gp, "{\"images\": [{\"id\": 1}], " CATS1 ", \"annotations\": []}");
+    CHECK(md_coco_load_pair(gp, dp, &gt, &dt) != MD_OK && !gt && !dt, "bad results accepted");
+    CHECK(strstr(md_last_error(), dp) == md_last_error() && strstr(md_last_error(), "byte"), "results error: %s", md_last_error());
+}
+
 /* ---- the CLI -------------------------------------------------------------- */
 
 static const char *bin_dir(void) {
@@ -652,6 +683,7 @@ int main(void) {
     MD_RUN(test_bad_gt);
     MD_RUN(test_gt_variants);
     MD_RUN(test_truncations);
+    MD_RUN(test_load_pair);
     MD_RUN(test_cli);
     cleanup_tmp();
     return md_test_summary();

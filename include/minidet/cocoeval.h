@@ -91,6 +91,10 @@ md_status md_coco_dets_add(md_coco_dets *d, size_t n, const int64_t *img_ids, co
  * ignored). Malformed JSON (byte offset), an empty list, a malformed entry, an
  * unknown image or category id are errors naming the file, entry and field. */
 md_status md_coco_dets_load(const md_coco_gt *gt, const char *path, md_coco_dets **out);
+/* Loads a ground truth and a results file at the same time (two threads), then
+ * resolves the detections against it: same result and errors as md_coco_gt_load +
+ * md_coco_dets_load (the ground truth's error first when both files are bad). */
+md_status md_coco_load_pair(const char *gt_path, const char *res_path, md_coco_gt **gt, md_coco_dets **dets);
 /* Writes the detections as a COCO results list (atomically: temp file + rename). */
 md_status md_coco_dets_save(const md_coco_dets *d, const char *path);
 

@@ -34,9 +34,7 @@ static int eval_results(const eval_args *a) {
     md_coco_dets *dt = NULL;
     md_cocoeval_result r;
     double t0 = md_now();
-    if (md_coco_gt_load(a->ann, &gt) != MD_OK) md_die();
-    double t1 = md_now();
-    if (md_coco_dets_load(gt, a->results, &dt) != MD_OK) md_die();
+    if (md_coco_load_pair(a->ann, a->results, &gt, &dt) != MD_OK) md_die();
     double t2 = md_now();
     if (md_cocoeval_run(gt, dt, &r) != MD_OK) md_die();
     double t3 = md_now();
@@ -44,8 +42,8 @@ static int eval_results(const eval_args *a) {
     fflush(stdout);
     if (a->json && md_cocoeval_write_json(&r, a->json) != MD_OK) md_die();
     md_log(MD_LOG_INFO, "%d images, %d categories, %d ground-truth boxes, %zu detections: "
-                        "load gt %.3f s, load results %.3f s, evaluate %.3f s (%d threads)",
-           gt->n_img, gt->n_cat, gt->n_ann, dt->n, t1 - t0, t2 - t1, t3 - t2, md_threads_get());
+                        "load both files %.3f s, evaluate %.3f s (%d threads)",
+           gt->n_img, gt->n_cat, gt->n_ann, dt->n, t2 - t0, t3 - t2, md_threads_get());
     md_cocoeval_result_free(&r);
     md_coco_dets_free(dt);
     md_coco_gt_free(gt);

@@ -73,42 +73,40 @@ md_status md_coco_dets_add(md_coco_dets *d, size_t n, const int64_t *img_ids, co
 
 enum { F_IMG = 1, F_CAT = 2, F_BBOX = 4, F_SCORE = 8 };
 
+/* A results list as read, ids not yet resolved against a ground truth. */
 typedef struct {
-    const md_coco_gt *gt;
-    int32_t *img_lut;   /* image id -> index, when ids are small; else NULL */
-    int64_t img_lut_n;
-    int32_t *cat_lut;
-    int64_t cat_lut_n;
-} id_maps;
+    size_t n, cap;
+    int64_t *img_id, *cat_id;
+    double *bbox, *score;
+} dets_raw;
 
-static int map_id(const int32_t *lut, int64_t n, const int64_t *ids, int nids, int64_t v) {
-    if (lut) return v >= 0 && v < n ? lut[v] : -1;
-    int lo = 0, hi = nids - 1;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (ids[mid] < v) lo = mid + 1;
-        else if (ids[mid] > v) hi = mid - 1;
-        else return mid;
-    }
-    return -1;
+static void raw_free(dets_raw *r) {
+    free(r->img_id);
+    free(r->cat_id);
+    free(r->bbox);
+    free(r->score);
+    memset(r, 0, sizeof *r);
 }
 
-static int32_t *make_lut(const int64_t *ids, int n, int64_t *lut_n) {
-    *lut_n = 0;
-    if (n == 0 || ids[0] < 0 || ids[n - 1] > (1 << 24)) return NULL;
-    int64_t m = ids[n - 1] + 1;
-    int32_t *lut = malloc(sizeof(int32_t) * (size_t)m);
-    if (!lut) return NULL; /* falls back to binary search */
-    for (int64_t i = 0; i < m; i++) lut[i] = -1;
-    for (int i = 0; i < n; i++) lut[ids[i]] = i;
-    *lut_n = m;
-    return lut;
+static int raw_reserve(dets_raw *r, size_t n) {
+    if (n <= r->cap) return 0;
+    size_t c = r->cap ? 2 * r->cap : 4096;
+    while (c < n) c *= 2;
+    void *p1 = realloc(r->img_id, c * sizeof(int64_t));
+    if (p1) r->img_id = p1;
+    void *p2 = realloc(r->cat_id, c * sizeof(int64_t));
+    if (p2) r->cat_id = p2;
+    void *p3 = realloc(r->bbox, c * 4 * sizeof(double));
+    if (p3) r->bbox = p3;
+    void *p4 = realloc(r->score, c * sizeof(double));
+    if (p4) r->score = p4;
+    if (!p1 || !p2 || !p3 || !p4) return -1;
+    r->cap = c;
+    return 0;
 }
-
 
 /* One {"image_id", "category_id", "bbox", "score", ...} object (other keys skipped). */
-static md_status parse_entry(json_scan *j, md_coco_dets *d, const id_maps *maps) {
-    const md_coco_gt *gt = maps->gt;
+static md_status parse_entry(json_scan *j, dets_raw *d) {
     const char *start = j->p;
     md_status st;
     if (*j->p != '{') {
@@ -148,25 +146,17 @@ static md_status parse_entry(json_scan *j, md_coco_dets *d, const id_maps *maps)
     for (int f = 0; f < 4; f++)
         if (!(seen & (1 << f)))
             return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field %s: missing (byte %zu)", j->path, j->entry, names[f], (size_t)(start - j->buf));
-    int ii = map_id(maps->img_lut, maps->img_lut_n, gt->img_ids, gt->n_img, img_id);
-    if (ii < 0)
-        return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field image_id: image %lld is not in the ground truth %s",
-                            j->path, j->entry, (long long)img_id, gt->path);
-    int ci = map_id(maps->cat_lut, maps->cat_lut_n, gt->cat_ids, gt->n_cat, cat_id);
-    if (ci < 0)
-        return md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field category_id: category %lld is not in the categories of %s",
-                            j->path, j->entry, (long long)cat_id, gt->path);
-    if (d->n == d->cap && (st = dets_reserve(d, d->n + 1)) != MD_OK) return st;
+    if (raw_reserve(d, d->n + 1)) return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%zu detections)", j->path, d->n + 1);
     size_t o = d->n++;
-    d->img[o] = ii;
-    d->cat[o] = ci;
+    d->img_id[o] = img_id;
+    d->cat_id[o] = cat_id;
     memcpy(d->bbox + 4 * o, bb, sizeof bb);
     d->score[o] = score;
     return MD_OK;
 }
 
 /* ws '[' entry (',' entry)* ']' ws EOF; an empty list is an error (COCO.loadRes fails on it too). */
-static md_status parse_results(json_scan *j, md_coco_dets *d, const id_maps *maps) {
+static md_status parse_results(json_scan *j, dets_raw *d) {
     md_status st;
     json_ws(j);
     if (j->p >= j->end) return json_error(j, "the file is empty");
@@ -180,7 +170,7 @@ static md_status parse_results(json_scan *j, md_coco_dets *d, const id_maps *map
     for (j->entry = 0;; j->entry++) {
         json_ws(j);
         if (j->p >= j->end) return json_error(j, "unexpected end of file (truncated?)");
-        if ((st = parse_entry(j, d, maps)) != MD_OK) return st;
+        if ((st = parse_entry(j, d)) != MD_OK) return st;
         if (json_eat(j, ',')) continue;
         if (json_eat(j, ']')) break;
         return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' after an entry");
@@ -191,29 +181,149 @@ static md_status parse_results(json_scan *j, md_coco_dets *d, const id_maps *map
     return MD_OK;
 }
 
-md_status md_coco_dets_load(const md_coco_gt *gt, const char *path, md_coco_dets **out) {
-    *out = NULL;
+/* Reads and parses a results file (no ground truth needed yet). */
+static md_status read_results(const char *path, dets_raw *d) {
+    memset(d, 0, sizeof *d);
     char *buf;
     size_t len;
     md_status st = md_eval_read_file(path, &buf, &len);
     if (st != MD_OK) return st;
-    md_coco_dets *d;
-    if ((st = md_coco_dets_create(gt, &d)) != MD_OK) { free(buf); return st; }
-    if ((st = dets_reserve(d, len / 64 + 16)) != MD_OK) { free(buf); md_coco_dets_free(d); return st; }
-    id_maps maps = {gt, NULL, 0, NULL, 0};
-    maps.img_lut = make_lut(gt->img_ids, gt->n_img, &maps.img_lut_n);
-    maps.cat_lut = make_lut(gt->cat_ids, gt->n_cat, &maps.cat_lut_n);
+    if (raw_reserve(d, len / 80 + 16)) {
+        free(buf);
+        return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
+    }
     json_scan j;
     json_init(&j, path, buf, len);
-    st = parse_results(&j, d, &maps);
-    free(maps.img_lut);
-    free(maps.cat_lut);
+    st = parse_results(&j, d);
     free(buf);
+    if (st != MD_OK) raw_free(d);
+    return st;
+}
+
+static int map_id(const int32_t *lut, int64_t n, const int64_t *ids, int nids, int64_t v) {
+    if (lut) return v >= 0 && v < n ? lut[v] : -1;
+    int lo = 0, hi = nids - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (ids[mid] < v) lo = mid + 1;
+        else if (ids[mid] > v) hi = mid - 1;
+        else return mid;
+    }
+    return -1;
+}
+
+/* id -> index table when the ids are small non-negative numbers (COCO's are); else NULL. */
+static int32_t *make_lut(const int64_t *ids, int n, int64_t *lut_n) {
+    *lut_n = 0;
+    if (n == 0 || ids[0] < 0 || ids[n - 1] > (1 << 24)) return NULL;
+    int64_t m = ids[n - 1] + 1;
+    int32_t *lut = malloc(sizeof(int32_t) * (size_t)m);
+    if (!lut) return NULL; /* falls back to binary search */
+    for (int64_t i = 0; i < m; i++) lut[i] = -1;
+    for (int i = 0; i < n; i++) lut[ids[i]] = i;
+    *lut_n = m;
+    return lut;
+}
+
+/* Resolves ids against gt (like loadRes's assertion, after the whole file parsed); takes the
+ * raw arrays (raw is emptied either way). */
+static md_status resolve(const md_coco_gt *gt, const char *path, dets_raw *raw, md_coco_dets **out) {
+    md_status st = MD_OK;
+    md_coco_dets *d = calloc(1, sizeof *d);
+    size_t n = raw->n, nb = n ? n : 1;
+    if (d) {
+        d->gt = gt;
+        d->img = malloc(nb * sizeof(int32_t));
+        d->cat = malloc(nb * sizeof(int32_t));
+    }
+    int64_t nl_img, nl_cat;
+    int32_t *lut_img = make_lut(gt->img_ids, gt->n_img, &nl_img), *lut_cat = make_lut(gt->cat_ids, gt->n_cat, &nl_cat);
+    if (!d || !d->img || !d->cat) st = md_set_error(MD_ERR_NOMEM, "%s: out of memory (%zu detections)", path, n);
+    for (size_t i = 0; st == MD_OK && i < n; i++) {
+        int ii = map_id(lut_img, nl_img, gt->img_ids, gt->n_img, raw->img_id[i]);
+        if (ii < 0) {
+            st = md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field image_id: image %lld is not in the ground truth %s", path, i,
+                              (long long)raw->img_id[i], gt->path);
+            break;
+        }
+        int ci = map_id(lut_cat, nl_cat, gt->cat_ids, gt->n_cat, raw->cat_id[i]);
+        if (ci < 0) {
+            st = md_set_error(MD_ERR_FORMAT, "%s: entry %zu: field category_id: category %lld is not in the categories of %s", path, i,
+                              (long long)raw->cat_id[i], gt->path);
+            break;
+        }
+        d->img[i] = ii;
+        d->cat[i] = ci;
+    }
+    free(lut_img);
+    free(lut_cat);
     if (st != MD_OK) {
         md_coco_dets_free(d);
+        raw_free(raw);
         return st;
     }
+    d->n = n;
+    d->cap = n;
+    d->bbox = raw->bbox;
+    d->score = raw->score;
+    raw->bbox = raw->score = NULL;
+    raw_free(raw);
+    if (!d->bbox) { /* empty in-memory list: keep the arrays non-NULL */
+        d->bbox = malloc(4 * sizeof(double));
+        d->score = malloc(sizeof(double));
+        d->cap = 1;
+        if (!d->bbox || !d->score) { md_coco_dets_free(d); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
+    }
     *out = d;
+    return MD_OK;
+}
+
+md_status md_coco_dets_load(const md_coco_gt *gt, const char *path, md_coco_dets **out) {
+    *out = NULL;
+    dets_raw raw;
+    md_status st = read_results(path, &raw);
+    if (st != MD_OK) return st;
+    return resolve(gt, path, &raw, out);
+}
+
+md_status md_coco_load_pair(const char *gt_path, const char *res_path, md_coco_gt **gt_out, md_coco_dets **dets_out) {
+    *gt_out = NULL;
+    *dets_out = NULL;
+    md_coco_gt *gt = NULL;
+    dets_raw raw;
+    memset(&raw, 0, sizeof raw);
+    md_status st_gt = MD_OK, st_res = MD_OK;
+    char *gt_msg = NULL, *res_msg = NULL; /* error messages are thread-local: carry them over */
+#pragma omp parallel sections num_threads(2)
+    {
+#pragma omp section
+        {
+            st_gt = md_coco_gt_load(gt_path, &gt);
+            if (st_gt != MD_OK) gt_msg = strdup(md_last_error());
+        }
+#pragma omp section
+        {
+            st_res = read_results(res_path, &raw);
+            if (st_res != MD_OK) res_msg = strdup(md_last_error());
+        }
+    }
+    /* report the ground truth's error first, as pycocotools (it reads that file first) */
+    md_status st_first = st_gt != MD_OK ? st_gt : st_res;
+    if (st_first != MD_OK) {
+        const char *msg = st_gt != MD_OK ? gt_msg : res_msg;
+        md_set_error(st_first, "%s", msg ? msg : "out of memory");
+        free(gt_msg);
+        free(res_msg);
+        md_coco_gt_free(gt);
+        raw_free(&raw);
+        return st_first;
+    }
+    md_status st = resolve(gt, res_path, &raw, dets_out);
+    if (st != MD_OK) {
+        md_coco_gt_free(gt);
+        return st;
+    }
+    *gt_out = gt;
     return MD_OK;
 }
 

@@ -49,9 +49,9 @@ static void init_params(md_cocoeval_result *r) {
 /* Per-thread scratch of evaluate(), grown on demand. */
 typedef struct {
     uint32_t *dt, *tmp;
-    double *ious;
+    double *ious, *rowmax;
     int *gord;
-    uint8_t *gig, *gtm, *dout;
+    uint8_t *gig, *gcr, *gtm, *dout;
     size_t cap_d, cap_g, cap_dg;
 } eval_scratch;
 
@@ -67,16 +67,16 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 static int scratch_fit(eval_scratch *s, size_t nd, size_t ng) {
     size_t cd = s->cap_d, cg = s->cap_g;
     if (nd > cd) {
-        size_t c1 = cd, c2 = cd, c3 = cd;
+        size_t c1 = cd, c2 = cd, c3 = cd, c4 = cd;
         if (grow((void **)&s->dt, &c1, nd, sizeof(uint32_t)) || grow((void **)&s->tmp, &c2, nd, sizeof(uint32_t)) ||
-            grow((void **)&s->dout, &c3, nd, 1))
+            grow((void **)&s->dout, &c3, nd, 1) || grow((void **)&s->rowmax, &c4, nd, sizeof(double)))
             return -1;
         s->cap_d = nd;
     }
     if (ng > cg) {
-        size_t c1 = cg, c2 = cg, c3 = cg;
+        size_t c1 = cg, c2 = cg, c3 = cg, c4 = cg;
         if (grow((void **)&s->gord, &c1, ng, sizeof(int)) || grow((void **)&s->gig, &c2, ng, 1) ||
-            grow((void **)&s->gtm, &c3, ng, 1))
+            grow((void **)&s->gtm, &c3, ng, 1) || grow((void **)&s->gcr, &c4, ng, 1))
             return -1;
         s->cap_g = ng;
     }
@@ -89,8 +89,10 @@ static void scratch_free(eval_scratch *s) {
     free(s->dt);
     free(s->tmp);
     free(s->ious);
+    free(s->rowmax);
     free(s->gord);
     free(s->gig);
+    free(s->gcr);
     free(s->gtm);
     free(s->dout);
 }
@@ -150,6 +152,12 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
     }
     const uint32_t *gsel = s->gt_list + s->gt_start[b];
     if (G > 0) box_ious(dt->bbox, sc->dt, D, gt->ann_bbox, gsel, gt->ann_crowd, G, sc->ious);
+    /* a detection whose best IoU is below a threshold stays unmatched there, whatever the order */
+    for (int d = 0; d < D; d++) {
+        double mx = -1;
+        for (int g = 0; g < G; g++) mx = fmax(mx, sc->ious[(size_t)d * G + g]);
+        sc->rowmax[d] = mx;
+    }
     for (int a = 0; a < A_; a++) {
         double lo = r->area_rng[a][0], hi = r->area_rng[a][1];
         /* gt: _ignore = iscrowd or area outside the range; ignored ones last (stable) */
@@ -165,7 +173,10 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
             double ar = gt->ann_area[ai];
             if (gt->ann_crowd[ai] || ar < lo || ar > hi) sc->gord[ng++] = g;
         }
-        for (int g = 0; g < G; g++) sc->gig[g] = g >= n_reg;
+        for (int j = 0; j < G; j++) {
+            sc->gig[j] = j >= n_reg;
+            sc->gcr[j] = gt->ann_crowd[gsel[sc->gord[j]]];
+        }
         /* detections outside the area range are ignored when unmatched */
         for (int d = 0; d < D; d++) {
             const double *db = dt->bbox + 4 * (size_t)sc->dt[d];
@@ -180,10 +191,10 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
                 const double *iou_row = sc->ious + (size_t)d * G;
                 double iou = thr;
                 int m = -1;
-                for (int j = 0; j < G; j++) {
+                for (int j = 0; j < G && !(sc->rowmax[d] < thr); j++) {
                     int g = sc->gord[j];
                     /* already matched and not a crowd: skip */
-                    if (sc->gtm[j] && !gt->ann_crowd[gsel[g]]) continue;
+                    if (sc->gtm[j] && !sc->gcr[j]) continue;
                     /* matched to a regular gt and reached the ignored ones: stop */
                     if (m > -1 && !sc->gig[m] && sc->gig[j]) break;
                     if (iou_row[g] < iou) continue;

@@ -42,7 +42,7 @@ md_status json_number(json_scan *j, double *out, int64_t *iv, int *is_int) {
     if (*p == '0') {
         p++;
     } else {
-        while (p < end && *p >= '0' && *p <= '9') {
+        while ((unsigned)(*p - '0') < 10) { /* stops at buf[len] == 0 at the latest */
             if (nd < 19) { mant = mant * 10 + (uint64_t)(*p - '0'); nd++; }
             else { e10++; if (*p != '0') trunc = 1; }
             p++;
@@ -52,7 +52,7 @@ md_status json_number(json_scan *j, double *out, int64_t *iv, int *is_int) {
         frac = 1;
         p++;
         if (p >= end || *p < '0' || *p > '9') { j->p = p; return json_error(j, "expected a digit after '.'"); }
-        while (p < end && *p >= '0' && *p <= '9') {
+        while ((unsigned)(*p - '0') < 10) {
             if (mant == 0 && *p == '0') e10--;
             else if (nd < 19) { mant = mant * 10 + (uint64_t)(*p - '0'); nd++; e10--; }
             else if (*p != '0') trunc = 1;
@@ -166,6 +166,28 @@ char *json_decode_string(const char *s, size_t n) {
     return o;
 }
 
+/* A number that is only skipped: the grammar is checked, no value is built. */
+static md_status skip_number(json_scan *j) {
+    const char *p = j->p;
+    if (*p == '-') p++;
+    if (*p == '0') p++;
+    else if ((unsigned)(*p - '1') < 9) while ((unsigned)(*p - '0') < 10) p++;
+    else { j->p = p; return json_error(j, "expected a number"); }
+    if (*p == '.') {
+        p++;
+        if ((unsigned)(*p - '0') >= 10) { j->p = p; return json_error(j, "expected a digit after '.'"); }
+        while ((unsigned)(*p - '0') < 10) p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if ((unsigned)(*p - '0') >= 10) { j->p = p; return json_error(j, "expected a digit in the exponent"); }
+        while ((unsigned)(*p - '0') < 10) p++;
+    }
+    j->p = p;
+    return MD_OK;
+}
+
 md_status json_skip_value(json_scan *j, int depth) {
     if (depth > 512) return json_error(j, "nesting too deep");
     json_ws(j);
@@ -173,12 +195,7 @@ md_status json_skip_value(json_scan *j, int depth) {
     char c = *j->p;
     md_status st;
     if (c == '"') return json_string_raw(j, NULL, NULL);
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        double d;
-        int64_t iv;
-        int ii;
-        return json_number(j, &d, &iv, &ii);
-    }
+    if (c == '-' || (c >= '0' && c <= '9')) return skip_number(j);
     if (c == '{' || c == '[') {
         char close = c == '{' ? '}' : ']';
         j->p++;

@@ -21,6 +21,7 @@ typedef struct {
     size_t entry;      /* index of the element being read, or (size_t)-1 outside */
 } json_scan;
 
+/* buf[len] must be readable and 0 (md_eval_read_file guarantees it): number scans stop on it. */
 void json_init(json_scan *j, const char *path, const char *buf, size_t len);
 /* "entry 5" / "annotations[5]" / "" (outside any element) into buf. */
 const char *json_ctx(const json_scan *j, char *buf, size_t cap);
@@ -29,6 +30,7 @@ md_status json_error(json_scan *j, const char *what);
 
 static inline void json_ws(json_scan *j) {
     const char *p = j->p;
+    if (p < j->end && (unsigned char)*p > ' ') return; /* the common case: no whitespace */
     while (p < j->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     j->p = p;
 }
