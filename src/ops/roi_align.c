@@ -35,6 +35,9 @@
 #define MD_RA_TAB 512 /* table entries per axis held on the stack (overridable to test the chunking) */
 #endif
 #define MD_RA_BLOCK_MAX 64 /* at most this many channels per work item */
+#ifndef MD_RA_CACHE
+#define MD_RA_CACHE (256 << 10) /* bytes of feature planes per work item */
+#endif
 #define MD_RA_MAXG (1 << 20)
 
 typedef struct {
@@ -110,7 +113,7 @@ static void fill_taps(ra_tap *t, long k0, long k1, int g, float start, float bin
  * so the RoIs of one image reuse the planes from cache; depends only on H*W, never on the
  * thread count (which keeps results thread-count independent). */
 static int channel_block(int C, int H, int W) {
-    size_t plane = (size_t)H * W * sizeof(float), cb = plane ? ((size_t)256 << 10) / plane : 1;
+    size_t plane = (size_t)H * W * sizeof(float), cb = plane ? (size_t)MD_RA_CACHE / plane : 1;
     if (cb < 1) cb = 1;
     if (cb > MD_RA_BLOCK_MAX) cb = MD_RA_BLOCK_MAX;
     return cb > (size_t)C ? C : (int)cb;
