@@ -414,13 +414,14 @@ static void test_sampler(void) {
     struct {
         int batch;
         float frac;
-    } cfg[4] = {{512, 0.25f}, {256, 0.5f}, {2000, 0.5f}, {10, 0.9f}};
-    for (int c = 0; c < 4; c++) {
+    } cfg[5] = {{512, 0.25f}, {256, 0.5f}, {2000, 0.5f}, {10, 0.9f}, {10, 0.7f}};
+    /* Python: int(b * f) for the decimal f (int(10 * 0.7) = 7 although 10 * 0.7f < 7) */
+    const int py_pos[5] = {128, 128, 1000, 9, 7};
+    for (int c = 0; c < 5; c++) {
         md_rng r1 = md_rng_make(42, MD_STREAM_SAMPLER), r2 = md_rng_make(42, MD_STREAM_SAMPLER);
         int kp = -1, kn = -1;
         CHECK_OK(md_sample_pos_neg(pm, nm, labels, N, cfg[c].batch, cfg[c].frac, &r1, NULL, &kp, &kn));
-        int want_p = (int)(cfg[c].batch * (double)cfg[c].frac);
-        want_p = npos < want_p ? npos : want_p;
+        int want_p = npos < py_pos[c] ? npos : py_pos[c];
         int want_n = cfg[c].batch - want_p;
         want_n = nneg < want_n ? nneg : want_n;
         int cp = 0, cn = 0, wrong = 0;

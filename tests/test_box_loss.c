@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "minidet/box_loss.h"
+#include "minidet/ops.h"
 #include "minidet/safetensors.h"
 #include "testutil.h"
 
@@ -510,6 +512,65 @@ static void test_roi_loss_agnostic_and_errors(void) {
     CHECK(l == 0, "empty batch loss %g", l);
 }
 
+/* smooth-L1 branch == ops' md_smooth_l1_forward on md_box_encode targets (the float32 pipeline
+ * torchvision runs), and a timing of the loss at detector size (1024 rows x 91 classes) */
+static void test_roi_smooth_l1_matches_ops_and_timing(void) {
+    enum { R = 1024, C = 91 };
+    float *deltas = calloc((size_t)R * C * 4, sizeof(float)), *dd = malloc(sizeof(float) * R * C * 4);
+    float *props = malloc(sizeof(float) * R * 4), *gt = malloc(sizeof(float) * R * 4);
+    float *fgd = malloc(sizeof(float) * R * 4), *tg = malloc(sizeof(float) * R * 4);
+    float *fgp = malloc(sizeof(float) * R * 4), *fgg = malloc(sizeof(float) * R * 4);
+    int *labels = malloc(sizeof(int) * R);
+    if (!deltas || !dd || !props || !gt || !fgd || !tg || !fgp || !fgg || !labels) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    md_rng r = md_rng_make(11, 2);
+    int nf = 0;
+    for (int i = 0; i < R; i++) {
+        float x = 600 * md_rng_uniform(&r), y = 600 * md_rng_uniform(&r), w = 10 + 200 * md_rng_uniform(&r),
+              h = 10 + 200 * md_rng_uniform(&r);
+        float *p = props + 4 * i, *g = gt + 4 * i;
+        p[0] = x, p[1] = y, p[2] = x + w, p[3] = y + h;
+        g[0] = x + 0.1f * w * md_rng_normal(&r), g[1] = y + 0.1f * h * md_rng_normal(&r);
+        g[2] = g[0] + w * expf(0.2f * md_rng_normal(&r)), g[3] = g[1] + h * expf(0.2f * md_rng_normal(&r));
+        labels[i] = md_rng_below(&r, 4) == 0 ? 1 + (int)md_rng_below(&r, C - 1) : 0;
+        for (int k = 0; k < 4 * C; k++) deltas[(size_t)i * C * 4 + k] = 0.3f * md_rng_normal(&r);
+        if (labels[i] > 0) {
+            memcpy(fgd + 4 * nf, deltas + (size_t)i * C * 4 + 4 * labels[i], 4 * sizeof(float));
+            memcpy(fgp + 4 * nf, p, 4 * sizeof(float));
+            memcpy(fgg + 4 * nf, g, 4 * sizeof(float));
+            nf++;
+        }
+    }
+    md_box_coder coder = md_box_coder_make(10, 10, 5, 5);
+    md_box_encode(&coder, tg, fgg, fgp, nf);
+    const float want = md_smooth_l1_forward(fgd, tg, 4 * nf, 1.0f / 9.0f) / R;
+    md_box_loss_opts o = roi_opts(MD_BOXLOSS_SMOOTH_L1, 0);
+    float got = 0;
+    CHECK_OK(md_box_regression_loss(&got, dd, deltas, props, gt, labels, R, C, &o));
+    CHECK(fabs(got - want) <= 1e-5 * fabs(want), "smooth_l1: %.9g vs ops %.9g", got, want);
+    printf("  smooth-L1 RoI loss %.7f, ops md_smooth_l1_forward on encoded targets %.7f (%d fg of %d)\n", got, want, nf, R);
+    for (int k = 0; k < 5; k++) {
+        md_box_loss_opts ok = roi_opts(k, 0);
+        const int reps = 20;
+        clock_t t0 = clock();
+        for (int t = 0; t < reps; t++) md_box_regression_loss(&got, dd, deltas, props, gt, labels, R, C, &ok);
+        printf("  %-9s loss + d deltas, %d rows x %d classes: %.3f ms\n", roi_kinds[k], R, C,
+               1e3 * (double)(clock() - t0) / CLOCKS_PER_SEC / reps);
+    }
+out:
+    free(deltas);
+    free(dd);
+    free(props);
+    free(gt);
+    free(fgd);
+    free(tg);
+    free(fgp);
+    free(fgg);
+    free(labels);
+}
+
 static void print_table(void) {
     printf("\n  worst relative error vs torchvision (float32 C vs float64 reference)\n");
     printf("  %-15s", "case");
@@ -542,6 +603,7 @@ int main(void) {
     MD_RUN(test_batched_equals_single);
     MD_RUN(test_roi_loss_vs_torch);
     MD_RUN(test_roi_loss_agnostic_and_errors);
+    MD_RUN(test_roi_smooth_l1_matches_ops_and_timing);
     print_table();
     if (have_fixture) md_st_free(&F);
     return md_test_summary();

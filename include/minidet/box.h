@@ -89,7 +89,8 @@ md_status md_matcher(int *matches, const float *quality, int m, int n, float hig
 
 /* ------------------------------------------------------------ sampler
  * BalancedPositiveNegativeSampler: labels: n (>= 1 positive, 0 negative, < 0 ignored).
- * num_pos = min(#positive, (int)(batch_size * positive_fraction)),
+ * num_pos = min(#positive, int(batch_size * positive_fraction)) with the fraction read as the
+ * decimal it was written as (0.7f -> 0.7, so 10 * 0.7 gives 7 as in Python, not 6),
  * num_neg = min(#negative, batch_size - num_pos); a uniformly random subset of each (partial
  * Fisher-Yates driven by rng; torch.randperm's stream cannot be reproduced, the distribution
  * is the same). pos_mask / neg_mask: n bytes, written (1 = sampled). Optional counts out.

@@ -1,5 +1,6 @@
 /* box_match.c — torchvision's Matcher and BalancedPositiveNegativeSampler (include/minidet/box.h). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minidet/box.h"
@@ -50,6 +51,18 @@ md_status md_matcher(int *matches, const float *quality, int m, int n, float hig
     return MD_OK;
 }
 
+/* The double a config value like "0.7" means: the shortest decimal that rounds to the float f,
+ * read back as a double (so (int)(10 * 0.7f) gives Python's int(10 * 0.7) = 7, not 6). */
+static double float_as_decimal(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        double d = strtod(buf, NULL);
+        if ((float)d == f) return d;
+    }
+    return (double)f;
+}
+
 /* Moves a uniformly random k-subset of idx[0..n) to idx[0..k) (partial Fisher-Yates). */
 static void pick(md_rng *rng, int *idx, int n, int k) {
     for (int i = 0; i < k; i++) {
@@ -75,7 +88,7 @@ md_status md_sample_pos_neg(uint8_t *pos_mask, uint8_t *neg_mask, const int *lab
     int np = 0;
     for (int i = 0; i < n; i++)
         if (labels[i] >= 1) idx[np++] = i;
-    int want_pos = (int)((double)batch_size * (double)positive_fraction);
+    int want_pos = (int)((double)batch_size * float_as_decimal(positive_fraction));
     int kp = np < want_pos ? np : want_pos;
     pick(rng, idx, np, kp);
     for (int i = 0; i < kp; i++) pos_mask[idx[i]] = 1;
