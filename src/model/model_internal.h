@@ -107,15 +107,11 @@ md_status md_box_head_build(md_detector *det);
 md_status md_roi_backward(md_detector *det, md_arena *a, md_step *st, const float *d_cls, const float *d_box,
                           float *dP[MD_FPN_LEVELS]);
 
-/* box utilities (det_box.c), torchvision semantics */
-void md_det_decode(float *out, const float *deltas, const float *boxes, int n, const float w[4], float clip);
-void md_det_clip(float *boxes, int n, int h, int w);
-/* torchvision.ops.batched_nms (including its CPU choice between the offset trick and the per-class loop);
- * kind 1 = DIoU-NMS with beta. Writes kept indices sorted by decreasing score; returns the count. */
-int md_det_batched_nms(const float *boxes, const float *scores, const int *idxs, int n, float thresh, int kind,
-                       float beta, int *keep, void *scratch);
-size_t md_det_nms_scratch_bytes(int n);
-/* Indices of the k largest scores (sorted decreasing, ties by lower index). */
+/* top-k (det_box.c): indices of the k largest scores (sorted decreasing, ties by lower index);
+ * scratch: n * 8 bytes. */
 void md_det_topk(const float *scores, int n, int k, int *out, int *scratch);
+/* A float config value as the decimal the user wrote (0.7f -> 0.7), so thresholds compare like
+ * torchvision's Python doubles. */
+double md_cfg_double(float v);
 
 #endif

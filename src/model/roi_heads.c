@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "minidet/box.h"
 #include "minidet/ops.h"
 #include "model_internal.h"
 
@@ -164,8 +165,7 @@ md_status md_detector_postprocess(md_detector *det, md_arena *a, md_step *st, co
                                   md_detections *out) {
     const md_test_config *tc = &det->test;
     int K = st->num_classes, R = st->R;
-    static const float wts[4] = {10.0f, 10.0f, 5.0f, 5.0f};
-    const float clip = logf(1000.0f / 16.0f);
+    md_box_coder coder = md_box_coder_make(10.0f, 10.0f, 5.0f, 5.0f);
     int maxd = tc->detections_per_img > 0 ? tc->detections_per_img : 1;
     for (int n = 0; n < st->N; n++) {
         md_detections *d = &out[n];
@@ -183,8 +183,8 @@ md_status md_detector_postprocess(md_detector *det, md_arena *a, md_step *st, co
         int *cl = md_arena_alloc(a, cap * sizeof(int));
         int *keep = md_arena_alloc(a, cap * sizeof(int));
         float *prob = md_arena_floats(a, (size_t)K);
-        void *scr = md_arena_alloc(a, md_det_nms_scratch_bytes((int)cap));
-        if (!cb || !cs || !cl || !keep || !prob || !scr) return MD_ERR_NOMEM;
+        float *dec = md_arena_floats(a, (size_t)K * 4);
+        if (!cb || !cs || !cl || !keep || !prob || !dec) return MD_ERR_NOMEM;
         int c = 0;
         for (int r = 0; r < R; r++) {
             const float *roi = st->rois + (size_t)r * 5;
@@ -199,20 +199,22 @@ md_status md_detector_postprocess(md_detector *det, md_arena *a, md_step *st, co
                 sum += prob[k];
             }
             float inv = 1.0f / sum; /* ATen's softmax multiplies by the reciprocal */
+            md_box_decode(&coder, dec, st->box_deltas + (size_t)r * K * 4, roi + 1, 1, K);
+            md_box_clip(dec, K, (float)st->image_h[n], (float)st->image_w[n]);
             for (int k = 1; k < K; k++) {
                 float s = prob[k] * inv;
-                float b[4];
-                md_det_decode(b, st->box_deltas + ((size_t)r * K + k) * 4, roi + 1, 1, wts, clip);
-                md_det_clip(b, 1, st->image_h[n], st->image_w[n]);
+                const float *b = dec + (size_t)k * 4;
                 if (!(s > tc->score_thresh)) continue;
                 if (!(b[2] - b[0] >= 1e-2f && b[3] - b[1] >= 1e-2f)) continue;
-                memcpy(cb + (size_t)c * 4, b, sizeof b);
+                memcpy(cb + (size_t)c * 4, b, 4 * sizeof(float));
                 cs[c] = s;
                 cl[c] = k;
                 c++;
             }
         }
-        int nk = md_det_batched_nms(cb, cs, cl, c, tc->nms_thresh, tc->nms == MD_NMS_DIOU, tc->diou_beta, keep, scr);
+        int nk = 0;
+        TRY(md_batched_nms(keep, &nk, cb, cs, cl, c, md_cfg_double(tc->nms_thresh), tc->nms == MD_NMS_DIOU,
+                           md_cfg_double(tc->diou_beta)));
         if (nk > maxd) nk = maxd;
         float rh = 1.0f, rw = 1.0f;
         if (orig_sizes) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "minidet/box.h"
 #include "minidet/ops.h"
 #include "model_internal.h"
 
@@ -121,8 +122,7 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
     int post = st->training ? rc->post_nms_top_n_train : rc->post_nms_top_n_test;
     if (pre < 1 || post < 1) return md_set_error(MD_ERR_ARG, "rpn: pre/post_nms_top_n must be >= 1");
     int A = st->num_anchors;
-    static const float w1[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    const float clip = logf(1000.0f / 16.0f);
+    md_box_coder coder = md_box_coder_make(1.0f, 1.0f, 1.0f, 1.0f);
     int cand = 0;
     for (int l = 0; l < MD_FPN_LEVELS; l++) {
         int nl = st->level_start[l + 1] - st->level_start[l];
@@ -140,8 +140,7 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
         float *boxes = md_arena_floats(a, (size_t)cand * 4);
         float *scores = md_arena_floats(a, (size_t)cand);
         int *keep = md_arena_alloc(a, (size_t)cand * sizeof(int));
-        void *nms_scr = md_arena_alloc(a, md_det_nms_scratch_bytes(cand));
-        if (!idx || !lvl || !scr || !boxes || !scores || !keep || !nms_scr) return MD_ERR_NOMEM;
+        if (!idx || !lvl || !scr || !boxes || !scores || !keep) return MD_ERR_NOMEM;
         const float *obj = st->objectness + (size_t)n * A;
         int m = 0;
         for (int l = 0; l < MD_FPN_LEVELS; l++) {
@@ -159,8 +158,8 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
         for (int j = 0; j < m; j++) {
             int ai = idx[j];
             float b[4];
-            md_det_decode(b, st->rpn_deltas + ((size_t)n * A + ai) * 4, st->anchors + (size_t)ai * 4, 1, w1, clip);
-            md_det_clip(b, 1, st->image_h[n], st->image_w[n]);
+            md_box_decode(&coder, b, st->rpn_deltas + ((size_t)n * A + ai) * 4, st->anchors + (size_t)ai * 4, 1, 1);
+            md_box_clip(b, 1, (float)st->image_h[n], (float)st->image_w[n]);
             if (!(b[2] - b[0] >= 1e-3f && b[3] - b[1] >= 1e-3f)) continue;
             float s = 1.0f / (1.0f + expf(-obj[ai]));
             if (!(s >= rc->score_thresh)) continue;
@@ -169,7 +168,8 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
             lvl[c] = lvl[j];
             c++;
         }
-        int nk = md_det_batched_nms(boxes, scores, lvl, c, rc->nms_thresh, 0, 1.0f, keep, nms_scr);
+        int nk = 0;
+        TRY(md_batched_nms(keep, &nk, boxes, scores, lvl, c, md_cfg_double(rc->nms_thresh), 0, 1.0));
         if (nk > cap) nk = cap;
         for (int j = 0; j < nk; j++) {
             memcpy(st->proposals[n] + (size_t)j * 4, boxes + (size_t)keep[j] * 4, 4 * sizeof(float));
