@@ -446,6 +446,11 @@ static void test_roi_align_bad_rois(void) {
     md_roi_align_forward(out, feat, rois, 3, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
     md_roi_align_backward(g, dout, rois, 3, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
     CHECK(max_abs(out, 12) == 0 && max_abs(g, 16) == 0, "bad RoIs must give zero output and no gradient");
+    /* empty sizes are no-ops (no division by a zero channel block) */
+    md_roi_align_forward(out, feat, rois, 0, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
+    md_roi_align_backward(g, dout, rois, 3, 1, 0, 4, 4, 2, 2, 1.0f, 2, 0);
+    md_roi_align_forward(out, feat, rois, 3, 1, 0, 4, 4, 2, 2, 1.0f, 2, 0);
+    CHECK(max_abs(g, 16) == 0, "empty calls must not write");
 }
 
 static void report(void) {

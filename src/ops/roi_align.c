@@ -248,17 +248,19 @@ static void roi_align_run(float *out, const float *feat, float *dfeat, const flo
 
 void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
                           float spatial_scale, int sampling_ratio, int aligned) {
+    if (R <= 0 || C <= 0 || PH <= 0 || PW <= 0) return;
+    if (N <= 0 || H <= 0 || W <= 0) N = 0; /* no feature map: every RoI is invalid, output zeros */
     /* RoIs that produce nothing are zeroed here; the others are written by their work items */
     for (int r = 0; r < R; r++) {
         ra_geom g;
         if (!roi_geom(&g, rois + (size_t)r * 5, N, PH, PW, spatial_scale, sampling_ratio, aligned))
             memset(out + (size_t)r * C * PH * PW, 0, (size_t)C * PH * PW * sizeof *out);
     }
-    roi_align_run(out, feat, NULL, NULL, rois, R, N, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned);
+    if (N > 0) roi_align_run(out, feat, NULL, NULL, rois, R, N, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned);
 }
 
 void md_roi_align_backward(float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
                            float spatial_scale, int sampling_ratio, int aligned) {
-    if (!dfeat) return;
+    if (!dfeat || R <= 0 || N <= 0 || C <= 0 || H <= 0 || W <= 0 || PH <= 0 || PW <= 0) return;
     roi_align_run(NULL, NULL, dfeat, dout, rois, R, N, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned);
 }
