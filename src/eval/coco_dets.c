@@ -3,6 +3,7 @@
  * to a file. See include/minidet/cocoeval.h. */
 #include "minidet/cocoeval.h"
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
@@ -294,7 +295,7 @@ md_status md_coco_load_pair(const char *gt_path, const char *res_path, md_coco_g
     memset(&raw, 0, sizeof raw);
     md_status st_gt = MD_OK, st_res = MD_OK;
     char *gt_msg = NULL, *res_msg = NULL; /* error messages are thread-local: carry them over */
-#pragma omp parallel sections num_threads(2)
+#pragma omp parallel sections num_threads(omp_get_max_threads() > 1 ? 2 : 1)
     {
 #pragma omp section
         {
