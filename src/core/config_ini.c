@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS } key_type;
 
@@ -293,7 +294,29 @@ typedef struct {
     char msg[512];
     int weight_set;   /* roi_heads.box_loss_weight given in this layer */
     float weight;
+    const int *line;  /* current line of the file being read (NULL for overrides) */
+    int err_line;     /* line of the first error */
 } load_ctx;
+
+/* libinih reader over a string that counts lines, so a key error names its own line. */
+typedef struct {
+    const char *p;
+    int line;
+} line_reader;
+
+static char *read_line(char *str, int num, void *stream) {
+    line_reader *r = stream;
+    if (!*r->p || num < 2) return NULL;
+    int i = 0;
+    while (i < num - 1 && r->p[i]) {
+        str[i] = r->p[i];
+        if (r->p[i++] == '\n') break;
+    }
+    str[i] = 0;
+    r->p += i;
+    r->line++;
+    return str;
+}
 
 static int on_key(void *user, const char *section, const char *name, const char *value) {
     load_ctx *L = user;
@@ -303,6 +326,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     else st = md_config_set(L->c, section, name, value);
     if (st) {
         L->st = st;
+        L->err_line = L->line ? *L->line : 0;
         snprintf(L->msg, sizeof L->msg, "%s", md_last_error());
         return 0;
     }
@@ -316,6 +340,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
 static md_status load_file(md_config *c, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return md_set_error(MD_ERR_IO, "%s: cannot open config file: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return md_set_error(MD_ERR_IO, "%s: is a directory, expected a config file (INI)", path);
+    }
     /* Read the whole file so that over-long lines (libinih's limit) are a clear error. */
     size_t cap = 4096, n = 0;
     char *text = malloc(cap);
@@ -330,9 +359,9 @@ static md_status load_file(md_config *c, const char *path) {
             cap *= 2;
         }
     }
-    int rerr = ferror(f);
+    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
-    if (rerr) { free(text); return md_set_error(MD_ERR_IO, "%s: read error", path); }
+    if (rerr) { free(text); return md_set_error(MD_ERR_IO, "%s: read error: %s", path, strerror(rerr)); }
     text[n] = 0;
     if (strlen(text) != n) { free(text); return md_set_error(MD_ERR_FORMAT, "%s: not a text file (contains a NUL byte)", path); }
     int line = 1, col = 0;
@@ -343,10 +372,12 @@ static md_status load_file(md_config *c, const char *path) {
             return md_set_error(MD_ERR_FORMAT, "%s:%d: line longer than %d characters", path, line, INI_MAX_LINE - 2);
         }
     }
-    load_ctx L = {.c = c};
-    int el = ini_parse_string(text, on_key, &L);
+    line_reader rd = {text, 0};
+    load_ctx L = {.c = c, .line = &rd.line};
+    int el = ini_parse_stream(read_line, &rd, on_key, &L);
     free(text);
-    if (L.st) return md_set_error(L.st, "%s:%d: %s", path, el, L.msg);
+    /* libinih reports the first bad line, syntax or key: report whichever came first. */
+    if (L.st && (!el || L.err_line <= el)) return md_set_error(L.st, "%s:%d: %s", path, L.err_line, L.msg);
     if (el) return md_set_error(MD_ERR_FORMAT, "%s:%d: syntax error (expected [section] or key = value)", path, el);
     if (L.weight_set) c->roi_heads.box_loss_weight = L.weight;
     return MD_OK;
