@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 md_status md_eval_read_file(const char *path, char **data, size_t *len) {
@@ -11,6 +12,11 @@ md_status md_eval_read_file(const char *path, char **data, size_t *len) {
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return md_set_error(MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return md_set_error(MD_ERR_IO, "%s: is a directory, expected a JSON file", path);
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     if (!buf) { fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory reading the file", path); }
