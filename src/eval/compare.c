@@ -292,8 +292,8 @@ md_status md_run_summary_load(const char *dir, md_run_summary *r) {
     r->train_time_s = NAN;
     r->img_per_sec = NAN;
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return md_set_error(MD_ERR_IO, "%s: no such run directory", dir);
+    if (stat(dir, &sb) != 0) return md_set_error(MD_ERR_IO, "%s: no such run directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return md_set_error(MD_ERR_ARG, "%s: not a directory (./eval RUN_DIR expects a run directory)", dir);
     if (!(r->dir = dup_str(dir)) || !(r->name = base_name(dir))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", dir);
     char *ej = path_join(dir, "eval.json"), *mj = path_join(dir, "metrics.jsonl"), *cf = path_join(dir, "config.cfg");
     md_status st = MD_OK;
