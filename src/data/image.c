@@ -110,7 +110,18 @@ md_status md_image_probe(const char *path, int allow_16bit, int *width, int *hei
     rewind(f);
     int w, h, comp;
     if (!stbi_info_from_file(f, &w, &h, &comp)) {
+        /* stb_image's reason is that of the last format it tried: name what a PNG header declares */
+        uint8_t ih[24];
+        rewind(f);
+        size_t ni = fread(ih, 1, sizeof ih, f);
         fclose(f);
+        if (ni == sizeof ih && !memcmp(ih, "\x89PNG\r\n\x1a\n", 8) && !memcmp(ih + 12, "IHDR", 4)) {
+            uint32_t pw = (uint32_t)ih[16] << 24 | (uint32_t)ih[17] << 16 | (uint32_t)ih[18] << 8 | ih[19];
+            uint32_t ph = (uint32_t)ih[20] << 24 | (uint32_t)ih[21] << 16 | (uint32_t)ih[22] << 8 | ih[23];
+            return md_set_error(MD_ERR_FORMAT, "%s: not a readable PNG (header declares %u x %u: %s)", path, pw, ph,
+                                !pw || !ph ? "zero size" : (uint64_t)pw * ph * 4 > (1u << 30) || pw > (1u << 24) || ph > (1u << 24)
+                                                         ? "too large to decode (stb_image's limit is 2^30 bytes)" : "corrupt header");
+        }
         return md_set_error(MD_ERR_FORMAT, "%s: not a readable image (%s)", path, stbi_failure_reason());
     }
     rewind(f);
