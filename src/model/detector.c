@@ -263,6 +263,8 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const i
     if (o < n) snprintf(buf + o, n - o, "]");
 }
 
+static void format_report(const md_load_report *r, char *buf, size_t n, int list);
+
 md_status md_detector_load_weights(md_detector *det, const char *path, int strict, md_load_report *report) {
     md_load_report local;
     md_load_report *rep = report ? report : &local;
@@ -323,8 +325,8 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
             rep->missing++;
         }
     if (strict && (rep->missing || rep->unexpected || rep->mismatched)) {
-        char msg[1536];
-        md_load_report_format(rep, msg, sizeof msg);
+        char msg[768];
+        format_report(rep, msg, sizeof msg, 3);
         free(src);
         md_st_free(&f);
         return md_set_error(MD_ERR_SHAPE, "%s: checkpoint does not match the model (depth %d, %d classes): %s; load with strict=0 to "
@@ -348,27 +350,30 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
     return MD_OK;
 }
 
-void md_load_report_format(const md_load_report *r, char *buf, size_t n) {
+/* At most `list` names per kind (the strict-load error keeps to a few so it fits one error line). */
+static void format_report(const md_load_report *r, char *buf, size_t n, int list) {
     size_t o = 0;
 #define OUT(...) do { if (o < n) o += (size_t)snprintf(buf + o, n - o, __VA_ARGS__); } while (0)
     OUT("loaded %d tensors", r->loaded);
     if (r->missing) {
         OUT("; %d missing (initialised): ", r->missing);
-        for (int i = 0; i < r->missing && i < MD_LOAD_LIST; i++) OUT("%s%s", i ? ", " : "", r->missing_names[i]);
-        if (r->missing > MD_LOAD_LIST) OUT(", ...");
+        for (int i = 0; i < r->missing && i < list; i++) OUT("%s%s", i ? ", " : "", r->missing_names[i]);
+        if (r->missing > list) OUT(", ...");
     }
     if (r->unexpected) {
         OUT("; %d unexpected (ignored): ", r->unexpected);
-        for (int i = 0; i < r->unexpected && i < MD_LOAD_LIST; i++) OUT("%s%s", i ? ", " : "", r->unexpected_names[i]);
-        if (r->unexpected > MD_LOAD_LIST) OUT(", ...");
+        for (int i = 0; i < r->unexpected && i < list; i++) OUT("%s%s", i ? ", " : "", r->unexpected_names[i]);
+        if (r->unexpected > list) OUT(", ...");
     }
     if (r->mismatched) {
         OUT("; %d with a wrong shape (initialised): ", r->mismatched);
-        for (int i = 0; i < r->mismatched && i < MD_LOAD_LIST; i++) OUT("%s%s", i ? "; " : "", r->mismatched_desc[i]);
-        if (r->mismatched > MD_LOAD_LIST) OUT("; ...");
+        for (int i = 0; i < r->mismatched && i < list; i++) OUT("%s%s", i ? "; " : "", r->mismatched_desc[i]);
+        if (r->mismatched > list) OUT("; ...");
     }
 #undef OUT
 }
+
+void md_load_report_format(const md_load_report *r, char *buf, size_t n) { format_report(r, buf, n, MD_LOAD_LIST); }
 
 md_status md_detector_save_weights(const md_detector *det, const char *path, int n_meta, const char *const *meta_keys,
                                    const char *const *meta_values) {
