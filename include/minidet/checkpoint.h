@@ -60,7 +60,8 @@ md_status md_checkpoint_load(const char *path, const md_ckpt_tensor *t, int n, m
 void md_checkpoint_path(char *buf, size_t n, const char *run_dir, long long iteration);
 /* Makes last.safetensors in run_dir point at ckpt (hard link, atomic rename; copy as fallback). */
 md_status md_checkpoint_link_last(const char *run_dir, const char *ckpt);
-/* Deletes the oldest iter_*.safetensors in run_dir/checkpoints beyond keep. */
+/* Deletes the oldest iter_*.safetensors in run_dir/checkpoints beyond keep, and the temp files
+ * (iter_*.safetensors.tmp.PID) that writers killed mid-save left there. */
 md_status md_checkpoint_prune(const char *run_dir, int keep);
 
 #endif

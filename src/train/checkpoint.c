@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "minidet/safetensors.h"
@@ -238,6 +239,19 @@ md_status md_checkpoint_prune(const char *run_dir, int keep) {
     struct dirent *e;
     while ((e = readdir(d)) && n < 4096) {
         size_t l = strlen(e->d_name);
+        /* "<name>.tmp.<pid>" of a writer that died (SIGKILL, power loss) mid-save: delete it, or a
+           crash loop fills the disk. Only when that process is gone. */
+        const char *tp = strstr(e->d_name, ".safetensors.tmp.");
+        if (tp) {
+            char *end;
+            long pid = strtol(tp + 17, &end, 10);
+            if (pid > 0 && !*end && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+                char p[4096];
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                unlink(p);
+            }
+            continue;
+        }
         if (strncmp(e->d_name, "iter_", 5) || l < 17 || strcmp(e->d_name + l - 12, ".safetensors")) continue;
         names[n] = strdup(e->d_name);
         if (!names[n]) break;
