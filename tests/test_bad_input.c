@@ -1,0 +1,612 @@
+/* test_bad_input.c — the bad-input matrix (design.md §7, issue 10): every entry point given a broken
+ * config, COCO JSON, image, results file, checkpoint or command line must fail cleanly.
+ *
+ * Library cases check: a non-OK status and ONE line of message (no newline) naming the file and,
+ * where there is one, the field. CLI cases ($MD_BIN/eval, $MD_BIN/train) check: exit status != 0
+ * and not killed by a signal (a crash or a sanitizer abort fails), exactly one non-empty line on
+ * stderr, starting "minidet: " and naming the file (and field), and no output file (nor its temp
+ * file) left behind. Inputs are generated at test time under build/bad_input/.
+ *
+ * Every case prints "| area | case | message |" (the docs/RELIABILITY.md matrix is this output). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <stb_image_write.h>
+#include "minidet/checkpoint.h"
+#include "minidet/cocoeval.h"
+#include "minidet/coco.h"
+#include "minidet/config.h"
+#include "minidet/data.h"
+#include "minidet/model.h"
+#include "minidet/safetensors.h"
+#include "testutil.h"
+
+#define BDIR "build/bad_input"
+#define MAX_NEEDLES 6
+
+static char bin_dir[512];
+
+/* ------------------------------------------------------------------ helpers */
+
+static void put_file(const char *name, const void *data, size_t n) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", name);
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL, "cannot create %s", p);
+    if (!f) return;
+    CHECK(fwrite(data, 1, n, f) == n, "short write %s", p);
+    fclose(f);
+}
+static void put_str(const char *name, const char *s) { put_file(name, s, strlen(s)); }
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *b = malloc(cap);
+    size_t r;
+    while (b && (r = fread(b + len, 1, cap - len - 1, f)) > 0) {
+        len += r;
+        if (len + 1 == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); b = NULL; }
+            else b = nb;
+        }
+    }
+    fclose(f);
+    if (b) b[len] = 0;
+    if (n) *n = len;
+    return b;
+}
+
+/* Copies the first `keep` bytes of BDIR/src into BDIR/dst (keep < 0: drop -keep bytes from the end). */
+static void truncate_copy(const char *src, const char *dst, long keep) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", src);
+    size_t n;
+    char *b = slurp(p, &n);
+    CHECK(b != NULL, "cannot read %s", p);
+    if (!b) return;
+    size_t k = keep >= 0 ? (size_t)keep : n - (size_t)(-keep);
+    put_file(dst, b, k < n ? k : n);
+    free(b);
+}
+
+static int exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* No path and no "path.tmp*" / "path.*tmp*" sibling. */
+static int left_behind(const char *path, char *what, size_t cap) {
+    if (exists(path)) { snprintf(what, cap, "%s", path); return 1; }
+    char d[600];
+    snprintf(d, sizeof d, "%s", path);
+    char *slash = strrchr(d, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) *slash = 0;
+    else snprintf(d, sizeof d, ".");
+    DIR *dir = opendir(d);
+    if (!dir) return 0;
+    struct dirent *e;
+    int found = 0;
+    size_t bl = strlen(base);
+    while ((e = readdir(dir))) {
+        if (!strncmp(e->d_name, base, bl) && e->d_name[bl] == '.' && strstr(e->d_name + bl, "tmp")) {
+            snprintf(what, cap, "%.300s/%.255s", d, e->d_name);
+            found = 1;
+            break;
+        }
+    }
+    closedir(dir);
+    return found;
+}
+
+static void row(const char *area, const char *name, const char *msg) {
+    printf("| %s | %s | `%s` |\n", area, name, msg);
+}
+
+static int collect_needles(va_list ap, const char **nd) {
+    int n = 0;
+    const char *s;
+    while ((s = va_arg(ap, const char *)) && n < MAX_NEEDLES) nd[n++] = s;
+    return n;
+}
+
+/* A library call must fail with one line naming every needle. */
+static void lib_fail(const char *area, const char *name, md_status st, ...) {
+    const char *nd[MAX_NEEDLES];
+    va_list ap;
+    va_start(ap, st);
+    int nn = collect_needles(ap, nd);
+    va_end(ap);
+    const char *msg = md_last_error();
+    md_test_checks++;
+    if (st == MD_OK) { md_test_fail(__FILE__, __LINE__, "[%s / %s] succeeded, expected an error", area, name); return; }
+    if (strchr(msg, '\n') || !*msg) md_test_fail(__FILE__, __LINE__, "[%s / %s] message is not one line: '%s'", area, name, msg);
+    for (int i = 0; i < nn; i++)
+        if (!strstr(msg, nd[i])) md_test_fail(__FILE__, __LINE__, "[%s / %s] message lacks '%s': %s", area, name, nd[i], msg);
+    row(area, name, msg);
+}
+
+/* Runs $MD_BIN/argv[0] with argv; stdout to /dev/null, stderr captured. Returns the wait status. */
+static int run_cli(const char *const *argv, char *err, size_t cap) {
+    char prog[700], errpath[] = BDIR "/stderr.txt";
+    snprintf(prog, sizeof prog, "%s/%s", bin_dir, argv[0]);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fe = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644), fo = open("/dev/null", O_WRONLY);
+        if (fe < 0 || fo < 0) _exit(126);
+        dup2(fe, 2);
+        dup2(fo, 1);
+        execv(prog, (char *const *)argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+    size_t n = 0;
+    char *e = slurp(errpath, &n);
+    snprintf(err, cap, "%s", e ? e : "");
+    free(e);
+    return status;
+}
+
+/* A CLI run must exit != 0 (not by a signal) with exactly one stderr line "minidet: ..." naming
+ * every needle, and leave no `out` (nor out.tmp*) behind (out may be NULL). */
+static void cli_fail_v(const char *area, const char *name, const char *out, const char *const *argv, va_list ap) {
+    const char *nd[MAX_NEEDLES];
+    int nn = collect_needles(ap, nd);
+    char err[8192], what[700];
+    if (out) remove(out);
+    int status = run_cli(argv, err, sizeof err);
+    md_test_checks++;
+    if (status == -1) { md_test_fail(__FILE__, __LINE__, "[%s / %s] could not run %s", area, name, argv[0]); return; }
+    if (WIFSIGNALED(status)) {
+        md_test_fail(__FILE__, __LINE__, "[%s / %s] killed by signal %d; stderr: %s", area, name, WTERMSIG(status), err);
+        return;
+    }
+    if (WEXITSTATUS(status) == 0) md_test_fail(__FILE__, __LINE__, "[%s / %s] exit status 0, expected failure", area, name);
+    if (WEXITSTATUS(status) == 127) md_test_fail(__FILE__, __LINE__, "[%s / %s] %s/%s not runnable", area, name, bin_dir, argv[0]);
+    /* one non-empty line */
+    int lines = 0;
+    char *first = NULL;
+    for (char *s = err; *s;) {
+        char *nl = strchr(s, '\n');
+        if (nl) *nl = 0;
+        if (*s) { lines++; if (!first) first = s; }
+        if (!nl) break;
+        s = nl + 1;
+    }
+    if (lines != 1) {
+        for (char *s = err; s < err + sizeof err && (s = memchr(s, 0, err + sizeof err - s)) && s[1]; ) *s = '\n';
+        md_test_fail(__FILE__, __LINE__, "[%s / %s] %d stderr lines, expected 1: %s", area, name, lines, first ? first : "(none)");
+    }
+    if (!first) return;
+    if (strncmp(first, "minidet: ", 9)) md_test_fail(__FILE__, __LINE__, "[%s / %s] stderr does not start with 'minidet: ': %s", area, name, first);
+    for (int i = 0; i < nn; i++)
+        if (!strstr(first, nd[i])) md_test_fail(__FILE__, __LINE__, "[%s / %s] stderr lacks '%s': %s", area, name, nd[i], first);
+    if (out && left_behind(out, what, sizeof what)) md_test_fail(__FILE__, __LINE__, "[%s / %s] left %s behind", area, name, what);
+    row(area, name, first);
+}
+
+static void cli_fail(const char *area, const char *name, const char *out, const char *const *argv, ...) {
+    va_list ap;
+    va_start(ap, argv);
+    cli_fail_v(area, name, out, argv, ap);
+    va_end(ap);
+}
+
+#define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ------------------------------------------------------------------ configs (library) */
+
+static md_status load_cfg(const char *text_name) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", text_name);
+    md_config c;
+    return md_config_load(&c, p, 0, NULL);
+}
+
+static void test_configs(void) {
+    md_config c;
+    put_str("unknown_key.cfg", "[model]\ndepth = 18\ndepht = 34\n");
+    lib_fail("config", "unknown key", load_cfg("unknown_key.cfg"), "unknown_key.cfg:3", "depht", "model.depth", NULL);
+    put_str("bad_value.cfg", "[solver]\nbase_lr = fast\n");
+    lib_fail("config", "bad value (not a number)", load_cfg("bad_value.cfg"), "bad_value.cfg:2", "base_lr", "fast", NULL);
+    put_str("bad_range.cfg", "[model]\ndepth = 77\n");
+    lib_fail("config", "bad value (depth 77)", load_cfg("bad_range.cfg"), "bad_range.cfg:2", "depth", "77", NULL);
+    put_str("bad_enum.cfg", "[roi_heads]\nbox_loss = eiou\n");
+    lib_fail("config", "bad value (unknown loss)", load_cfg("bad_enum.cfg"), "bad_enum.cfg:2", "box_loss", "eiou", NULL);
+    put_str("unknown_section.cfg", "[modle]\ndepth = 18\n");
+    lib_fail("config", "unknown section", load_cfg("unknown_section.cfg"), "unknown_section.cfg:2", "[modle]", "[model]", NULL);
+    put_str("no_section.cfg", "depth = 18\n");
+    lib_fail("config", "key outside any section", load_cfg("no_section.cfg"), "no_section.cfg:1", "depth", "section", NULL);
+    put_str("syntax.cfg", "[model]\ndepth 18\n");
+    lib_fail("config", "line without '='", load_cfg("syntax.cfg"), "syntax.cfg:2", NULL);
+    put_str("unclosed.cfg", "[model\ndepth = 18\n");
+    lib_fail("config", "unclosed section header", load_cfg("unclosed.cfg"), "unclosed.cfg:1", NULL);
+    put_file("binary.cfg", "[run]\n\0\x01\x02", 9);
+    lib_fail("config", "binary file (NUL byte)", load_cfg("binary.cfg"), "binary.cfg", "NUL", NULL);
+    put_str("sizes.cfg", "[model]\nmin_size = 800\nmax_size = 600\n");
+    lib_fail("config", "inconsistent values (max_size < min_size)", load_cfg("sizes.cfg"), "sizes.cfg", "max_size", NULL);
+    lib_fail("config", "missing file", load_cfg("no_such.cfg"), "no_such.cfg", "No such file", NULL);
+    lib_fail("config", "directory given as the file", md_config_load(&c, BDIR, 0, NULL), BDIR, "directory", NULL);
+    char *ov1[] = {"model.depht=18"};
+    lib_fail("config", "override: unknown key", md_config_load(&c, NULL, 1, ov1), "depht", "model.depth", NULL);
+    char *ov2[] = {"solver.base_lr"};
+    lib_fail("config", "override without '='", md_config_load(&c, NULL, 1, ov2), "solver.base_lr", "section.key=value", NULL);
+    char *ov3[] = {"solver.max_iter=-5"};
+    lib_fail("config", "override: bad value", md_config_load(&c, NULL, 1, ov3), "max_iter", "-5", NULL);
+}
+
+/* ------------------------------------------------------------------ COCO annotations */
+
+static const char *GT_OK =
+    "{\"images\": [{\"id\": 1, \"width\": 64, \"height\": 48, \"file_name\": \"a.png\"},\n"
+    "              {\"id\": 2, \"width\": 32, \"height\": 32, \"file_name\": \"b.png\"}],\n"
+    " \"categories\": [{\"id\": 1, \"name\": \"cat\"}, {\"id\": 3, \"name\": \"dog\"}],\n"
+    " \"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [10, 10, 20, 30], \"area\": 600, \"iscrowd\": 0},\n"
+    "                   {\"id\": 2, \"image_id\": 2, \"category_id\": 3, \"bbox\": [5, 5, 10, 10], \"area\": 100, \"iscrowd\": 0}]}\n";
+
+static md_status coco_load_file(const char *name) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", name);
+    md_coco c;
+    md_status st = md_coco_load(&c, p, NULL);
+    md_coco_free(&c);
+    return st;
+}
+
+static md_status gt_load_file(const char *name) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", name);
+    md_coco_gt *gt = NULL;
+    md_status st = md_coco_gt_load(p, &gt);
+    if (gt) md_coco_gt_free(gt);
+    return st;
+}
+
+/* The same broken file through both COCO readers (training's md_coco_load, evaluation's md_coco_gt_load). */
+static void coco_both(const char *name, const char *file, const char *n1, const char *n2) {
+    char a[128];
+    snprintf(a, sizeof a, "%s (train loader)", name);
+    lib_fail("COCO json", a, coco_load_file(file), file, n1, n2, NULL);
+    snprintf(a, sizeof a, "%s (eval loader)", name);
+    lib_fail("COCO json", a, gt_load_file(file), file, n1, n2, NULL);
+}
+
+static void test_coco(void) {
+    put_str("gt.json", GT_OK);
+    CHECK_OK(coco_load_file("gt.json"));
+    CHECK_OK(gt_load_file("gt.json"));
+    put_str("coco_malformed.json", "{\"images\": [{\"id\": 1,, \"width\": 3}]}");
+    coco_both("malformed", "coco_malformed.json", "byte", NULL);
+    truncate_copy("gt.json", "coco_truncated.json", 300);
+    coco_both("truncated at byte 300", "coco_truncated.json", "byte", NULL);
+    put_str("coco_zero.json", "");
+    coco_both("zero-byte file", "coco_zero.json", "empty", NULL);
+    put_str("coco_empty_obj.json", "{}");
+    coco_both("{} (no images)", "coco_empty_obj.json", "images", NULL);
+    put_str("coco_list.json", "[1, 2]");
+    coco_both("top level is a list", "coco_list.json", "coco_list.json", NULL);
+    put_str("coco_images_obj.json", "{\"images\": {}, \"annotations\": [], \"categories\": []}");
+    coco_both("wrong type: images is an object", "coco_images_obj.json", "images", NULL);
+    put_str("coco_id_str.json", "{\"images\": [{\"id\": \"1\", \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                                "\"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("wrong type: image id is a string", "coco_id_str.json", "images[0]", "id");
+    put_str("coco_bbox_str.json", "{\"images\": [{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                                  "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": \"0 0 2 2\"}], "
+                                  "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("wrong type: bbox is a string", "coco_bbox_str.json", "annotations[0]", "bbox");
+    put_str("coco_bbox_short.json", "{\"images\": [{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                                    "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 2]}], "
+                                    "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("bbox with 3 numbers", "coco_bbox_short.json", "annotations[0]", "bbox");
+    put_str("coco_unknown_img.json", "{\"images\": [{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                                     "\"annotations\": [{\"id\": 1, \"image_id\": 9, \"category_id\": 1, \"bbox\": [0, 0, 2, 2], \"area\": 4, \"iscrowd\": 0}], "
+                                     "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("annotation with unknown image id", "coco_unknown_img.json", "annotations[0]", "image_id");
+    put_str("coco_unknown_cat.json", "{\"images\": [{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                                     "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 5, \"bbox\": [0, 0, 2, 2], \"area\": 4, \"iscrowd\": 0}], "
+                                     "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("annotation with unknown category id", "coco_unknown_cat.json", "annotations[0]", "category_id");
+    put_str("coco_dup_img.json", "{\"images\": [{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"a.png\"}, "
+                                 "{\"id\": 1, \"width\": 4, \"height\": 4, \"file_name\": \"b.png\"}], "
+                                 "\"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    coco_both("duplicate image id", "coco_dup_img.json", "images", "id 1");
+    put_str("coco_neg_w.json", "{\"images\": [{\"id\": 1, \"width\": -4, \"height\": 4, \"file_name\": \"a.png\"}], "
+                               "\"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    lib_fail("COCO json", "negative image width (train loader)", coco_load_file("coco_neg_w.json"), "coco_neg_w.json", "images[0]",
+             "width", NULL);
+    put_str("coco_empty_ds.json", "{\"images\": [], \"annotations\": [], \"categories\": []}");
+    lib_fail("COCO json", "empty dataset (no categories; eval loader)", gt_load_file("coco_empty_ds.json"), "coco_empty_ds.json", NULL);
+    lib_fail("COCO json", "missing file", coco_load_file("no_such.json"), "no_such.json", "No such file", NULL);
+    md_coco c;
+    lib_fail("COCO json", "directory given as the file", md_coco_load(&c, BDIR, NULL), BDIR, "directory", NULL);
+    md_coco_free(&c);
+}
+
+/* ------------------------------------------------------------------ images */
+
+static md_status img_load(const char *name) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", name);
+    md_image im;
+    md_status st = md_image_load(p, 0, &im);
+    md_image_free(&im);
+    return st;
+}
+static md_status img_probe(const char *name) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", name);
+    int w, h;
+    return md_image_probe(p, 0, &w, &h);
+}
+
+static void both_image(const char *name, const char *file, const char *needle) {
+    char a[128];
+    snprintf(a, sizeof a, "%s (decode)", name);
+    lib_fail("image", a, img_load(file), file, needle, NULL);
+    snprintf(a, sizeof a, "%s (start-up probe)", name);
+    lib_fail("image", a, img_probe(file), file, needle, NULL);
+}
+
+static void test_images(void) {
+    uint8_t px[8 * 8 * 3];
+    for (int i = 0; i < (int)sizeof px; i++) px[i] = (uint8_t)(i * 37);
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/ok.png");
+    CHECK(stbi_write_png(p, 8, 8, 3, px, 24), "write png");
+    snprintf(p, sizeof p, BDIR "/ok.jpg");
+    CHECK(stbi_write_jpg(p, 8, 8, 3, px, 90), "write jpg");
+    snprintf(p, sizeof p, BDIR "/one.png");
+    CHECK(stbi_write_png(p, 1, 1, 3, px, 3), "write 1x1 png");
+    CHECK_OK(img_load("ok.png"));
+    CHECK_OK(img_load("ok.jpg"));
+
+    put_str("zero.png", "");
+    both_image("zero-byte file", "zero.png", "zero-byte");
+    put_str("corrupt.png", "this is not an image at all, just some text pretending to be a PNG file");
+    both_image("corrupt (text named .png)", "corrupt.png", "corrupt.png");
+    truncate_copy("ok.jpg", "trunc.jpg", -40);
+    both_image("truncated JPEG", "trunc.jpg", "truncated");
+    truncate_copy("ok.png", "trunc.png", 60);
+    lib_fail("image", "truncated PNG (decode)", img_load("trunc.png"), "trunc.png", NULL);
+    /* PNG header declaring 100000 x 100000 (stb_image does not check CRCs) */
+    size_t n;
+    snprintf(p, sizeof p, BDIR "/ok.png");
+    uint8_t *b = (uint8_t *)slurp(p, &n);
+    CHECK(b && n > 24 && !memcmp(b + 12, "IHDR", 4), "png layout");
+    if (b && n > 24) {
+        const uint8_t big[8] = {0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0};
+        memcpy(b + 16, big, 8);
+        put_file("huge.png", b, n);
+        /* 30000 x 20000: fits stb_image's 2^31-byte limit, the pixels are missing */
+        const uint8_t mid[8] = {0, 0, 0x75, 0x30, 0, 0, 0x4E, 0x20};
+        memcpy(b + 16, mid, 8);
+        put_file("large.png", b, n);
+    }
+    free(b);
+    both_image("declared 100000x100000 PNG", "huge.png", "huge.png");
+    both_image("declared 30000x20000 PNG", "large.png", "large");
+    lib_fail("image", "directory given as the image", img_load(""), BDIR, "directory", NULL);
+    lib_fail("image", "missing file", img_load("no_such.png"), "no_such.png", "No such file", NULL);
+    /* 1x1 image: loads and goes through the resize */
+    md_image im;
+    snprintf(p, sizeof p, BDIR "/one.png");
+    CHECK_OK(md_image_load(p, 0, &im));
+    CHECK(im.width == 1 && im.height == 1, "1x1 image is %dx%d", im.width, im.height);
+    md_image_free(&im);
+
+    /* the start-up dataset check names the image, the annotation file and the field */
+    put_str("ds.json", "{\"images\": [{\"id\": 1, \"width\": 8, \"height\": 8, \"file_name\": \"ok.png\"}, "
+                       "{\"id\": 7, \"width\": 8, \"height\": 9, \"file_name\": \"ok.jpg\"}, "
+                       "{\"id\": 8, \"width\": 8, \"height\": 8, \"file_name\": \"zero.png\"}], "
+                       "\"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    md_coco c;
+    CHECK_OK(md_coco_load(&c, BDIR "/ds.json", NULL));
+    int nbad = 0;
+    lib_fail("image", "size differs from the JSON (dataset check)", md_dataset_check(&c, BDIR, MD_POLICY_FAIL, 0, NULL, &nbad), "ok.jpg",
+             "ds.json", "id 7", "height", NULL);
+    uint8_t bad[3] = {0};
+    CHECK_OK(md_dataset_check(&c, BDIR, MD_POLICY_SKIP, 0, bad, &nbad));
+    CHECK(nbad == 2 && !bad[0] && bad[1] && bad[2], "skip policy counts 2 bad images: %d", nbad);
+    md_coco_free(&c);
+}
+
+/* ------------------------------------------------------------------ results JSON through ./eval */
+
+static void eval_res(const char *name, const char *file, const char *content, const char *n1, const char *n2) {
+    char res[600];
+    snprintf(res, sizeof res, BDIR "/%s", file);
+    if (content) put_str(file, content);
+    cli_fail("./eval results", name, BDIR "/out.json", ARGV("eval", "--ann", BDIR "/gt.json", "--results", res, "--json", BDIR "/out.json"),
+             file, n1, n2, NULL);
+}
+
+static void test_eval_results(void) {
+    put_str("gt.json", GT_OK);
+    put_str("res_ok.json", "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [10, 10, 20, 30], \"score\": 0.9}]");
+    char err[4096];
+    remove(BDIR "/out.json");
+    int status = run_cli(ARGV("eval", "--ann", BDIR "/gt.json", "--results", BDIR "/res_ok.json", "--json", BDIR "/out.json"), err, sizeof err);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && exists(BDIR "/out.json"), "good results evaluate (status %d): %s", status, err);
+    eval_res("malformed", "res_malformed.json", "[{\"image_id\": 1 \"category_id\": 1}]", "byte", NULL);
+    eval_res("truncated", "res_trunc.json", "[{\"image_id\": 1, \"category_id\": 1, \"bb", "byte", NULL);
+    eval_res("zero-byte file", "res_zero.json", "", "empty", NULL);
+    eval_res("empty list []", "res_empty.json", "[]", "empty", NULL);
+    eval_res("not a list ({})", "res_obj.json", "{}", "list", NULL);
+    eval_res("unknown image id", "res_uimg.json", "[{\"image_id\": 7, \"category_id\": 1, \"bbox\": [1, 1, 2, 2], \"score\": 0.5}]",
+             "image_id", "7");
+    eval_res("unknown category id", "res_ucat.json", "[{\"image_id\": 1, \"category_id\": 9, \"bbox\": [1, 1, 2, 2], \"score\": 0.5}]",
+             "category_id", "9");
+    eval_res("wrong type: bbox is a string", "res_bbox.json", "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": \"x\", \"score\": 0.5}]",
+             "bbox", NULL);
+    eval_res("wrong type: score is a string", "res_score.json",
+             "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 1, 2, 2], \"score\": \"high\"}]", "score", NULL);
+    eval_res("missing score", "res_nosc.json", "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 1, 2, 2]}]", "score", NULL);
+    eval_res("missing file", "no_such.json", NULL, "No such file", NULL);
+    cli_fail("./eval results", "directory given as --results", BDIR "/out.json",
+             ARGV("eval", "--ann", BDIR "/gt.json", "--results", BDIR, "--json", BDIR "/out.json"), BDIR, "directory", NULL);
+    cli_fail("./eval results", "malformed ground truth (--ann)", BDIR "/out.json",
+             ARGV("eval", "--ann", BDIR "/coco_malformed.json", "--results", BDIR "/res_ok.json", "--json", BDIR "/out.json"),
+             "coco_malformed.json", "byte", NULL);
+    cli_fail("./eval results", "directory given as --ann", BDIR "/out.json",
+             ARGV("eval", "--ann", BDIR, "--results", BDIR "/res_ok.json", "--json", BDIR "/out.json"), BDIR, "directory", NULL);
+}
+
+/* ------------------------------------------------------------------ command lines */
+
+static void test_command_lines(void) {
+    put_str("gt.json", GT_OK);
+    put_str("res_ok.json", "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [10, 10, 20, 30], \"score\": 0.9}]");
+    const char *gt = BDIR "/gt.json", *res = BDIR "/res_ok.json";
+    cli_fail("./eval command line", "unknown option", NULL, ARGV("eval", "--frobnicate", "--ann", gt), "--frobnicate", NULL);
+    cli_fail("./eval command line", "option without its value", NULL, ARGV("eval", "--ann", gt, "--results"), "--results", NULL);
+    cli_fail("./eval command line", "--results without --ann", NULL, ARGV("eval", "--results", res), "--ann", NULL);
+    cli_fail("./eval command line", "bad --threads", NULL, ARGV("eval", "--threads", "many", "--ann", gt, "--results", res), "--threads",
+             "many", NULL);
+    cli_fail("./eval command line", "missing --ann file", NULL, ARGV("eval", "--ann", BDIR "/nope.json", "--results", res), "nope.json",
+             "No such file", NULL);
+    cli_fail("./eval command line", "--json into a missing directory", BDIR "/nodir/out.json",
+             ARGV("eval", "--ann", gt, "--results", res, "--json", BDIR "/nodir/out.json"), "nodir/out.json", NULL);
+    cli_fail("./eval command line", "--json under a regular file", NULL,
+             ARGV("eval", "--ann", gt, "--results", res, "--json", BDIR "/gt.json/out.json"), "gt.json/out.json", NULL);
+    cli_fail("./eval command line", "--json into an unwritable directory (/proc)", "/proc/minidet_out.json",
+             ARGV("eval", "--ann", gt, "--results", res, "--json", "/proc/minidet_out.json"), "/proc/minidet_out.json", NULL);
+    cli_fail("./eval command line", "--json is a directory", NULL, ARGV("eval", "--ann", gt, "--results", res, "--json", BDIR),
+             BDIR, NULL);
+    cli_fail("./eval command line", "RUN_DIR does not exist", NULL, ARGV("eval", BDIR "/no_run"), "no_run", "No such file", NULL);
+    cli_fail("./eval command line", "RUN_DIR is a file", NULL, ARGV("eval", gt), "gt.json", "not a directory", NULL);
+    cli_fail("./eval command line", "--weights missing file", NULL,
+             ARGV("eval", "--weights", BDIR "/nope.safetensors", "--config", BDIR "/nope.cfg"), "nope", NULL);
+    cli_fail("./train command line", "no such config", NULL, ARGV("train", BDIR "/no_such.cfg"), "no_such.cfg", NULL);
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static void tiny_cfg(md_config *c) {
+    md_config_defaults(c);
+    c->model.depth = 18;
+    c->model.width_mult = 0.25f;
+    c->model.num_classes = 5;
+    c->model.fpn_channels = 32;
+    c->model.representation_size = 128;
+}
+
+static md_status det_load(const md_config *cfg, const char *file) {
+    char p[600];
+    snprintf(p, sizeof p, BDIR "/%s", file);
+    md_detector det;
+    md_status st = md_detector_create(&det, cfg);
+    if (st) return st;
+    md_param *q = &det.params[det.num_params - 1];
+    float before = q->data[0];
+    st = md_detector_load_weights(&det, p, 1, NULL);
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", md_last_error());
+    CHECK(st == MD_OK || q->data[0] == before, "%s: failed load changed the model", file);
+    md_detector_free(&det);
+    if (st) md_set_error(st, "%s", keep);
+    return st;
+}
+
+static void test_checkpoints(void) {
+    md_config cfg;
+    tiny_cfg(&cfg);
+    md_detector det;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    CHECK_OK(md_detector_save_weights(&det, BDIR "/tiny.safetensors", 0, NULL, NULL));
+    md_detector_free(&det);
+    CHECK_OK(det_load(&cfg, "tiny.safetensors"));
+
+    size_t n;
+    char *b = slurp(BDIR "/tiny.safetensors", &n);
+    CHECK(b && n > 4096, "tiny checkpoint");
+    if (!b) return;
+    truncate_copy("tiny.safetensors", "ck_trunc.safetensors", (long)n / 2);
+    lib_fail("checkpoint", "truncated to half (model load)", det_load(&cfg, "ck_trunc.safetensors"), "ck_trunc.safetensors", NULL);
+    md_st_file f;
+    lib_fail("checkpoint", "truncated to half (safetensors reader)", md_st_load(BDIR "/ck_trunc.safetensors", &f), "ck_trunc.safetensors",
+             NULL);
+    truncate_copy("tiny.safetensors", "ck_trunc4.safetensors", 4);
+    lib_fail("checkpoint", "truncated to 4 bytes", det_load(&cfg, "ck_trunc4.safetensors"), "ck_trunc4.safetensors", NULL);
+    put_str("ck_zero.safetensors", "");
+    lib_fail("checkpoint", "zero-byte file", det_load(&cfg, "ck_zero.safetensors"), "ck_zero.safetensors", NULL);
+    /* a PyTorch .pth (zip) given as safetensors */
+    put_file("ck_zip.safetensors", "PK\x03\x04\x14\x00\x00\x00\x08\x00junkjunkjunkjunk", 26);
+    lib_fail("checkpoint", "wrong magic (zip / torch .pth)", det_load(&cfg, "ck_zip.safetensors"), "ck_zip.safetensors", NULL);
+    /* one flipped byte in the data block: the checksum catches it */
+    char *c = malloc(n);
+    if (c) {
+        memcpy(c, b, n);
+        c[n - 100] ^= 0x40;
+        put_file("ck_flip.safetensors", c, n);
+        lib_fail("checkpoint", "one corrupted data byte (checksum)", det_load(&cfg, "ck_flip.safetensors"), "ck_flip.safetensors",
+                 "checksum", NULL);
+        /* header JSON damaged */
+        memcpy(c, b, n);
+        c[9] = '!';
+        put_file("ck_hdr.safetensors", c, n);
+        lib_fail("checkpoint", "damaged header JSON", det_load(&cfg, "ck_hdr.safetensors"), "ck_hdr.safetensors", NULL);
+        free(c);
+    }
+    free(b);
+    /* wrong shapes / architecture */
+    md_config other = cfg;
+    other.model.num_classes = 7;
+    lib_fail("checkpoint", "num_classes 7 model, 5-class file", det_load(&other, "tiny.safetensors"), "tiny.safetensors",
+             "roi_heads.box_predictor.cls_score.weight", NULL);
+    other = cfg;
+    other.model.depth = 34;
+    lib_fail("checkpoint", "depth 34 model, depth 18 file", det_load(&other, "tiny.safetensors"), "tiny.safetensors", "missing",
+             "layer1.2", NULL);
+    other = cfg;
+    other.model.depth = 50;
+    lib_fail("checkpoint", "depth 50 model, depth 18 file", det_load(&other, "tiny.safetensors"), "tiny.safetensors", "shape", "keep what matches", NULL);
+    other = cfg;
+    other.model.width_mult = 0.5f;
+    lib_fail("checkpoint", "width 0.5 model, width 0.25 file", det_load(&other, "tiny.safetensors"), "tiny.safetensors", "shape", NULL);
+    /* a foreign but valid safetensors file */
+    md_st_writer *w = md_st_writer_new();
+    float v[4] = {1, 2, 3, 4};
+    int shp[1] = {4};
+    CHECK(w != NULL, "writer");
+    if (w) {
+        CHECK_OK(md_st_writer_add_f32(w, "encoder.weight", 1, shp, v));
+        CHECK_OK(md_st_writer_save(w, BDIR "/ck_foreign.safetensors"));
+        md_st_writer_free(w);
+    }
+    lib_fail("checkpoint", "foreign safetensors (other model)", det_load(&cfg, "ck_foreign.safetensors"), "ck_foreign.safetensors",
+             "missing", NULL);
+    lib_fail("checkpoint", "missing file", det_load(&cfg, "no_such.safetensors"), "no_such.safetensors", NULL);
+    lib_fail("checkpoint", "directory given as the file", md_st_load(BDIR, &f), BDIR, NULL);
+    /* the training-checkpoint reader on a plain weights file with the wrong tensor set */
+    float t0[6] = {0};
+    md_ckpt_tensor ct = {"head.weight", t0, 6, 2, {2, 3}};
+    lib_fail("checkpoint", "plain weights given to the trainer's checkpoint reader", md_checkpoint_load(BDIR "/tiny.safetensors", &ct, 1, NULL, NULL, NULL),
+             "tiny.safetensors", "minidet.format", NULL);
+}
+
+int main(void) {
+    const char *b = getenv("MD_BIN");
+    snprintf(bin_dir, sizeof bin_dir, "%s", b && *b ? b : "build/bin");
+    mkdir("build", 0755);
+    mkdir(BDIR, 0755);
+    MD_RUN(test_configs);
+    MD_RUN(test_coco);
+    MD_RUN(test_images);
+    MD_RUN(test_eval_results);
+    MD_RUN(test_command_lines);
+    MD_RUN(test_checkpoints);
+    return md_test_summary();
+}
