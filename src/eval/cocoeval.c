@@ -280,11 +280,26 @@ static int accumulate_cat(const run_state *s, int k, const uint32_t *npig, acc_s
     md_eval_sort_desc(sc->list, sc->tmp, n, s->slot_score);
     const int R = r->R;
     const double eps = 2.220446049250313e-16; /* np.spacing(1) */
-    for (int m = 0; m < MD_COCO_M; m++) {
+    size_t nd_next = (size_t)-1;
+    for (int m = MD_COCO_M - 1; m >= 0; m--) {
         int maxdet = r->max_dets[m];
         size_t nd = 0;
         for (size_t i = 0; i < n; i++)
             if (s->slot_rank[sc->list[i]] < maxdet) sc->filt[nd++] = sc->list[i];
+        if (nd == nd_next) {
+            /* no image has more than maxDets[m] detections of this category: the list
+             * is the one of maxDets[m + 1], and so is every number */
+            for (int a = 0; a < A_; a++)
+                for (int t = 0; t < T_; t++) {
+                    r->recall[md_coco_ridx(r, t, k, a, m)] = r->recall[md_coco_ridx(r, t, k, a, m + 1)];
+                    for (int ri = 0; ri < R; ri++) {
+                        r->precision[md_coco_pidx(r, t, ri, k, a, m)] = r->precision[md_coco_pidx(r, t, ri, k, a, m + 1)];
+                        r->scores[md_coco_pidx(r, t, ri, k, a, m)] = r->scores[md_coco_pidx(r, t, ri, k, a, m + 1)];
+                    }
+                }
+            continue;
+        }
+        nd_next = nd;
         for (size_t i = 0; i < nd; i++) memcpy(sc->codes + i * A_ * T_, s->slot_code + (size_t)sc->filt[i] * A_ * T_, A_ * T_);
         for (int a = 0; a < A_; a++) {
             uint32_t np_ = npig[(size_t)k * A_ + a];
