@@ -6,7 +6,8 @@
  *      file is run (cases are found by their "<case>.geom" tensor), including accumulation (+=)
  *      and each gradient pointer passed as NULL;
  *   2. conv2d forward/backward against a double-precision direct (7-loop) convolution written
- *      here, over many random geometries (kernel, stride, padding, dilation, odd sizes);
+ *      here, over many random geometries (kernel, stride, padding, dilation, odd sizes), and the
+ *      float backward against double-precision finite differences of that direct convolution;
  *   3. central finite differences of the float ops themselves (eps 1e-2, relative tolerance
  *      1e-2) on tiny shapes, for every input, weight and bias gradient, plus closed forms
  *      (BN folded into conv equals conv then BN).
@@ -343,6 +344,81 @@ static void test_conv2d_finite_differences(void) {
         snprintf(what, sizeof what, "geometry %zu dbias", gi);
         fd_check(OP_CONV, what, conv_loss, &c, c.b, db, (size_t)G[4]);
         free(c.x), free(c.w), free(c.b), free(c.gy), free(c.y), free(c.scr), free(dx), free(dw), free(db);
+    }
+}
+
+/* ------------------------------------------------------------ double-precision finite differences for conv2d
+ * A double-precision direct convolution is differentiated numerically (central, eps 1e-3: the map is
+ * linear, so the difference quotient is exact up to double rounding) and compared with the float
+ * backward at the fixture tolerance (1e-4). */
+static double conv_loss_d(const double *x, const double *w, const double *b, const float *gy, const md_conv2d_params *p) {
+    double L = 0;
+    for (int n = 0; n < p->N; n++)
+        for (int oc = 0; oc < p->OC; oc++)
+            for (int oh = 0; oh < p->OH; oh++)
+                for (int ow = 0; ow < p->OW; ow++) {
+                    double acc = b[oc];
+                    for (int c = 0; c < p->C; c++)
+                        for (int kh = 0; kh < p->KH; kh++)
+                            for (int kw = 0; kw < p->KW; kw++) {
+                                int ih = oh * p->stride - p->pad + kh * p->dilation;
+                                int iw = ow * p->stride - p->pad + kw * p->dilation;
+                                if (ih < 0 || ih >= p->H || iw < 0 || iw >= p->W) continue;
+                                acc += x[(((size_t)n * p->C + c) * p->H + ih) * p->W + iw] *
+                                       w[(((size_t)oc * p->C + c) * p->KH + kh) * p->KW + kw];
+                            }
+                    L += acc * gy[(((size_t)n * p->OC + oc) * p->OH + oh) * p->OW + ow];
+                }
+    return L;
+}
+
+static void fd_double_one(const char *what, double *v, size_t n, const float *grad, const double *x, const double *w,
+                          const double *b, const float *gy, const md_conv2d_params *p) {
+    const double eps = 1e-3;
+    float *fd = zeros(n);
+    for (size_t i = 0; i < n; i++) {
+        double keep = v[i];
+        v[i] = keep + eps;
+        double lp = conv_loss_d(x, w, b, gy, p);
+        v[i] = keep - eps;
+        double lm = conv_loss_d(x, w, b, gy, p);
+        v[i] = keep;
+        fd[i] = (float)((lp - lm) / (2 * eps));
+    }
+    double e = md_max_rel_err(grad, fd, n, fmax(1e-2 * maxabs(fd, n), 1e-7), NULL);
+    if (!(e <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e;
+    CHECK(e <= REL_TOL, "%s: float backward vs double finite differences: rel err %.3g", what, e);
+    free(fd);
+}
+
+static void test_conv2d_double_finite_differences(void) {
+    static const int geoms[][10] = {{2, 2, 5, 4, 3, 3, 3, 1, 1, 1}, {1, 3, 7, 6, 2, 3, 3, 2, 1, 1}, {1, 2, 7, 7, 2, 3, 3, 1, 2, 2},
+                                    {2, 3, 4, 5, 2, 1, 1, 1, 0, 1}, {1, 2, 5, 6, 3, 1, 1, 2, 0, 1}, {1, 2, 9, 8, 2, 7, 7, 2, 3, 1}};
+    md_rng r = md_rng_make(8, 1);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const int *G = geoms[gi];
+        md_conv2d_params p;
+        if (!md_conv2d_init(&p, G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9])) {
+            CHECK(0, "geometry %zu invalid", gi);
+            continue;
+        }
+        size_t nx = (size_t)G[0] * G[1] * G[2] * G[3], nw = (size_t)G[4] * G[1] * G[5] * G[6], nb = (size_t)G[4];
+        size_t ny = (size_t)G[0] * G[4] * p.OH * p.OW, ns = md_conv2d_scratch_floats(&p);
+        float *x = zeros(nx), *w = zeros(nw), *gy = zeros(ny), *scr = zeros(ns), *dx = zeros(nx), *dw = zeros(nw), *db = zeros(nb);
+        rand_fill(&r, x, nx, 1), rand_fill(&r, w, nw, 0.5f), rand_fill(&r, gy, ny, 1);
+        md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr);
+        double *xd = calloc(nx, sizeof(double)), *wd = calloc(nw, sizeof(double)), *bd = calloc(nb, sizeof(double));
+        if (!xd || !wd || !bd) exit(2);
+        for (size_t i = 0; i < nx; i++) xd[i] = x[i];
+        for (size_t i = 0; i < nw; i++) wd[i] = w[i];
+        char what[64];
+        snprintf(what, sizeof what, "geometry %zu dinput", gi);
+        fd_double_one(what, xd, nx, dx, xd, wd, bd, gy, &p);
+        snprintf(what, sizeof what, "geometry %zu dweight", gi);
+        fd_double_one(what, wd, nw, dw, xd, wd, bd, gy, &p);
+        snprintf(what, sizeof what, "geometry %zu dbias", gi);
+        fd_double_one(what, bd, nb, db, xd, wd, bd, gy, &p);
+        free(x), free(w), free(gy), free(scr), free(dx), free(dw), free(db), free(xd), free(wd), free(bd);
     }
 }
 
@@ -757,6 +833,7 @@ int main(void) {
     MD_RUN(test_conv2d_vs_torch);
     MD_RUN(test_conv2d_vs_double_random_geometries);
     MD_RUN(test_conv2d_finite_differences);
+    MD_RUN(test_conv2d_double_finite_differences);
     MD_RUN(test_frozen_bn_vs_torch);
     MD_RUN(test_frozen_bn_fold);
     MD_RUN(test_relu_vs_torch);
