@@ -11,7 +11,8 @@ The images are fed to model.backbone / model.rpn / model.roi_heads directly (no 
 so the test is independent of the data pipeline.
 
   /usr/bin/python3 scripts/ref_model.py [--out-dir tests/fixtures] [--variant r18|r50|all]
-  /usr/bin/python3 scripts/ref_model.py --full-r50 OUT_DIR   (800x1333 R50-FPN, not committed)
+  /usr/bin/python3 scripts/ref_model.py --full-r50 IMAGE.jpg --out-dir /tmp/x   (800x1333 R50-FPN, not committed;
+      compare with build/bin/tool_model_compare /tmp/x/model_full_r50_{weights,ref}.safetensors)
 """
 import argparse
 import os
@@ -166,8 +167,9 @@ def loss_weights(shape, phase):
     return torch.sin(0.731 * i + phase).to(torch.float32).view(shape)
 
 
-def dump(v, name, out_dir):
-    images = make_images(v)
+def dump(v, name, out_dir, images=None):
+    if images is None:
+        images = make_images(v)
     model = build(v, images)
     sizes = [tuple(s) for s in v["sizes"]]
     il = ImageList(images, sizes)
@@ -246,11 +248,33 @@ def dump(v, name, out_dir):
           f"dets {[len(d['boxes']) for d in dets]}")
 
 
+def full_r50(out_dir, image_path):
+    """Full-size R50-FPN (torchvision defaults, 91 classes) on one real image transformed by torchvision's
+    GeneralizedRCNNTransform (800 / 1333): for the one-off large-scale check (tool_model_compare)."""
+    from PIL import Image
+    import numpy as np
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    img = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+    tr = GeneralizedRCNNTransform(800, 1333, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    tr.eval()
+    il, _ = tr([img])
+    h, w = il.image_sizes[0]
+    v = dict(depth=50, width_mult=1.0, fpn=256, rep=1024, num_classes=91, trainable=3, H=il.tensors.shape[2],
+             W=il.tensors.shape[3], sizes=[(h, w)], orig=[tuple(img.shape[1:])], pre=1000, post=1000, seed=3)
+    VARIANTS["full_r50"] = v
+    dump(v, "full_r50", out_dir, images=il.tensors)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", default="tests/fixtures")
     ap.add_argument("--variant", default="all")
+    ap.add_argument("--full-r50", metavar="IMAGE", help="dump the full-size R50-FPN check for IMAGE into --out-dir")
     args = ap.parse_args()
+    if args.full_r50:
+        torch.set_num_threads(2)
+        full_r50(args.out_dir, args.full_r50)
+        return
     torch.set_num_threads(1)
     names = list(VARIANTS) if args.variant == "all" else [args.variant]
     for n in names:

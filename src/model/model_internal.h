@@ -81,6 +81,8 @@ struct md_step_saved {
 /* conv helpers (resnet.c) */
 md_status md_conv_forward_layer(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
                                 float **out, int *OH, int *OW);
+md_status md_conv_forward_into(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                               float *out);
 /* Accumulates parameter grads (if trainable) and din (if not NULL). */
 md_status md_conv_backward_layer(md_detector *det, md_arena *a, const md_conv *c, float *din, const float *dout,
                                  const float *in, int N, int H, int W);

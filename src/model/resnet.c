@@ -30,23 +30,33 @@ void md_conv_fold(md_detector *det, md_conv *c) {
     }
 }
 
-md_status md_conv_forward_layer(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
-                                float **out, int *OH, int *OW) {
+md_status md_conv_forward_into(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                               float *out) {
     (void)det;
     md_conv2d_params p;
     if (!md_conv2d_init(&p, N, c->ic, H, W, c->oc, c->k, c->k, c->stride, c->pad, 1))
         return md_set_error(MD_ERR_SHAPE, "conv %dx%d on a %dx%d input gives an empty output", c->k, c->k, H, W);
-    float *o = md_arena_floats(a, (size_t)N * c->oc * p.OH * p.OW);
-    if (!o) return MD_ERR_NOMEM;
     size_t mark = md_arena_mark(a);
     size_t ns = md_conv2d_scratch_floats(&p);
     float *scratch = ns ? md_arena_floats(a, ns) : NULL;
     if (ns && !scratch) return MD_ERR_NOMEM;
-    md_conv2d_forward(o, in, c->wf, c->bf, &p, scratch);
+    md_conv2d_forward(out, in, c->wf, c->bf, &p, scratch);
     md_arena_release(a, mark);
+    return MD_OK;
+}
+
+md_status md_conv_forward_layer(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                                float **out, int *OH, int *OW) {
+    int oh = md_conv_out(H, c->k, c->stride, c->pad), ow = md_conv_out(W, c->k, c->stride, c->pad);
+    if (oh < 1 || ow < 1)
+        return md_set_error(MD_ERR_SHAPE, "conv %dx%d on a %dx%d input gives an empty output", c->k, c->k, H, W);
+    float *o = md_arena_floats(a, (size_t)N * c->oc * oh * ow);
+    if (!o) return MD_ERR_NOMEM;
+    md_status s = md_conv_forward_into(det, a, c, in, N, H, W, o);
+    if (s) return s;
     *out = o;
-    *OH = p.OH;
-    *OW = p.OW;
+    *OH = oh;
+    *OW = ow;
     return MD_OK;
 }
 
@@ -148,70 +158,101 @@ md_status md_resnet_build(md_detector *det) {
 /* ------------------------------------------------------------------ forward */
 #define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 
+/* One residual block. keep = 1 stores t1/t2 for backward; keep = 0 computes them in scratch memory
+ * released before returning, so only the block output stays in the arena. */
+static md_status block_forward(md_detector *det, md_arena *a, const md_block *b, md_block_act *ba, const float *x, int N,
+                               int H, int W, int keep) {
+    const md_conv *lc = b->bottleneck ? &b->c3 : &b->c2;
+    int h1 = md_conv_out(H, b->c1.k, b->c1.stride, b->c1.pad), w1 = md_conv_out(W, b->c1.k, b->c1.stride, b->c1.pad);
+    int h2 = md_conv_out(h1, b->c2.k, b->c2.stride, b->c2.pad), w2 = md_conv_out(w1, b->c2.k, b->c2.stride, b->c2.pad);
+    int ho = h2, wo = w2; /* conv3 (bottleneck) is 1x1 stride 1 */
+    if (h1 < 1 || w1 < 1 || h2 < 1 || w2 < 1) return md_set_error(MD_ERR_SHAPE, "resnet block on a %dx%d input", H, W);
+    size_t no = (size_t)N * lc->oc * ho * wo;
+    ba->in = x;
+    ba->H = H;
+    ba->W = W;
+    ba->H1 = h1;
+    ba->W1 = w1;
+    ba->OH = ho;
+    ba->OW = wo;
+    ba->out = md_arena_floats(a, no);
+    if (!ba->out) return MD_ERR_NOMEM;
+    size_t mark = md_arena_mark(a);
+    float *t1 = md_arena_floats(a, (size_t)N * b->c1.oc * h1 * w1);
+    if (!t1) return MD_ERR_NOMEM;
+    TRY(md_conv_forward_into(det, a, &b->c1, x, N, H, W, t1));
+    md_relu_forward(t1, t1, (size_t)N * b->c1.oc * h1 * w1);
+    float *t2 = NULL;
+    if (b->bottleneck) {
+        t2 = md_arena_floats(a, (size_t)N * b->c2.oc * h2 * w2);
+        if (!t2) return MD_ERR_NOMEM;
+        TRY(md_conv_forward_into(det, a, &b->c2, t1, N, h1, w1, t2));
+        md_relu_forward(t2, t2, (size_t)N * b->c2.oc * h2 * w2);
+        TRY(md_conv_forward_into(det, a, &b->c3, t2, N, h2, w2, ba->out));
+    } else {
+        TRY(md_conv_forward_into(det, a, &b->c2, t1, N, h1, w1, ba->out));
+    }
+    if (b->has_down) {
+        size_t m2 = md_arena_mark(a);
+        float *idn = md_arena_floats(a, no);
+        if (!idn) return MD_ERR_NOMEM;
+        TRY(md_conv_forward_into(det, a, &b->down, x, N, H, W, idn));
+        md_add_forward(ba->out, ba->out, idn, no);
+        md_arena_release(a, m2);
+    } else {
+        md_add_forward(ba->out, ba->out, x, no);
+    }
+    md_relu_forward(ba->out, ba->out, no);
+    if (keep) {
+        ba->t1 = t1;
+        ba->t2 = t2;
+    } else {
+        ba->t1 = ba->t2 = NULL;
+        md_arena_release(a, mark);
+    }
+    return MD_OK;
+}
+
 md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
     md_resnet *r = &det->impl->resnet;
     md_step_saved *sv = st->saved;
     int N = st->N;
-    int H, W;
-    float *x;
-    TRY(md_conv_forward_layer(det, a, &r->stem, st->saved->images, N, st->H, st->W, &sv->stem, &sv->sH, &sv->sW));
-    int C0 = r->stem.oc;
-    md_relu_forward(sv->stem, sv->stem, (size_t)N * C0 * sv->sH * sv->sW);
+    const md_conv *c = &r->stem;
+    int C0 = c->oc;
+    sv->sH = md_conv_out(st->H, 7, 2, 3);
+    sv->sW = md_conv_out(st->W, 7, 2, 3);
     sv->pH = md_conv_out(sv->sH, 3, 2, 1);
     sv->pW = md_conv_out(sv->sW, 3, 2, 1);
-    size_t np = (size_t)N * C0 * sv->pH * sv->pW;
+    size_t ns = (size_t)N * C0 * sv->sH * sv->sW, np = (size_t)N * C0 * sv->pH * sv->pW;
+    int keep_stem = st->training && r->lowest_trainable == 0;
     sv->pool = md_arena_floats(a, np);
     sv->argmax = md_arena_alloc(a, np * sizeof(int32_t));
     if (!sv->pool || !sv->argmax) return MD_ERR_NOMEM;
+    size_t mark = md_arena_mark(a);
+    sv->stem = md_arena_floats(a, ns);
+    if (!sv->stem) return MD_ERR_NOMEM;
+    TRY(md_conv_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem));
+    md_relu_forward(sv->stem, sv->stem, ns);
     md_maxpool2d_forward(sv->pool, sv->argmax, sv->stem, N, C0, sv->sH, sv->sW, 3, 2, 1, sv->pH, sv->pW);
-    x = sv->pool;
-    H = sv->pH;
-    W = sv->pW;
+    if (!keep_stem) {
+        sv->stem = NULL;
+        md_arena_release(a, mark);
+    }
+    const float *x = sv->pool;
+    int H = sv->pH, W = sv->pW;
     sv->blk = md_arena_calloc(a, (size_t)r->nblocks * sizeof(md_block_act));
     if (!sv->blk) return MD_ERR_NOMEM;
     for (int i = 0; i < r->nblocks; i++) {
         md_block *b = &r->blocks[i];
         md_block_act *ba = &sv->blk[i];
-        ba->in = x;
-        ba->H = H;
-        ba->W = W;
-        int h1, w1, h2, w2, ho, wo;
-        TRY(md_conv_forward_layer(det, a, &b->c1, x, N, H, W, &ba->t1, &h1, &w1));
-        md_relu_forward(ba->t1, ba->t1, (size_t)N * b->c1.oc * h1 * w1);
-        ba->H1 = h1;
-        ba->W1 = w1;
-        float *last;
-        const md_conv *lc;
-        if (b->bottleneck) {
-            TRY(md_conv_forward_layer(det, a, &b->c2, ba->t1, N, h1, w1, &ba->t2, &h2, &w2));
-            md_relu_forward(ba->t2, ba->t2, (size_t)N * b->c2.oc * h2 * w2);
-            TRY(md_conv_forward_layer(det, a, &b->c3, ba->t2, N, h2, w2, &last, &ho, &wo));
-            lc = &b->c3;
-        } else {
-            TRY(md_conv_forward_layer(det, a, &b->c2, ba->t1, N, h1, w1, &last, &ho, &wo));
-            lc = &b->c2;
-        }
-        size_t no = (size_t)N * lc->oc * ho * wo;
-        if (b->has_down) {
-            size_t mark = md_arena_mark(a);
-            float *idn;
-            int hd, wd;
-            TRY(md_conv_forward_layer(det, a, &b->down, x, N, H, W, &idn, &hd, &wd));
-            md_add_forward(last, last, idn, no);
-            md_arena_release(a, mark);
-        } else {
-            md_add_forward(last, last, x, no);
-        }
-        md_relu_forward(last, last, no);
-        ba->out = last;
-        ba->OH = ho;
-        ba->OW = wo;
-        x = last;
-        H = ho;
-        W = wo;
+        int keep = st->training && b->stage >= r->lowest_trainable;
+        TRY(block_forward(det, a, b, ba, x, N, H, W, keep));
+        x = ba->out;
+        H = ba->OH;
+        W = ba->OW;
         if (i + 1 == r->nblocks || r->blocks[i + 1].stage != b->stage) {
             int s = b->stage - 1;
-            sv->C[s] = x;
+            sv->C[s] = ba->out;
             sv->cH[s] = H;
             sv->cW[s] = W;
         }
