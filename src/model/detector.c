@@ -271,7 +271,12 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
     memset(rep, 0, sizeof *rep);
     md_st_file f;
     md_status s = md_st_load(path, &f);
-    if (s) return s;
+    if (s) {
+        size_t pl = strlen(path);
+        if ((pl > 4 && !strcmp(path + pl - 4, ".pth")) || (pl > 3 && !strcmp(path + pl - 3, ".pt")))
+            return md_error_prefix(s, "%s: a PyTorch checkpoint? convert it with scripts/convert_torchvision.py", path);
+        return s;
+    }
     int np = det->num_params;
     int *src = malloc((size_t)(np ? np : 1) * sizeof(int));
     if (!src) {
@@ -327,10 +332,11 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
     if (strict && (rep->missing || rep->unexpected || rep->mismatched)) {
         char msg[768];
         format_report(rep, msg, sizeof msg, 3);
+        const char *m = strstr(msg, "; ") ? strstr(msg, "; ") + 2 : msg; /* nothing was loaded: skip "loaded N" */
         free(src);
         md_st_free(&f);
         return md_set_error(MD_ERR_SHAPE, "%s: checkpoint does not match the model (depth %d, %d classes): %s; load with strict=0 to "
-                            "keep what matches", path, det->model.depth, det->model.num_classes, msg);
+                            "keep what matches", path, det->model.depth, det->model.num_classes, m);
     }
     for (int i = 0; i < np; i++) {
         det->params[i].loaded = 0;
