@@ -251,6 +251,27 @@ static void test_crowd(void) {
     md_cocoeval_result_free(&r);
 }
 
+/* pycocotools details that look like bugs but are the reference:
+ * (a) _prepare() sets ignore = iscrowd, overwriting a GT "ignore" field: a box
+ *     with "ignore": 1, iscrowd 0 is a regular GT -> one exact detection: AP 1.
+ * (b) dtMatches stores the matched GT's id and "matched" means id != 0: a
+ *     detection matched to the GT with id 0 counts as a false positive, and that
+ *     GT stays unfound -> tp = 0 -> AP 0, AR 0 (instead of 1). */
+static void test_pycocotools_quirks(void) {
+    md_cocoeval_result r;
+    if (eval_text("{\"images\": [{\"id\": 1}], " CATS1 ", \"annotations\": [{\"id\": 5, \"image_id\": 1, \"category_id\": 1, "
+                  "\"bbox\": [0, 0, 10, 10], \"area\": 100, \"iscrowd\": 0, \"ignore\": 1}]}",
+                  "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 10, 10], \"score\": 0.5}]", &r)) return;
+    CHECK_NEAR(r.stats[0], 1, 1e-12);
+    md_cocoeval_result_free(&r);
+    if (eval_text("{\"images\": [{\"id\": 1}], " CATS1 ", \"annotations\": [{\"id\": 0, \"image_id\": 1, \"category_id\": 1, "
+                  "\"bbox\": [0, 0, 10, 10], \"area\": 100, \"iscrowd\": 0}]}",
+                  "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 10, 10], \"score\": 0.5}]", &r)) return;
+    CHECK_NEAR(r.stats[0], 0, 1e-12);
+    CHECK_NEAR(r.stats[8], 0, 1e-12);
+    md_cocoeval_result_free(&r);
+}
+
 /* Duplicates. GT A [0,0,10,10], B [50,50,10,10]; detections: A (.9), the same
  * box again (.8), B (.7). The duplicate finds A already taken: FP.
  * tp = [1,1,2], fp = [0,1,1], rc = [.5,.5,1], pr = [1,.5,2/3] -> envelope
@@ -676,6 +697,7 @@ int main(void) {
     MD_RUN(test_zero_area);
     MD_RUN(test_crowd);
     MD_RUN(test_duplicates);
+    MD_RUN(test_pycocotools_quirks);
     MD_RUN(test_maxdets_boundary);
     MD_RUN(test_ties_across_images);
     MD_RUN(test_memory_and_save);
