@@ -1,0 +1,44 @@
+/* trainer.h — the training loop behind `./train CONFIG [section.key=value ...] [--resume]`.
+ *
+ * md_train() runs a whole training job described by a resolved md_config:
+ * it loads the COCO-format train split (and val split when configured),
+ * builds the detector (optionally from converted torchvision weights), and
+ * loops: prefetched batch -> forward -> RPN / RoI targets and losses
+ * (targets.h) -> backward -> optional clipping -> SGD (optim.h) at the lr of
+ * the warm-up + multi-step schedule, with gradient accumulation over
+ * [solver] grad_accum micro-batches. It writes runs/<name>/ as
+ * docs/FORMATS.md specifies: config.cfg, metrics.jsonl, checkpoints/ and
+ * last.safetensors (checkpoint.h), eval.json after the final evaluation.
+ *
+ * Exactness: with the same thread count, a run resumed from a checkpoint
+ * produces the same losses at every later iteration as an uninterrupted run
+ * (the sampling stream is keyed by iteration, the loader by epoch/position,
+ * and the optimizer state is saved).
+ *
+ * Memory: one arena holds every activation; it is sized before the first
+ * step by a dry run on a batch of the largest possible input size, so the
+ * steady-state loop never calls malloc.
+ *
+ * Stops: SIGINT/SIGTERM finish the current step, save a checkpoint and
+ * return MD_ERR_INTERRUPTED (the CLI exits 0 and prints how to resume); a
+ * non-finite loss or gradient stops with MD_ERR_NUMERIC naming the iteration
+ * and the image ids, without saving (the last good checkpoint stays). */
+#ifndef MINIDET_TRAINER_H
+#define MINIDET_TRAINER_H
+#include "minidet/config.h"
+#include "minidet/error.h"
+
+typedef struct {
+    int resume;        /* continue from runs/<name>/last.safetensors */
+    int progress_tty;  /* -1 = auto (isatty(stderr)), 0 = plain lines, 1 = one updating line */
+    int quiet;         /* 1 = no progress output at all */
+    int handle_signals;/* 1 = install SIGINT/SIGTERM handlers (the CLI does) */
+    long long stop_after; /* > 0: behave as if interrupted after this many iterations (tests) */
+} md_train_options;
+
+void md_train_options_default(md_train_options *o);
+
+/* Runs training. run_dir_out (may be NULL, size n) receives runs/<name>. */
+md_status md_train(const md_config *cfg, const md_train_options *o, char *run_dir_out, size_t n);
+
+#endif

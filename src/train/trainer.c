@@ -1,0 +1,710 @@
+/* trainer.c — the training loop (see trainer.h). */
+#include "minidet/trainer.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "minidet/arena.h"
+#include "minidet/checkpoint.h"
+#include "minidet/coco.h"
+#include "minidet/cocoeval.h"
+#include "minidet/data.h"
+#include "minidet/log.h"
+#include "minidet/model.h"
+#include "minidet/optim.h"
+#include "minidet/rng.h"
+#include "minidet/targets.h"
+#include "minidet/threads.h"
+
+#define ARENA_MAX ((size_t)96 << 30)
+
+void md_train_options_default(md_train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->progress_tty = -1;
+    o->handle_signals = 0;
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static volatile sig_atomic_t g_stop_signal; /* the only global: set by the signal handler */
+
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+    signal(sig, SIG_DFL); /* a second signal kills at once */
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static md_status mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
+    return MD_OK;
+}
+
+static int path_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static md_status missing_data(const char *what, const char *key, const char *path) {
+    return md_set_error(MD_ERR_IO,
+                        "%s not found: looked for '%s' ([data] %s). To train on COCO 2017 run scripts/get_coco.sh (downloads "
+                        "it into data/coco), or point [data] train_ann/train_images/val_ann/val_images at any COCO-format dataset",
+                        what, path[0] ? path : "(empty)", key);
+}
+
+static md_status write_text_atomic(const char *path, const char *text) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return md_set_error(MD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int bad = fwrite(text, 1, n, f) != n;
+    if (fflush(f) || fsync(fileno(f))) bad = 1;
+    if (fclose(f)) bad = 1;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return md_set_error(MD_ERR_IO, "%s: write failed (disk full?)", path);
+    }
+    return MD_OK;
+}
+
+static char *config_to_text(const md_config *c) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    md_status s = md_config_write(c, f);
+    fclose(f);
+    if (s) { free(buf); return NULL; }
+    return buf;
+}
+
+/* Keeps only the lines of metrics.jsonl whose iter <= upto (a resumed run rewrites what follows). */
+static md_status truncate_metrics(const char *path, long long upto) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return MD_OK;
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *o = open_memstream(&out, &outlen);
+    if (!o) { fclose(f); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t r;
+    while ((r = getline(&line, &cap, f)) > 0) {
+        cJSON *j = cJSON_Parse(line);
+        cJSON *it = j ? cJSON_GetObjectItemCaseSensitive(j, "iter") : NULL;
+        if (cJSON_IsNumber(it) && it->valuedouble <= (double)upto) fputs(line, o);
+        cJSON_Delete(j);
+    }
+    free(line);
+    fclose(f);
+    fclose(o);
+    md_status s = write_text_atomic(path, out ? out : "");
+    free(out);
+    return s;
+}
+
+/* ---------------------------------------------------------------- trainer state */
+
+typedef struct {
+    const md_config *cfg;
+    md_config cfg_copy;
+    char run_dir[2048];
+    md_coco train, val;
+    int have_val;
+    md_coco_gt *val_gt;
+    md_data_options dopt;
+    md_loader *loader;
+    uint8_t *exclude;
+    md_detector det;
+    int det_ok;
+    md_sgd opt;
+    md_ckpt_tensor *ck;
+    int nck;
+    md_arena arena;
+    md_train_state st;
+    char *label_map_json;
+    FILE *metrics;
+    int tty, quiet;
+    /* eval scratch */
+    md_batch eval_batch;
+    float *eval_scratch;
+    size_t eval_scratch_cap;
+    /* per-step gradients of the stage outputs live in the arena */
+} trainer;
+
+static void trainer_free(trainer *t) {
+    if (t->loader) md_loader_destroy(t->loader);
+    if (t->det_ok) md_detector_free(&t->det);
+    md_sgd_free(&t->opt);
+    free(t->ck);
+    md_arena_free(&t->arena);
+    md_coco_free(&t->train);
+    if (t->have_val) md_coco_free(&t->val);
+    if (t->val_gt) md_coco_gt_free(t->val_gt);
+    free(t->exclude);
+    free(t->label_map_json);
+    if (t->metrics) fclose(t->metrics);
+    md_batch_free(&t->eval_batch);
+    free(t->eval_scratch);
+}
+
+static char *label_map_json(const md_coco *c) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "layout", c->layout == MD_LABELS_COCO_ID ? "coco_id" : "contiguous");
+    cJSON *a = cJSON_AddArrayToObject(j, "label_to_category");
+    for (int i = 0; a && i < c->num_classes; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(c->label_to_cat[i]));
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* ---------------------------------------------------------------- one training step */
+
+typedef struct {
+    double obj, rpn_box, cls, box;
+} step_losses;
+
+/* Forward + losses + backward of one micro-batch; gradients accumulate in the registry. */
+static md_status micro_step(trainer *t, const md_batch *b, md_rng *rng, float grad_scale, step_losses *L) {
+    md_detector *det = &t->det;
+    md_arena *ar = &t->arena;
+    md_arena_reset(ar);
+    int sizes[2 * MD_MAX_BATCH];
+    int gt_begin[MD_MAX_BATCH], gt_count[MD_MAX_BATCH];
+    if (b->n > MD_MAX_BATCH) return md_set_error(MD_ERR_ARG, "batch of %d images exceeds %d", b->n, MD_MAX_BATCH);
+    for (int i = 0; i < b->n; i++) {
+        sizes[2 * i] = b->info[i].h;
+        sizes[2 * i + 1] = b->info[i].w;
+        gt_begin[i] = b->info[i].box_begin;
+        gt_count[i] = b->info[i].num_boxes;
+    }
+    md_step step;
+    md_status s = md_detector_forward_rpn(det, ar, b->images, b->n, b->height, b->width, sizes, 1, &step);
+    if (!s) s = md_detector_proposals(det, ar, &step);
+    if (s) return s;
+    int A = step.num_anchors;
+    md_gt_batch gt = {b->n, b->boxes, b->labels, gt_begin, gt_count};
+    float *d_obj = md_arena_floats(ar, (size_t)b->n * A);
+    float *d_rpn = md_arena_floats(ar, (size_t)b->n * A * 4);
+    if (!d_obj || !d_rpn) return md_last_status();
+    md_rpn_loss_result rl;
+    s = md_rpn_loss(&t->cfg->rpn, ar, &gt, step.anchors, A, step.objectness, step.rpn_deltas, rng, grad_scale, d_obj, d_rpn, &rl);
+    if (s) return s;
+    md_roi_targets rt;
+    s = md_roi_sample(&t->cfg->roi_heads, ar, &gt, step.proposals, step.num_proposals, rng, &rt);
+    if (s) return s;
+    s = md_detector_forward_roi(det, ar, &step, rt.rois, rt.R);
+    if (s) return s;
+    int K = step.num_classes;
+    float *d_cls = md_arena_floats(ar, (size_t)rt.R * K + 1);
+    float *d_box = md_arena_floats(ar, (size_t)rt.R * K * 4 + 1);
+    if (!d_cls || !d_box) return md_last_status();
+    md_roi_loss_result ol;
+    s = md_roi_loss(&t->cfg->roi_heads, ar, &rt, step.class_logits, step.box_deltas, K, grad_scale, d_cls, d_box, &ol);
+    if (s) return s;
+    L->obj = rl.loss_objectness;
+    L->rpn_box = rl.loss_box;
+    L->cls = ol.loss_classifier;
+    L->box = ol.loss_box;
+    if (!isfinite(L->obj) || !isfinite(L->rpn_box) || !isfinite(L->cls) || !isfinite(L->box))
+        return md_set_error(MD_ERR_NUMERIC, "non-finite loss (objectness %g, rpn_box_reg %g, classifier %g, box_reg %g)", L->obj,
+                            L->rpn_box, L->cls, L->box);
+    return md_detector_backward(det, ar, &step, d_obj, d_rpn, d_cls, d_box);
+}
+
+static int arena_full(md_status s) { return s == MD_ERR_NOMEM && strstr(md_last_error(), "arena"); }
+
+static md_status grow_arena(md_arena *a) {
+    size_t cap = a->cap ? a->cap * 2 : ((size_t)1 << 30);
+    if (cap > ARENA_MAX) return md_set_error(MD_ERR_NOMEM, "arena: a step needs more than %zu GiB", ARENA_MAX >> 30);
+    md_arena_free(a);
+    md_log(MD_LOG_DEBUG, "arena grown to %zu MiB", cap >> 20);
+    return md_arena_init(a, cap);
+}
+
+/* Sizes the arena: one forward/backward on a synthetic batch of the largest input (min_size x max_size,
+ * padded to 32) with a few boxes. Gradients are zeroed afterwards; nothing else changes. */
+static md_status size_arena(trainer *t) {
+    const md_config *c = t->cfg;
+    int n = c->solver.ims_per_batch / c->solver.grad_accum;
+    int H = (c->model.min_size + 31) / 32 * 32, W = (c->model.max_size + 31) / 32 * 32;
+    size_t img = (size_t)n * 3 * H * W;
+    float *images = calloc(img, sizeof(float));
+    md_image_info *info = calloc((size_t)n, sizeof *info);
+    int nb = 4 * n;
+    float *boxes = malloc(sizeof(float) * 4 * (size_t)nb);
+    int *labels = malloc(sizeof(int) * (size_t)nb);
+    if (!images || !info || !boxes || !labels) {
+        free(images); free(info); free(boxes); free(labels);
+        return md_set_error(MD_ERR_NOMEM, "arena sizing: out of memory");
+    }
+    md_rng r = md_rng_make(c->run.seed, 99);
+    for (size_t i = 0; i < img; i++) images[i] = md_rng_normal(&r);
+    for (int i = 0; i < n; i++) {
+        info[i].h = c->model.min_size;
+        info[i].w = c->model.max_size;
+        info[i].box_begin = 4 * i;
+        info[i].num_boxes = 4;
+    }
+    for (int k = 0; k < nb; k++) {
+        float s = 16.0f + 48.0f * (float)(k % 4);
+        boxes[4 * k] = 10 + 3 * k;
+        boxes[4 * k + 1] = 20 + 2 * k;
+        boxes[4 * k + 2] = boxes[4 * k] + s * 2;
+        boxes[4 * k + 3] = boxes[4 * k + 1] + s;
+        labels[k] = 1 + k % (c->model.num_classes - 1);
+    }
+    md_batch b = {0};
+    b.n = n;
+    b.height = H;
+    b.width = W;
+    b.images = images;
+    b.info = info;
+    b.boxes = boxes;
+    b.labels = labels;
+    b.num_boxes = nb;
+    md_status s;
+    if (!t->arena.cap && (s = md_arena_init(&t->arena, (size_t)1 << 30))) goto done;
+    for (;;) {
+        md_rng rr = md_rng_make(c->run.seed, 98);
+        step_losses L;
+        md_detector_zero_grad(&t->det);
+        s = micro_step(t, &b, &rr, 1.0f, &L);
+        if (s == MD_ERR_NUMERIC) s = MD_OK; /* random weights on noise may do anything: only memory matters here */
+        if (!arena_full(s)) break;
+        if ((s = grow_arena(&t->arena))) break;
+    }
+    md_detector_zero_grad(&t->det);
+    if (!s) {
+        size_t need = t->arena.peak + t->arena.peak / 4 + ((size_t)64 << 20);
+        if (need < t->arena.cap / 2 || need > t->arena.cap) {
+            md_arena_free(&t->arena);
+            s = md_arena_init(&t->arena, need);
+        }
+        md_log(MD_LOG_DEBUG, "arena: %zu MiB (peak of the sizing step %zu MiB)", t->arena.cap >> 20, t->arena.peak >> 20);
+    }
+done:
+    free(images); free(info); free(boxes); free(labels);
+    return s;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static md_status evaluate(trainer *t, md_cocoeval_result *res) {
+    const md_config *c = t->cfg;
+    md_coco_dets *dets = NULL;
+    md_status s = md_coco_dets_create(t->val_gt, &dets);
+    if (s) return s;
+    md_data_options o = t->dopt;
+    o.flip_prob = 0;
+    int bs = c->test.batch_size;
+    int idx[MD_MAX_BATCH];
+    uint8_t flips[MD_MAX_BATCH] = {0};
+    if (bs > MD_MAX_BATCH) bs = MD_MAX_BATCH;
+    size_t cap = 1024;
+    int64_t *img_ids = malloc(sizeof(int64_t) * cap), *cat_ids = malloc(sizeof(int64_t) * cap);
+    double *xywh = malloc(sizeof(double) * 4 * cap), *scores = malloc(sizeof(double) * cap);
+    if (!img_ids || !cat_ids || !xywh || !scores) { s = md_set_error(MD_ERR_NOMEM, "evaluation: out of memory"); goto done; }
+    for (int i0 = 0; i0 < t->val.num_images && !s; i0 += bs) {
+        int n = t->val.num_images - i0 < bs ? t->val.num_images - i0 : bs;
+        for (int k = 0; k < n; k++) idx[k] = i0 + k;
+        s = md_batch_build(&t->eval_batch, &t->val, c->data.val_images, idx, flips, n, &o, &t->eval_scratch, &t->eval_scratch_cap);
+        if (s) break;
+        const md_batch *b = &t->eval_batch;
+        int sizes[2 * MD_MAX_BATCH], orig[2 * MD_MAX_BATCH];
+        for (int k = 0; k < n; k++) {
+            sizes[2 * k] = b->info[k].h; sizes[2 * k + 1] = b->info[k].w;
+            orig[2 * k] = b->info[k].orig_h; orig[2 * k + 1] = b->info[k].orig_w;
+        }
+        md_detections out[MD_MAX_BATCH];
+        for (;;) {
+            md_arena_reset(&t->arena);
+            s = md_detector_infer(&t->det, &t->arena, b->images, n, b->height, b->width, sizes, orig, out);
+            if (!arena_full(s)) break;
+            if ((s = grow_arena(&t->arena))) break;
+        }
+        if (s) break;
+        for (int k = 0; k < n && !s; k++) {
+            size_t m = 0;
+            if ((size_t)out[k].n > cap) {
+                cap = (size_t)out[k].n * 2;
+                int64_t *a = realloc(img_ids, sizeof(int64_t) * cap), *bb = realloc(cat_ids, sizeof(int64_t) * cap);
+                if (a) img_ids = a;
+                if (bb) cat_ids = bb;
+                double *x = realloc(xywh, sizeof(double) * 4 * cap), *y = realloc(scores, sizeof(double) * cap);
+                if (x) xywh = x;
+                if (y) scores = y;
+                if (!a || !bb || !x || !y) { s = md_set_error(MD_ERR_NOMEM, "evaluation: out of memory"); break; }
+            }
+            for (int d = 0; d < out[k].n; d++) {
+                int cat = md_coco_category_of_label(&t->train, out[k].labels[d]);
+                if (cat < 0 || md_coco_gt_cat_index(t->val_gt, cat) < 0) continue;
+                const float *bx = out[k].boxes + 4 * d;
+                img_ids[m] = b->info[k].image_id;
+                cat_ids[m] = cat;
+                xywh[4 * m] = bx[0];
+                xywh[4 * m + 1] = bx[1];
+                xywh[4 * m + 2] = (double)bx[2] - bx[0];
+                xywh[4 * m + 3] = (double)bx[3] - bx[1];
+                scores[m] = out[k].scores[d];
+                m++;
+            }
+            if (m) s = md_coco_dets_add(dets, m, img_ids, cat_ids, xywh, scores);
+        }
+    }
+    if (!s) s = md_cocoeval_run(t->val_gt, dets, res);
+done:
+    free(img_ids); free(cat_ids); free(xywh); free(scores);
+    md_coco_dets_free(dets);
+    return s;
+}
+
+static void metrics_eval_line(trainer *t, long long iter, const md_cocoeval_result *r) {
+    if (!t->metrics) return;
+    fprintf(t->metrics, "{\"type\":\"eval\",\"iter\":%lld,\"stats\":[", iter);
+    for (int i = 0; i < 12; i++) fprintf(t->metrics, "%s%.17g", i ? "," : "", r->stats[i]);
+    fprintf(t->metrics, "]}\n");
+    fflush(t->metrics);
+}
+
+static double mean_valid(const double *v, size_t n) {
+    double s = 0;
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) if (v[i] > -1) { s += v[i]; c++; }
+    return c ? s / (double)c : -1;
+}
+
+static md_status write_eval_json(trainer *t, long long iter, const md_cocoeval_result *r, double train_time, double ips) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
+    cJSON_AddNumberToObject(j, "iter", (double)iter);
+    cJSON_AddStringToObject(j, "loss", md_box_loss_name(t->cfg->roi_heads.box_loss));
+    cJSON_AddNumberToObject(j, "train_time_s", train_time);
+    cJSON_AddNumberToObject(j, "img_per_sec", ips);
+    cJSON *stats = cJSON_AddArrayToObject(j, "stats");
+    for (int i = 0; i < 12; i++) cJSON_AddItemToArray(stats, cJSON_CreateNumber(r->stats[i]));
+    cJSON *pc = cJSON_AddObjectToObject(j, "per_category_ap"), *names = cJSON_AddObjectToObject(j, "category_names");
+    char key[32];
+    for (int k = 0; k < r->K; k++) {
+        snprintf(key, sizeof key, "%lld", (long long)r->cat_ids[k]);
+        cJSON_AddNumberToObject(pc, key, r->per_category_ap[k]);
+        int ci = md_coco_gt_cat_index(t->val_gt, r->cat_ids[k]);
+        cJSON_AddStringToObject(names, key, ci >= 0 ? t->val_gt->cat_names[ci] : "");
+    }
+    /* AP per IoU threshold (area all, maxDets 100) and PR curves at .50 and .75 */
+    int m = r->M - 1;
+    double *buf = malloc(sizeof(double) * (size_t)r->R * (size_t)(r->K ? r->K : 1));
+    if (!buf) { cJSON_Delete(j); return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory"); }
+    cJSON *api = cJSON_AddArrayToObject(j, "ap_per_iou");
+    for (int ti = 0; ti < r->T; ti++) {
+        size_t c = 0;
+        for (int ri = 0; ri < r->R; ri++)
+            for (int k = 0; k < r->K; k++) buf[c++] = r->precision[md_coco_pidx(r, ti, ri, k, 0, m)];
+        cJSON_AddItemToArray(api, cJSON_CreateNumber(mean_valid(buf, c)));
+    }
+    cJSON *pr = cJSON_AddObjectToObject(j, "pr");
+    const int tis[2] = {0, 5};
+    const char *tn[2] = {"0.50", "0.75"};
+    for (int q = 0; q < 2; q++) {
+        cJSON *a = cJSON_AddArrayToObject(pr, tn[q]);
+        for (int ri = 0; ri < r->R; ri++) {
+            for (int k = 0; k < r->K; k++) buf[k] = r->precision[md_coco_pidx(r, tis[q], ri, k, 0, m)];
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(mean_valid(buf, (size_t)r->K)));
+        }
+    }
+    free(buf);
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/eval.json", t->run_dir);
+    md_status s = write_text_atomic(path, txt);
+    free(txt);
+    return s;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+static md_status save_checkpoint(trainer *t) {
+    char path[4096];
+    md_checkpoint_path(path, sizeof path, t->run_dir, t->st.iteration);
+    md_status s = md_checkpoint_save(path, t->ck, t->nck, &t->opt, t->cfg, &t->st, t->label_map_json);
+    if (!s) s = md_checkpoint_link_last(t->run_dir, path);
+    if (!s) s = md_checkpoint_prune(t->run_dir, t->cfg->solver.keep_checkpoints);
+    return s;
+}
+
+/* ---------------------------------------------------------------- progress */
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8) { snprintf(buf, n, "?"); return; }
+    long long x = (long long)s;
+    if (x >= 86400) snprintf(buf, n, "%lldd%02lldh", x / 86400, (x % 86400) / 3600);
+    else if (x >= 3600) snprintf(buf, n, "%lldh%02lldm", x / 3600, (x % 3600) / 60);
+    else snprintf(buf, n, "%lldm%02llds", x / 60, x % 60);
+}
+
+/* ---------------------------------------------------------------- the job */
+
+static md_status setup(trainer *t, const md_train_options *o) {
+    const md_config *c = t->cfg;
+    md_status s;
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->run.output_dir, c->run.name);
+    md_threads_init(c->run.threads);
+    if (c->solver.ims_per_batch % c->solver.grad_accum)
+        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch (%d) must be a multiple of grad_accum (%d)", c->solver.ims_per_batch,
+                            c->solver.grad_accum);
+    if (c->solver.ims_per_batch / c->solver.grad_accum > MD_MAX_BATCH)
+        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch / grad_accum exceeds %d images per micro-batch", MD_MAX_BATCH);
+    /* data */
+    if (!c->data.train_ann[0] || !path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
+    if (!c->data.train_images[0] || !path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
+    t->have_val = c->data.val_ann[0] != 0;
+    if (t->have_val) {
+        if (!path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
+        if (!c->data.val_images[0] || !path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
+    }
+    md_data_options_from_config(c, &t->dopt);
+    t->dopt.ims_per_batch = c->solver.ims_per_batch / c->solver.grad_accum;
+    md_coco_options co;
+    md_data_coco_options(&t->dopt, &co);
+    if ((s = md_coco_load(&t->train, c->data.train_ann, &co))) return s;
+    if (t->train.num_classes != c->model.num_classes)
+        return md_set_error(MD_ERR_ARG, "%s: the dataset has %d classes with background (label_map %s) but [model] num_classes = %d; set model.num_classes=%d",
+                            c->data.train_ann, t->train.num_classes, c->model.label_map == MD_LABELS_COCO_ID ? "coco_id" : "contiguous",
+                            c->model.num_classes, t->train.num_classes);
+    if (t->have_val) {
+        if ((s = md_coco_load(&t->val, c->data.val_ann, &co))) { t->have_val = 0; return s; }
+        if ((s = md_coco_gt_load(c->data.val_ann, &t->val_gt))) return s;
+    }
+    t->exclude = calloc((size_t)(t->train.num_images ? t->train.num_images : 1), 1);
+    if (!t->exclude) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    int nbad = 0;
+    if ((s = md_dataset_check(&t->train, c->data.train_images, t->dopt.image_check, t->dopt.allow_16bit, t->exclude, &nbad))) return s;
+    if (nbad) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", c->data.train_images, nbad);
+    t->label_map_json = label_map_json(&t->train);
+    if (!t->label_map_json) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    /* model */
+    if ((s = md_detector_create(&t->det, c))) return s;
+    t->det_ok = 1;
+    if (c->model.weights[0] && !o->resume) {
+        md_load_report rep;
+        if (!path_exists(c->model.weights))
+            return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
+                                "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
+        if ((s = md_detector_load_weights(&t->det, c->model.weights, 0, &rep))) return s;
+        char buf[2048];
+        md_load_report_format(&rep, buf, sizeof buf);
+        if (!t->quiet) md_log(MD_LOG_INFO, "%s: %s", c->model.weights, buf);
+    }
+    /* optimizer over the trainable tensors; checkpoint over every tensor */
+    int ntr = 0;
+    for (int i = 0; i < t->det.num_params; i++) ntr += t->det.params[i].trainable;
+    md_sgd_param *sp = calloc((size_t)(ntr ? ntr : 1), sizeof *sp);
+    t->ck = calloc((size_t)t->det.num_params, sizeof *t->ck);
+    if (!sp || !t->ck) { free(sp); return md_set_error(MD_ERR_NOMEM, "out of memory"); }
+    int k = 0;
+    for (int i = 0; i < t->det.num_params; i++) {
+        md_param *p = &t->det.params[i];
+        t->ck[i] = (md_ckpt_tensor){p->name, p->data, p->numel, p->ndim, {p->shape[0], p->shape[1], p->shape[2], p->shape[3]}};
+        if (p->trainable) sp[k++] = (md_sgd_param){p->name, p->data, p->grad, p->numel, p->weight_decay};
+    }
+    t->nck = t->det.num_params;
+    s = md_sgd_init(&t->opt, sp, ntr, c->solver.momentum, c->solver.weight_decay);
+    free(sp);
+    if (s) return s;
+    /* run directory */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
+    if ((s = mkdir_p(path))) return s;
+    snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
+    t->st.best_ap = -1;
+    t->st.best_iter = -1;
+    if (o->resume) {
+        if (!path_exists(path))
+            return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
+        char *txt = NULL;
+        if ((s = md_checkpoint_load(path, t->ck, t->nck, &t->opt, &t->st, &txt))) return s;
+        md_detector_refold(&t->det);
+        char *now = config_to_text(c);
+        if (now && txt && strcmp(now, txt))
+            md_log(MD_LOG_WARN, "resuming with a configuration that differs from the checkpoint's (see %s/config.cfg)", t->run_dir);
+        free(now);
+        free(txt);
+        if (!t->quiet) md_log(MD_LOG_INFO, "resumed from %s at iteration %lld", path, t->st.iteration);
+    } else if (path_exists(path)) {
+        return md_set_error(MD_ERR_ARG, "%s already holds a run (%s); add --resume to continue it, or choose another run.name",
+                            t->run_dir, path);
+    }
+    char *txt = config_to_text(c);
+    if (!txt) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/config.cfg", t->run_dir);
+    s = write_text_atomic(path, txt);
+    free(txt);
+    if (s) return s;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+    if (o->resume && (s = truncate_metrics(path, t->st.iteration))) return s;
+    t->metrics = fopen(path, o->resume ? "ab" : "wb");
+    if (!t->metrics) return md_set_error(MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* memory, then data */
+    if ((s = size_arena(t))) return s;
+    if ((s = md_loader_create(&t->loader, &t->train, c->data.train_images, &t->dopt, t->exclude, t->st.loader_epoch,
+                              t->st.loader_position)))
+        return s;
+    return MD_OK;
+}
+
+md_status md_train(const md_config *cfg, const md_train_options *o, char *run_dir_out, size_t n) {
+    trainer T;
+    memset(&T, 0, sizeof T);
+    trainer *t = &T;
+    t->cfg = cfg;
+    t->quiet = o->quiet;
+    t->tty = o->progress_tty < 0 ? isatty(STDERR_FILENO) : o->progress_tty;
+    md_status s = setup(t, o);
+    if (run_dir_out) snprintf(run_dir_out, n, "%s", t->run_dir);
+    if (s) { trainer_free(t); return s; }
+    const md_solver_config *sc = &cfg->solver;
+    if (o->handle_signals) {
+        g_stop_signal = 0;
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+    }
+    int accum = sc->grad_accum;
+    float gscale = 1.0f / (float)accum;
+    long long start = t->st.iteration;
+    double t_start = md_now(), win_t0 = md_now(), stall0 = md_loader_stall_seconds(t->loader);
+    double time_before = t->st.train_time_s;
+    step_losses win = {0, 0, 0, 0};
+    int win_n = 0;
+    long long win_imgs = 0;
+    md_status stop = MD_OK;
+    char lastgood[4096];
+    snprintf(lastgood, sizeof lastgood, "%s/last.safetensors", t->run_dir);
+    for (long long it = start; it < sc->max_iter; it++) {
+        float lr = md_lr_at(sc, it);
+        md_detector_zero_grad(&t->det);
+        step_losses L = {0, 0, 0, 0};
+        int64_t ids[MD_MAX_BATCH * 8];
+        int nids = 0;
+        for (int m = 0; m < accum && !s; m++) {
+            const md_batch *b;
+            if ((s = md_loader_next(t->loader, &b))) break;
+            for (int i = 0; i < b->n && nids < MD_MAX_BATCH * 8; i++) ids[nids++] = b->info[i].image_id;
+            md_rng rng = md_rng_make(cfg->run.seed, MD_STREAM_SAMPLER);
+            rng.counter = ((uint64_t)it * (uint64_t)accum + (uint64_t)m) << 32;
+            step_losses ml;
+            s = micro_step(t, b, &rng, gscale, &ml);
+            if (s) break;
+            L.obj += ml.obj / accum;
+            L.rpn_box += ml.rpn_box / accum;
+            L.cls += ml.cls / accum;
+            L.box += ml.box / accum;
+            win_imgs += b->n;
+        }
+        double gnorm = 0;
+        if (!s) {
+            gnorm = md_clip_grad_norm(&t->opt, sc->clip_grad_norm);
+            if (!isfinite(gnorm)) s = md_set_error(MD_ERR_NUMERIC, "non-finite gradient norm");
+        }
+        if (s == MD_ERR_NUMERIC) {
+            char idbuf[512];
+            size_t off = 0;
+            for (int i = 0; i < nids && off < sizeof idbuf; i++) off += (size_t)snprintf(idbuf + off, sizeof idbuf - off, "%s%lld", i ? ", " : "", (long long)ids[i]);
+            md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, md_last_error(), idbuf,
+                         path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
+                         path_exists(lastgood) ? lastgood : "");
+        }
+        if (s) break;
+        md_sgd_step(&t->opt, lr);
+        t->st.iteration = it + 1;
+        md_loader_tell(t->loader, &t->st.loader_epoch, &t->st.loader_position);
+        t->st.rng_seed = cfg->run.seed;
+        t->st.rng_stream = MD_STREAM_SAMPLER;
+        t->st.rng_counter = ((uint64_t)(it + 1) * (uint64_t)accum) << 32;
+        t->st.train_time_s = time_before + (md_now() - t_start);
+        win.obj += L.obj; win.rpn_box += L.rpn_box; win.cls += L.cls; win.box += L.box;
+        win_n++;
+        int last = it + 1 == sc->max_iter;
+        int interrupted = g_stop_signal || (o->stop_after > 0 && it + 1 - start >= o->stop_after);
+        if ((it + 1) % cfg->run.log_every == 0 || last || interrupted) {
+            double dt = md_now() - win_t0, stall = md_loader_stall_seconds(t->loader);
+            double spi = dt / win_n, ips = win_imgs / (dt > 0 ? dt : 1e-9);
+            double lo = win.obj / win_n, lr_ = win.rpn_box / win_n, lc = win.cls / win_n, lb = win.box / win_n;
+            double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb();
+            fprintf(t->metrics,
+                    "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
+                    "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
+                    "\"data_wait_s\":%.6g}\n",
+                    it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - stall0);
+            fflush(t->metrics);
+            if (!t->quiet) {
+                char eta[32];
+                fmt_eta(eta, sizeof eta, spi * (double)(sc->max_iter - it - 1));
+                fprintf(stderr, "%siter %lld/%d  %.1f%%  eta %s  lr %.3g  loss %.4f (obj %.4f rpn %.4f cls %.4f box %.4f)  %.2f img/s  %.0f MB%s",
+                        t->tty ? "\r" : "", it + 1, sc->max_iter, 100.0 * (it + 1) / sc->max_iter, eta, lr, tot, lo, lr_, lc, lb, ips,
+                        rss, t->tty ? "\033[K" : "\n");
+                fflush(stderr);
+            }
+            win = (step_losses){0, 0, 0, 0};
+            win_n = 0;
+            win_imgs = 0;
+            win_t0 = md_now();
+            stall0 = stall;
+        }
+        if (last || interrupted || (sc->checkpoint_every > 0 && (it + 1) % sc->checkpoint_every == 0)) {
+            if ((s = save_checkpoint(t))) break;
+        }
+        if (!last && sc->eval_every > 0 && (it + 1) % sc->eval_every == 0 && t->have_val) {
+            md_cocoeval_result r;
+            if ((s = evaluate(t, &r))) break;
+            metrics_eval_line(t, it + 1, &r);
+            if (r.stats[0] > t->st.best_ap) { t->st.best_ap = r.stats[0]; t->st.best_iter = it + 1; }
+            if (!t->quiet) {
+                if (t->tty) fputc('\n', stderr);
+                md_log(MD_LOG_INFO, "eval at iteration %lld: AP %.4f AP50 %.4f (best AP %.4f at %lld)", it + 1, r.stats[0], r.stats[1],
+                       t->st.best_ap, t->st.best_iter);
+            }
+            md_cocoeval_result_free(&r);
+        }
+        if (interrupted && !last) {
+            stop = md_set_error(MD_ERR_INTERRUPTED, "interrupted at iteration %lld; checkpoint saved to %s", it + 1, lastgood);
+            break;
+        }
+    }
+    if (t->tty && !t->quiet) fputc('\n', stderr);
+    if (!s && !stop && t->have_val) {
+        md_cocoeval_result r;
+        s = evaluate(t, &r);
+        if (!s) {
+            metrics_eval_line(t, t->st.iteration, &r);
+            if (r.stats[0] > t->st.best_ap) { t->st.best_ap = r.stats[0]; t->st.best_iter = t->st.iteration; }
+            double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * sc->ims_per_batch) / t->st.train_time_s : 0;
+            s = write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips);
+            if (!t->quiet) md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.4f AP50 %.4f AP75 %.4f", t->st.iteration, r.stats[0],
+                                  r.stats[1], r.stats[2]);
+            md_cocoeval_result_free(&r);
+        }
+    }
+    if (o->handle_signals) {
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+    }
+    trainer_free(t);
+    return s ? s : stop;
+}
