@@ -626,7 +626,9 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
             char idbuf[512];
             size_t off = 0;
             for (int i = 0; i < nids && off < sizeof idbuf; i++) off += (size_t)snprintf(idbuf + off, sizeof idbuf - off, "%s%lld", i ? ", " : "", (long long)ids[i]);
-            md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, md_last_error(), idbuf,
+            char why[1024];
+            snprintf(why, sizeof why, "%s", md_last_error());
+            md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, why, idbuf,
                          path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
                          path_exists(lastgood) ? lastgood : "");
         }
