@@ -9,6 +9,8 @@
 #include "eval_util.h"
 
 enum { CODE_FP = 0, CODE_TP = 1, CODE_IGN = 2 };
+/* What a detection is at all 10 thresholds of one area range: mostly the same thing. */
+enum { KIND_ALL_FP = 0, KIND_ALL_IGN = 1, KIND_MIXED = 2 };
 #define T_ MD_COCO_T
 #define A_ MD_COCO_A
 #define MAXDET 100 /* p.maxDets[-1] */
@@ -51,7 +53,7 @@ typedef struct {
     uint32_t *dt, *tmp;
     double *ious, *rowmax;
     int *gord;
-    uint8_t *gig, *gcr, *gtm, *dout;
+    uint8_t *gig, *gcr, *gtm, *dout, *seen; /* seen[d]: bit c set when code c occurred */
     size_t cap_d, cap_g, cap_dg;
 } eval_scratch;
 
@@ -67,9 +69,10 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 static int scratch_fit(eval_scratch *s, size_t nd, size_t ng) {
     size_t cd = s->cap_d, cg = s->cap_g;
     if (nd > cd) {
-        size_t c1 = cd, c2 = cd, c3 = cd, c4 = cd;
+        size_t c1 = cd, c2 = cd, c3 = cd, c4 = cd, c5 = cd;
         if (grow((void **)&s->dt, &c1, nd, sizeof(uint32_t)) || grow((void **)&s->tmp, &c2, nd, sizeof(uint32_t)) ||
-            grow((void **)&s->dout, &c3, nd, 1) || grow((void **)&s->rowmax, &c4, nd, sizeof(double)))
+            grow((void **)&s->dout, &c3, nd, 1) || grow((void **)&s->rowmax, &c4, nd, sizeof(double)) ||
+            grow((void **)&s->seen, &c5, nd, 1))
             return -1;
         s->cap_d = nd;
     }
@@ -95,6 +98,7 @@ static void scratch_free(eval_scratch *s) {
     free(s->gcr);
     free(s->gtm);
     free(s->dout);
+    free(s->seen);
 }
 
 /* Shared state of one run. Buckets are (category k, image i), b = k * I + i. */
@@ -109,6 +113,7 @@ typedef struct {
     double *slot_score;           /* [S] scores in per-bucket sorted order */
     uint8_t *slot_rank;           /* [S] rank within its bucket (0..99) */
     uint8_t *slot_code;           /* [S][A][T] CODE_* */
+    uint8_t *slot_kind;           /* [S][A] KIND_* summary of slot_code over T */
 } run_state;
 
 /* maskUtils.iou for boxes (maskApi.c bbIou): o[d * G + g]; crowd: intersection / detection area. */
@@ -152,11 +157,15 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
     }
     const uint32_t *gsel = s->gt_list + s->gt_start[b];
     if (G > 0) box_ious(dt->bbox, sc->dt, D, gt->ann_bbox, gsel, gt->ann_crowd, G, sc->ious);
-    /* a detection whose best IoU is below a threshold stays unmatched there, whatever the order */
+    /* a detection whose best IoU is below a threshold stays unmatched there, whatever the
+     * order; below the lowest threshold it is unmatched everywhere and leaves the loop */
+    double thr0 = r->iou_thrs[0] < 1 - 1e-10 ? r->iou_thrs[0] : 1 - 1e-10;
+    int nm = 0; /* matchable detections, in score order, in sc->tmp */
     for (int d = 0; d < D; d++) {
         double mx = -1;
         for (int g = 0; g < G; g++) mx = fmax(mx, sc->ious[(size_t)d * G + g]);
         sc->rowmax[d] = mx;
+        if (!(mx < thr0)) sc->tmp[nm++] = (uint32_t)d;
     }
     for (int a = 0; a < A_; a++) {
         double lo = r->area_rng[a][0], hi = r->area_rng[a][1];
@@ -183,11 +192,18 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
             double da = db[2] * db[3];
             sc->dout[d] = da < lo || da > hi;
         }
-        for (int t = 0; t < T_; t++) {
+        memset(sc->seen, 0, (size_t)D);
+        for (int d = 0; d < D; d++) {
+            uint8_t c = sc->dout[d] ? CODE_IGN : CODE_FP;
+            memset(s->slot_code + ((off + d) * A_ + (size_t)a) * T_, c, T_);
+            sc->seen[d] = (uint8_t)(1 << c);
+        }
+        for (int t = 0; t < T_ && nm > 0; t++) {
             uint8_t *code = s->slot_code + (off * A_ + (size_t)a) * T_ + t;
             if (G) memset(sc->gtm, 0, (size_t)G);
             double thr = r->iou_thrs[t] < 1 - 1e-10 ? r->iou_thrs[t] : 1 - 1e-10;
-            for (int d = 0; d < D; d++) {
+            for (int q = 0; q < nm; q++) {
+                int d = (int)sc->tmp[q];
                 const double *iou_row = sc->ious + (size_t)d * G;
                 double iou = thr;
                 int m = -1;
@@ -212,8 +228,11 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
                     c = ig ? CODE_IGN : (nz ? CODE_TP : CODE_FP);
                 }
                 code[(size_t)d * A_ * T_] = c;
+                sc->seen[d] |= (uint8_t)(1 << c);
             }
         }
+        for (int d = 0; d < D; d++)
+            s->slot_kind[(off + d) * A_ + a] = sc->seen[d] == 1 << CODE_FP ? KIND_ALL_FP : sc->seen[d] == 1 << CODE_IGN ? KIND_ALL_IGN : KIND_MIXED;
     }
     return 0;
 }
@@ -232,7 +251,7 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
  * same expressions on the same numbers, so the result is bit-identical. */
 typedef struct {
     uint32_t *list, *tmp, *filt, *pos;
-    uint8_t *codes; /* [nd][A*T] codes of the filtered list, in score order */
+    uint32_t *ev_i, *ev_fp; /* events: position in the list, all-FP detections before it */
     double *rc, *pr;
     size_t cap;
 } acc_scratch;
@@ -248,13 +267,15 @@ static int acc_fit(acc_scratch *sc, size_t n) {
     if (f) sc->filt = f;
     uint32_t *p = realloc(sc->pos, (c + 1) * sizeof(uint32_t));
     if (p) sc->pos = p;
-    uint8_t *cd = realloc(sc->codes, c * A_ * T_);
-    if (cd) sc->codes = cd;
+    uint32_t *e1 = realloc(sc->ev_i, c * sizeof(uint32_t));
+    if (e1) sc->ev_i = e1;
+    uint32_t *e2 = realloc(sc->ev_fp, c * sizeof(uint32_t));
+    if (e2) sc->ev_fp = e2;
     double *rc = realloc(sc->rc, (c + 1) * sizeof(double));
     if (rc) sc->rc = rc;
     double *pr = realloc(sc->pr, (c + 1) * sizeof(double));
     if (pr) sc->pr = pr;
-    if (!l || !t || !f || !p || !cd || !rc || !pr) return -1;
+    if (!l || !t || !f || !p || !e1 || !e2 || !rc || !pr) return -1;
     sc->cap = c;
     return 0;
 }
@@ -264,7 +285,8 @@ static void acc_free(acc_scratch *sc) {
     free(sc->tmp);
     free(sc->filt);
     free(sc->pos);
-    free(sc->codes);
+    free(sc->ev_i);
+    free(sc->ev_fp);
     free(sc->rc);
     free(sc->pr);
 }
@@ -300,21 +322,34 @@ static int accumulate_cat(const run_state *s, int k, const uint32_t *npig, acc_s
             continue;
         }
         nd_next = nd;
-        for (size_t i = 0; i < nd; i++) memcpy(sc->codes + i * A_ * T_, s->slot_code + (size_t)sc->filt[i] * A_ * T_, A_ * T_);
         for (int a = 0; a < A_; a++) {
             uint32_t np_ = npig[(size_t)k * A_ + a];
             if (np_ == 0) continue; /* stays -1 */
+            /* events: index 0 and the detections that are not the same at every
+             * threshold; the others only add to a common false-positive count */
+            size_t ne = 0;
+            uint32_t fp_common = 0;
+            for (size_t i = 0; i < nd; i++) {
+                uint8_t kind = s->slot_kind[(size_t)sc->filt[i] * A_ + a];
+                if (kind == KIND_MIXED || i == 0) {
+                    sc->ev_i[ne] = (uint32_t)i;
+                    sc->ev_fp[ne] = fp_common;
+                    ne++;
+                } else if (kind == KIND_ALL_FP) {
+                    fp_common++;
+                }
+            }
             for (int t = 0; t < T_; t++) {
-                const uint8_t *code = sc->codes + a * T_ + t;
                 /* candidates: index 0 and every true positive */
                 size_t nc = 0, ntp = 0, nfp = 0;
-                for (size_t i = 0; i < nd; i++) {
-                    uint8_t c = code[i * A_ * T_];
+                for (size_t e = 0; e < ne; e++) {
+                    uint32_t i = sc->ev_i[e];
+                    uint8_t c = s->slot_code[((size_t)sc->filt[i] * A_ + a) * T_ + t];
                     ntp += c == CODE_TP;
                     nfp += c == CODE_FP;
                     if (c == CODE_TP || i == 0) {
-                        double tp = (double)ntp, fp = (double)nfp;
-                        sc->pos[nc] = (uint32_t)i;
+                        double tp = (double)ntp, fp = (double)(nfp + sc->ev_fp[e]);
+                        sc->pos[nc] = i;
                         sc->rc[nc] = tp / np_;
                         sc->pr[nc] = tp / (fp + tp + eps);
                         nc++;
@@ -426,6 +461,7 @@ static void free_state(run_state *s) {
     free(s->slot_score);
     free(s->slot_rank);
     free(s->slot_code);
+    free(s->slot_kind);
 }
 
 /* Counting sort of items into buckets, keeping input order within a bucket. */
@@ -485,7 +521,8 @@ md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_coc
     s.slot_score = malloc((S ? S : 1) * sizeof(double));
     s.slot_rank = malloc(S ? S : 1);
     s.slot_code = malloc((S ? S : 1) * A_ * T_);
-    if (!s.slot_score || !s.slot_rank || !s.slot_code) goto nomem;
+    s.slot_kind = malloc((S ? S : 1) * A_);
+    if (!s.slot_score || !s.slot_rank || !s.slot_code || !s.slot_kind) goto nomem;
     /* npig per (category, area): non-crowd ground truth inside the area range */
     for (int i = 0; i < gt->n_ann; i++) {
         if (gt->ann_crowd[i]) continue;

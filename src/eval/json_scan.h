@@ -29,9 +29,8 @@ const char *json_ctx(const json_scan *j, char *buf, size_t cap);
 md_status json_error(json_scan *j, const char *what);
 
 static inline void json_ws(json_scan *j) {
-    const char *p = j->p;
-    if (p < j->end && (unsigned char)*p > ' ') return; /* the common case: no whitespace */
-    while (p < j->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    const char *p = j->p; /* one compare for the common case, a byte that is not blank */
+    while ((unsigned char)*p <= ' ' && p < j->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
     j->p = p;
 }
 /* After whitespace: is the next byte c? (consumes it if so) */
