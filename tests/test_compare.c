@@ -19,6 +19,8 @@
 #include <stb_image.h>
 #include "minidet/compare.h"
 #include "minidet/config.h"
+#include "minidet/model.h"
+#include "minidet/shapes.h"
 #include "minidet/error.h"
 #include "minidet/plot.h"
 #include "testutil.h"
@@ -411,6 +413,75 @@ static void test_demo_configs_identical(void) {
     free(ref);
 }
 
+/* --vis on two runs with randomly initialised tiny detectors over a generated shapes val split:
+ * a sheet of the expected size whose ground-truth column shows the boxes in their category colour. */
+static void test_vis(void) {
+    md_shapes_options so;
+    md_shapes_options_default(&so);
+    so.num = 3;
+    so.width = so.height = 64;
+    so.val = 1;
+    CHECK_OK(md_shapes_generate(ROOT "/vis/data", &so));
+    static const char *names[2] = {"vis_giou", "vis_diou"};
+    md_run_summary runs[2];
+    memset(runs, 0, sizeof runs);
+    for (int r = 0; r < 2; r++) {
+        char dir[256], path[320], cfg[1024];
+        snprintf(dir, sizeof dir, ROOT "/vis/runs/%s", names[r]);
+        mkdir_p(dir);
+        snprintf(path, sizeof path, "%s/config.cfg", dir);
+        snprintf(cfg, sizeof cfg,
+                 "[run]\nname = %s\nseed = %d\n[data]\nval_ann = " ROOT "/vis/data/annotations.json\nval_images = " ROOT
+                 "/vis/data/images\n[model]\ndepth = 18\nwidth_mult = 0.125\nnum_classes = 5\nmin_size = 64\nmax_size = 64\n"
+                 "fpn_channels = 16\nrepresentation_size = 32\n[roi_heads]\nbox_loss = %s\n",
+                 names[r], r + 1, r ? "diou" : "giou");
+        CHECK(write_text(path, cfg), "%s", path);
+        snprintf(path, sizeof path, "%s/eval.json", dir);
+        write_text(path, "{\"iter\": 0, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
+        snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+        write_text(path, "");
+        md_config c;
+        md_config_defaults(&c);
+        snprintf(path, sizeof path, "%s/config.cfg", dir);
+        CHECK_OK(md_config_load(&c, path, 0, NULL));
+        md_detector det;
+        CHECK_OK(md_detector_create(&det, &c));
+        snprintf(path, sizeof path, "%s/last.safetensors", dir);
+        CHECK_OK(md_detector_save_weights(&det, path, 0, NULL, NULL));
+        md_detector_free(&det);
+        CHECK_OK(md_run_summary_load(dir, &runs[r]));
+    }
+    const char *out = ROOT "/vis/compare_vis.png";
+    remove(out);
+    CHECK_OK(md_compare_vis(runs, 2, 2, 0.5f, out));
+    int w = 0, h = 0, comp = 0;
+    unsigned char *px = stbi_load(out, &w, &h, &comp, 3);
+    /* cells of 64 px images scaled x4 = 256, gap 10: 3 columns, 2 rows, title and legend rows of 38 px */
+    CHECK(px && w == 3 * 266 + 10 && h == 38 + 2 * 266 + 38, "sheet %dx%d", w, h);
+    if (px) {
+        uint8_t *rgb = malloc(64 * 64 * 3);
+        md_shape shapes[MD_SHAPES_MAX];
+        int count = 0;
+        CHECK_OK(md_shapes_render(&so, 0, rgb, NULL, shapes, &count));
+        CHECK(count > 0, "image 0 has shapes");
+        if (count > 0) {
+            const md_shape *s0 = &shapes[count - 1]; /* drawn last: nothing paints over its corner */
+            unsigned char c[3];
+            md_plot_color(s0->category - 1, c);
+            const unsigned char *q = px + ((size_t)(38 + s0->y0 * 4) * w + (size_t)(10 + s0->x0 * 4)) * 3;
+            CHECK(q[0] == c[0] && q[1] == c[1] && q[2] == c[2], "ground-truth box corner colour %d %d %d, expected %d %d %d", q[0], q[1],
+                  q[2], c[0], c[1], c[2]);
+        }
+        free(rgb);
+        stbi_image_free(px);
+    }
+    /* a run without its checkpoint is a clear error */
+    remove(ROOT "/vis/runs/vis_diou/last.safetensors");
+    CHECK(md_compare_vis(runs, 2, 1, 0.5f, out) != MD_OK && strstr(md_last_error(), "vis_diou") &&
+              strstr(md_last_error(), "last.safetensors"), "missing checkpoint: %s", md_last_error());
+    for (int r = 0; r < 2; r++) md_run_summary_free(&runs[r]);
+}
+
 int main(void) {
     mkdir_p(ROOT);
     MD_RUN(test_load_values);
@@ -419,5 +490,6 @@ int main(void) {
     MD_RUN(test_bad_input);
     MD_RUN(test_plot_geometry);
     MD_RUN(test_demo_configs_identical);
+    MD_RUN(test_vis);
     return md_test_summary();
 }

@@ -16,7 +16,8 @@
  *     compare_loss.{png,svg} (loss_total vs iteration), compare_ap_iter.{png,svg}
  *     (AP vs iteration from the periodic evals and the final one),
  *     compare_ap_iou.{png,svg} (AP vs IoU threshold), compare_pr50.{png,svg} and
- *     compare_pr75.{png,svg} (precision-recall at IoU .50 / .75), index.html.
+ *     compare_pr75.{png,svg} (precision-recall at IoU .50 / .75), index.html;
+ *   - with --vis N, compare_vis.png: N val images, ground truth beside each run's detections.
  * All values come from the runs' files as written; nothing is recomputed
  * differently. A run without eval.json, a malformed eval.json or
  * metrics.jsonl line is an error naming the run, the file, the line and the field. */
@@ -71,9 +72,17 @@ void md_compare_best(const md_run_summary *runs, int n, int col, int *best);
 /* Prints the tables to out (may be NULL) and writes the report files into out_dir. */
 md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, FILE *out);
 
-/* `./eval RUN_DIR [RUN_DIR ...] [--out DIR]`: loads the runs, prints the table,
- * writes the report. Returns the process exit status (0 ok, 1 error with the
- * message printed, 2 usage). */
+/* Side-by-side detections (`--vis N`): the first n_images images of the first
+ * run's val split ([data] val_ann / val_images of its config.cfg), one row per
+ * image: the ground truth, then each run's detections (score >= score_min) by
+ * its detector (config.cfg + last.safetensors), boxes coloured by category.
+ * Writes one RGB PNG to path. */
+md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float score_min, const char *path);
+
+/* `./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]`: loads the runs, prints
+ * the table, writes the report (and with --vis N, compare_vis.png of N val
+ * images). Returns the process exit status (0 ok, 1 error with the message
+ * printed, 2 usage). */
 int md_eval_compare_main(int argc, char **argv);
 
 #endif

@@ -47,6 +47,14 @@ md_status md_plot_png(const md_plot *p, const char *path);
 md_status md_plot_svg(const md_plot *p, const char *path);
 /* Renders into a caller buffer rgb[height][width][3] (what md_plot_png writes). */
 md_status md_plot_render(const md_plot *p, unsigned char *rgb, int width, int height);
+/* Draws ASCII text (stb_easy_font glyphs, each font unit scale x scale pixels) with its
+ * top-left corner at (x, y) into rgb[height][width][3], clipped to the image. */
+void md_plot_text(unsigned char *rgb, int width, int height, int x, int y, const char *text, int scale,
+                  const unsigned char color[3]);
+/* Width in pixels of text drawn by md_plot_text at that scale (glyphs are 7 units high, 9 with descenders). */
+int md_plot_text_width(const char *text, int scale);
+/* Writes an RGB image rgb[height][width][3] as PNG, atomically. */
+md_status md_plot_write_rgb_png(const char *path, const unsigned char *rgb, int width, int height);
 /* Colour of series i (distinct for i < 10, then repeating). */
 void md_plot_color(int i, unsigned char rgb[3]);
 /* Where data point (x, y) lands in the raster of md_plot_render (pixel centre

@@ -15,14 +15,14 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
                "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json]\n"
-               "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR]   (comparison report; DIR default: the first run's parent)\n"
+               "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]   (comparison report; DIR default: the first run's parent)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
                "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n");
 }
 
 typedef struct {
-    const char *ann, *results, *json, *weights, *config, *images, *out;
+    const char *ann, *results, *json, *weights, *config, *images, *out, *vis;
     int threads;
     int n_pos;
     char **pos; /* RUN_DIRs and `section.key=value` overrides, in order */
@@ -58,12 +58,13 @@ static int eval_weights(const eval_args *a) {
 
 /* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
-    char **v = calloc((size_t)a->n_pos + 4, sizeof(char *));
+    char **v = calloc((size_t)a->n_pos + 6, sizeof(char *));
     if (!v) { md_set_error(MD_ERR_NOMEM, "out of memory"); md_die(); }
     int n = 0;
     v[n++] = "eval";
     for (int i = 0; i < a->n_pos; i++) v[n++] = a->pos[i];
     if (a->out) { v[n++] = "--out"; v[n++] = (char *)a->out; }
+    if (a->vis) { v[n++] = "--vis"; v[n++] = (char *)a->vis; }
     int rc = md_eval_compare_main(n, v);
     free(v);
     return rc;
@@ -95,6 +96,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--config")) a.config = need_value(argc, argv, &i);
         else if (!strcmp(o, "--images")) a.images = need_value(argc, argv, &i);
         else if (!strcmp(o, "--out")) a.out = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--vis")) a.vis = need_value(argc, argv, &i);
         else if (!strcmp(o, "--quiet")) md_log_set_level(MD_LOG_WARN);
         else if (!strcmp(o, "--threads")) {
             const char *v = need_value(argc, argv, &i);

@@ -559,11 +559,15 @@ static char *parent_dir(const char *dir) {
 int md_eval_compare_main(int argc, char **argv) {
     const char *out_dir = NULL;
     const char *dirs[MD_COMPARE_MAX_RUNS];
-    int n = 0;
+    int n = 0, vis = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out")) {
             if (++i >= argc) { fprintf(stderr, "minidet: --out needs a directory\n"); return 2; }
             out_dir = argv[i];
+        } else if (!strcmp(argv[i], "--vis")) {
+            char *end;
+            vis = ++i < argc ? (int)strtol(argv[i], &end, 10) : 0;
+            if (i >= argc || *end || vis < 1 || vis > 64) { fprintf(stderr, "minidet: --vis needs a number of images (1..64)\n"); return 2; }
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "minidet: unknown option '%s' for a run comparison (usage: ./eval RUN_DIR [RUN_DIR ...] [--out DIR])\n", argv[i]);
             return 2;
@@ -595,6 +599,15 @@ int md_eval_compare_main(int argc, char **argv) {
         out_dir = parent;
     }
     if (md_compare_report(runs, n, out_dir, stdout)) { fprintf(stderr, "minidet: %s\n", md_last_error()); rc = 1; goto done; }
+    if (vis) {
+        char *vp = join(out_dir, "compare_vis.png", "");
+        if (!vp) { fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
+        md_status vs = md_compare_vis(runs, n, vis, 0.5f, vp);
+        if (vs) fprintf(stderr, "minidet: %s\n", md_last_error());
+        else printf("\nwrote %s (%d val images: ground truth, then each run's detections with score >= 0.5)\n", vp, vis);
+        free(vp);
+        if (vs) { rc = 1; goto done; }
+    }
     printf("\nwrote %s/compare.md, compare.json, index.html and plots (compare_*.png, compare_*.svg)\n", out_dir);
 done:
     for (int i = 0; i < n; i++) md_run_summary_free(&runs[i]); /* safe on partly loaded / untouched runs */

@@ -239,7 +239,7 @@ static void r_fill(raster_t *r, int x0, int y0, int x1, int y1, const unsigned c
 
 /* Text with its box's top-left at (x, y) (rot = 0), or rotated 90 degrees
  * counter-clockwise with the box's bottom-left at (x, y) (rot = 1: reads upwards). */
-static void r_text(raster_t *r, int x, int y, const char *s, const unsigned char c[3], int rot) {
+static void r_text_scaled(raster_t *r, int x, int y, const char *s, const unsigned char c[3], int rot, int scale) {
     char buf[512];
     ascii_copy(buf, sizeof buf, s);
     size_t cap = strlen(buf) * 1024 + 256; /* bytes; a glyph is at most ~12 quads of 64 bytes */
@@ -248,12 +248,22 @@ static void r_text(raster_t *r, int x, int y, const char *s, const unsigned char
     int nq = stb_easy_font_print(0, 0, buf, NULL, vb, (int)cap);
     for (int q = 0; q < nq; q++) {
         const float *v0 = vb + q * 16, *v2 = vb + q * 16 + 8; /* 4 floats per vertex, vertices 0 and 2 */
-        int u0 = (int)lrintf(v0[0]) * TS, w0 = (int)lrintf(v0[1]) * TS, u1 = (int)lrintf(v2[0]) * TS, w1 = (int)lrintf(v2[1]) * TS;
+        int u0 = (int)lrintf(v0[0]) * scale, w0 = (int)lrintf(v0[1]) * scale, u1 = (int)lrintf(v2[0]) * scale,
+            w1 = (int)lrintf(v2[1]) * scale;
         if (!rot) r_fill(r, x + u0, y + w0, x + u1, y + w1, c);
         else r_fill(r, x + w0, y - u1, x + w1, y - u0, c);
     }
     free(vb);
 }
+
+static void r_text(raster_t *r, int x, int y, const char *s, const unsigned char c[3], int rot) { r_text_scaled(r, x, y, s, c, rot, TS); }
+
+void md_plot_text(unsigned char *rgb, int width, int height, int x, int y, const char *text, int scale, const unsigned char color[3]) {
+    raster_t r = {rgb, width, height, NULL, 0, 0, width - 1, height - 1};
+    r_text_scaled(&r, x, y, text, color, 0, scale < 1 ? 1 : scale);
+}
+
+int md_plot_text_width(const char *text, int scale) { return text_width(text) / TS * (scale < 1 ? 1 : scale); }
 
 static void cov_put(raster_t *r, int x, int y, float a) {
     if (x < r->cx0 || x > r->cx1 || y < r->cy0 || y > r->cy1 || a <= 0) return;
@@ -423,6 +433,16 @@ static void png_sink(void *ctx, void *data, int size) {
     b->len += (size_t)size;
 }
 
+md_status md_plot_write_rgb_png(const char *path, const unsigned char *rgb, int width, int height) {
+    sbuf_t b = {0};
+    png_ctx ctx = {&b};
+    int ok = stbi_write_png_to_func(png_sink, &ctx, width, height, 3, rgb, width * 3);
+    if (!ok || b.oom) { free(b.data); return md_set_error(MD_ERR_NOMEM, "%s: PNG encoding failed (out of memory)", path); }
+    md_status st = md_eval_write_atomic(path, b.data, b.len);
+    free(b.data);
+    return st;
+}
+
 md_status md_plot_png(const md_plot *p, const char *path) {
     layout_t L;
     md_status st = plot_layout(p, &L);
@@ -430,14 +450,9 @@ md_status md_plot_png(const md_plot *p, const char *path) {
     unsigned char *rgb = malloc((size_t)L.W * L.H * 3);
     if (!rgb) return md_set_error(MD_ERR_NOMEM, "%s: out of memory for a %dx%d image", path, L.W, L.H);
     st = md_plot_render(p, rgb, L.W, L.H);
-    if (st) { free(rgb); return md_error_prefix(st, "%s", path); }
-    sbuf_t b = {0};
-    png_ctx ctx = {&b};
-    int ok = stbi_write_png_to_func(png_sink, &ctx, L.W, L.H, 3, rgb, L.W * 3);
+    if (!st) st = md_plot_write_rgb_png(path, rgb, L.W, L.H);
+    else md_error_prefix(st, "%s", path);
     free(rgb);
-    if (!ok || b.oom) { free(b.data); return md_set_error(MD_ERR_NOMEM, "%s: PNG encoding failed (out of memory)", path); }
-    st = md_eval_write_atomic(path, b.data, b.len);
-    free(b.data);
     return st;
 }
 
