@@ -142,14 +142,14 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
     const md_coco_gt *gt = s->gt;
     const md_coco_dets *dt = s->dt;
     const md_cocoeval_result *r = s->r;
-    int nd = (int)(s->dt_start[b + 1] - s->dt_start[b]);
+    uint32_t nd = s->dt_start[b + 1] - s->dt_start[b];
     int G = (int)(s->gt_start[b + 1] - s->gt_start[b]);
     if (nd == 0) return 0; /* nothing to record: ground truth counts come from the annotations */
     if (scratch_fit(sc, (size_t)nd, (size_t)G)) return -1;
     /* dt sorted by score, highest first, stable (np.argsort(-score, kind='mergesort')), truncated */
     memcpy(sc->dt, s->dt_list + s->dt_start[b], (size_t)nd * sizeof(uint32_t));
     md_eval_sort_desc(sc->dt, sc->tmp, (size_t)nd, dt->score);
-    int D = nd < MAXDET ? nd : MAXDET;
+    int D = nd < MAXDET ? (int)nd : MAXDET; /* 1..100 */
     size_t off = s->slot_off[b];
     for (int d = 0; d < D; d++) {
         s->slot_score[off + d] = dt->score[sc->dt[d]];
