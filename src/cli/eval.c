@@ -1,6 +1,6 @@
 /* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
  *   ./eval --ann GT.json --results DETS.json [--json OUT.json]     eval_results()
- *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights()  (not yet)
+ *   ./eval --weights W.safetensors --config C.cfg [...]            md_eval_weights_main() (model.h)
  *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs()
  * Common options: --threads N (default: all cores), --quiet. */
 #include <stdio.h>
@@ -10,11 +10,13 @@
 #include "minidet/compare.h"
 #include "minidet/error.h"
 #include "minidet/log.h"
+#include "minidet/model.h"
 #include "minidet/threads.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
-               "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json]\n"
+               "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json] [--out-dir DIR]\n"
+               "              [--strict 0|1] [--max-images N] [section.key=value ...]\n"
                "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]   (comparison report; DIR default: the first run's parent)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
@@ -50,12 +52,6 @@ static int eval_results(const eval_args *a) {
     return 0;
 }
 
-/* Runs the detector on a split, writes its results and evaluates them (arrives with the detector). */
-static int eval_weights(const eval_args *a) {
-    md_set_error(MD_ERR_ARG, "%s: evaluating a checkpoint (--weights) is not implemented yet", a->weights);
-    md_die();
-}
-
 /* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
     char **v = calloc((size_t)a->n_pos + 6, sizeof(char *));
@@ -83,6 +79,9 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* --weights mode lives with the detector (src/model/infer_eval.c), with its own options */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--weights")) return md_eval_weights_main(argc, argv);
     eval_args a;
     memset(&a, 0, sizeof a);
     a.pos = calloc((size_t)argc, sizeof(char *));
@@ -114,8 +113,7 @@ int main(int argc, char **argv) {
     }
     md_threads_init(a.threads);
     int rc;
-    if (a.weights) rc = eval_weights(&a);
-    else if (a.results || (a.ann && !a.n_pos)) {
+    if (a.results || (a.ann && !a.n_pos)) {
         if (!a.ann || !a.results) {
             md_set_error(MD_ERR_ARG, "%s is missing: ./eval --ann GT.json --results DETS.json [--json OUT.json]", a.ann ? "--results" : "--ann");
             md_die();

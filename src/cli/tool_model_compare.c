@@ -160,12 +160,20 @@ int main(int argc, char **argv) {
             if (!p->grad || !md_st_find(&ref, gn)) continue;
             float *b = get(&ref, gn, NULL);
             double e = rel_to_max(p->grad, b, p->numel);
+            if (getenv("MD_VERBOSE")) printf("    %-50s %.2e\n", p->name, e);
             if (!(e <= worst)) {
                 worst = e;
                 wn = p->name;
             }
             ng++;
             free(b);
+        }
+        if (getenv("MD_DUMP_GRADS")) { /* for a float64 comparison outside */
+            md_st_writer *w = md_st_writer_new();
+            for (int i = 0; w && i < det.num_params; i++)
+                if (det.params[i].grad) md_st_writer_add_f32(w, det.params[i].name, det.params[i].ndim, det.params[i].shape, det.params[i].grad);
+            if (!w || md_st_writer_save(w, getenv("MD_DUMP_GRADS"))) md_die();
+            md_st_writer_free(w);
         }
         printf("  parameter gradients    %d tensors, worst rel err %.2e (%s); backward %.2f s\n", ng, worst, wn, b1 - b0);
         free(wo);
