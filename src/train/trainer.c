@@ -530,6 +530,9 @@ static md_status setup(trainer *t, const md_train_options *o) {
     if (s) return s;
     /* run directory */
     char path[4096];
+    snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
+    if (o->resume && !path_exists(path)) /* before creating anything */
+        return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
     snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
     if ((s = mkdir_p(path))) return s;
     snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
