@@ -24,16 +24,23 @@ int main(int argc, char **argv) {
     md_train_options o;
     md_train_options_default(&o);
     o.handle_signals = 1;
+    if (!strncmp(argv[1], "--", 2)) {
+        md_set_error(MD_ERR_ARG, "%s: the config file comes first: ./train CONFIG [section.key=value ...] [--resume] [--quiet]", argv[1]);
+        md_die();
+    }
     char *ov[256];
     int nov = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--resume")) o.resume = 1;
         else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
         else if (!strncmp(argv[i], "--", 2)) {
-            fprintf(stderr, "minidet: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+            md_set_error(MD_ERR_ARG, "unknown option '%s' (see ./train --help)", argv[i]);
+            md_die();
         } else if (nov < 256) ov[nov++] = argv[i];
+        else {
+            md_set_error(MD_ERR_ARG, "%s: more than 256 overrides", argv[i]);
+            md_die();
+        }
     }
     md_config cfg;
     if (md_config_load(&cfg, argv[1], nov, ov)) md_die();
