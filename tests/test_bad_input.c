@@ -27,6 +27,7 @@
 #include "minidet/data.h"
 #include "minidet/model.h"
 #include "minidet/safetensors.h"
+#include "minidet/shapes.h"
 #include "testutil.h"
 
 #define BDIR "build/bad_input"
@@ -489,7 +490,67 @@ static void test_command_lines(void) {
     cli_fail("./eval command line", "RUN_DIR is a file", NULL, ARGV("eval", gt), "gt.json", "not a directory", NULL);
     cli_fail("./eval command line", "--weights missing file", NULL,
              ARGV("eval", "--weights", BDIR "/nope.safetensors", "--config", BDIR "/nope.cfg"), "nope", NULL);
-    cli_fail("./train command line", "no such config", NULL, ARGV("train", BDIR "/no_such.cfg"), "no_such.cfg", NULL);
+}
+
+/* ------------------------------------------------------------------ ./train */
+
+#define TCFG "tests/fixtures/reliab_tiny.cfg"
+#define TRUN BDIR "/runs/t"
+
+/* ./train must fail before creating anything: the run directory must not exist afterwards. */
+static void train_fail(const char *name, const char *const *argv, const char *n1, const char *n2, const char *n3) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", TRUN);
+    if (system(cmd)) fprintf(stderr, "cannot clean %s\n", TRUN);
+    cli_fail("./train", name, TRUN, argv, n1, n2, n3, NULL);
+}
+
+static void test_train_cli(void) {
+    /* a valid dataset of 4 images, and broken variants */
+    md_shapes_options so;
+    md_shapes_options_default(&so);
+    so.width = so.height = 64;
+    so.num = 4;
+    CHECK_OK(md_shapes_generate(BDIR "/shapes", &so));
+    const char *ann = "data.train_ann=" BDIR "/shapes/annotations.json", *img = "data.train_images=" BDIR "/shapes/images";
+    const char *out = "run.output_dir=" BDIR "/runs", *nm = "run.name=t";
+    put_str("t_unknown_key.cfg", "[solver]\nbase_lr = 0.01\nmax_iters = 5\n");
+    train_fail("config: unknown key", ARGV("train", BDIR "/t_unknown_key.cfg", "--quiet"), "t_unknown_key.cfg:3", "max_iters", "solver.max_iter");
+    put_str("t_bad_value.cfg", "[model]\nnum_classes = five\n");
+    train_fail("config: bad value", ARGV("train", BDIR "/t_bad_value.cfg"), "t_bad_value.cfg:2", "num_classes", "five");
+    train_fail("config: unknown section", ARGV("train", BDIR "/unknown_section.cfg"), "unknown_section.cfg", "[modle]", NULL);
+    train_fail("config: missing file", ARGV("train", BDIR "/no_such.cfg"), "no_such.cfg", "No such file", NULL);
+    train_fail("config: a directory", ARGV("train", BDIR), BDIR, "directory", NULL);
+    train_fail("override: unknown key", ARGV("train", TCFG, "solver.base_lrr=0.1"), "base_lrr", "solver.base_lr", NULL);
+    train_fail("override: bad value", ARGV("train", TCFG, "roi_heads.box_loss=l2"), "box_loss", "l2", NULL);
+    train_fail("override without '='", ARGV("train", TCFG, "solver.base_lr"), "solver.base_lr", "section.key=value", NULL);
+    train_fail("unknown option", ARGV("train", TCFG, "--resum"), "--resum", NULL, NULL);
+    train_fail("option before the config", ARGV("train", "--resume", TCFG), "--resume", "config file comes first", NULL);
+    train_fail("train_ann missing", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/nope.json", img), "nope.json", "train_ann", NULL);
+    train_fail("train_ann malformed", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/coco_malformed.json", img),
+               "coco_malformed.json", "byte", NULL);
+    train_fail("train_images missing", ARGV("train", TCFG, out, nm, ann, "data.train_images=" BDIR "/no_images"), "no_images",
+               "train_images", NULL);
+    /* an annotation file whose first image is corrupt / zero bytes */
+    put_str("t_bad_img.json", "{\"images\": [{\"id\": 3, \"width\": 8, \"height\": 8, \"file_name\": \"corrupt.png\"}], "
+                              "\"annotations\": [{\"id\": 1, \"image_id\": 3, \"category_id\": 1, \"bbox\": [1, 1, 4, 4]}], "
+                              "\"categories\": [{\"id\": 1, \"name\": \"a\"}, {\"id\": 2, \"name\": \"b\"}, "
+                              "{\"id\": 3, \"name\": \"c\"}, {\"id\": 4, \"name\": \"d\"}]}");
+    train_fail("corrupt image (start-up check)", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/t_bad_img.json", "data.train_images=" BDIR),
+               "corrupt.png", "id 3", NULL);
+    put_str("t_empty.json", "{\"images\": [], \"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}, "
+                            "{\"id\": 2, \"name\": \"b\"}, {\"id\": 3, \"name\": \"c\"}, {\"id\": 4, \"name\": \"d\"}]}");
+    train_fail("empty dataset", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/t_empty.json", img), "t_empty.json", "images", NULL);
+    train_fail("num_classes differs from the dataset", ARGV("train", TCFG, out, nm, ann, img, "model.num_classes=9"), "num_classes", "5", NULL);
+    train_fail("weights file missing", ARGV("train", TCFG, out, nm, ann, img, "model.weights=" BDIR "/nope.safetensors"), "nope.safetensors",
+               NULL, NULL);
+    train_fail("weights: truncated checkpoint", ARGV("train", TCFG, out, nm, ann, img, "model.weights=" BDIR "/ck_trunc.safetensors"),
+               "ck_trunc.safetensors", NULL, NULL);
+    train_fail("--resume with nothing to resume", ARGV("train", TCFG, out, nm, ann, img, "--resume"), "nothing to resume", NULL, NULL);
+    cli_fail("./train", "output_dir under a regular file", NULL,
+             ARGV("train", TCFG, "run.output_dir=" BDIR "/gt.json", nm, ann, img), "gt.json", "Not a directory", NULL);
+    cli_fail("./train", "output_dir unwritable (/proc)", NULL, ARGV("train", TCFG, "run.output_dir=/proc/minidet", nm, ann, img),
+             "/proc/minidet", NULL);
 }
 
 /* ------------------------------------------------------------------ checkpoints */
@@ -608,5 +669,6 @@ int main(void) {
     MD_RUN(test_eval_results);
     MD_RUN(test_command_lines);
     MD_RUN(test_checkpoints);
+    MD_RUN(test_train_cli);
     return md_test_summary();
 }
