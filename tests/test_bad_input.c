@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -328,6 +329,25 @@ static void test_coco(void) {
                                "\"annotations\": [], \"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
     lib_fail("COCO json", "negative image width (train loader)", coco_load_file("coco_neg_w.json"), "coco_neg_w.json", "images[0]",
              "width", NULL);
+    /* boxes: w <= 0, infinite, outside the image: counted under the default policy, an error under "fail" */
+    put_str("coco_boxes.json", "{\"images\": [{\"id\": 1, \"width\": 10, \"height\": 10, \"file_name\": \"a.png\"}], "
+                               "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 1, 0, 4]}, "
+                               "{\"id\": 2, \"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 1, 1e999, 4]}, "
+                               "{\"id\": 3, \"image_id\": 1, \"category_id\": 1, \"bbox\": [50, 50, 4, 4]}, "
+                               "{\"id\": 4, \"image_id\": 1, \"category_id\": 1, \"bbox\": [8, 8, 4, 4]}], "
+                               "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    md_coco bc;
+    md_coco_options bo;
+    md_coco_options_default(&bo);
+    CHECK_OK(md_coco_load(&bc, BDIR "/coco_boxes.json", &bo));
+    CHECK(bc.stats.dropped_degenerate == 2 && bc.stats.dropped_nonfinite == 1 && bc.stats.clipped == 1 && bc.images[0].num_targets == 1,
+          "box policy clip: degenerate %d, non-finite %d, clipped %d, targets %d", bc.stats.dropped_degenerate, bc.stats.dropped_nonfinite,
+          bc.stats.clipped, bc.images[0].num_targets);
+    md_coco_free(&bc);
+    bo.boxes = MD_BOX_FAIL;
+    lib_fail("COCO json", "box with w = 0 (box policy fail)", md_coco_load(&bc, BDIR "/coco_boxes.json", &bo), "coco_boxes.json",
+             "annotations[0]", "bbox", NULL);
+    md_coco_free(&bc);
     put_str("coco_empty_ds.json", "{\"images\": [], \"annotations\": [], \"categories\": []}");
     lib_fail("COCO json", "empty dataset (no categories; eval loader)", gt_load_file("coco_empty_ds.json"), "coco_empty_ds.json", NULL);
     lib_fail("COCO json", "missing file", coco_load_file("no_such.json"), "no_such.json", "No such file", NULL);
@@ -407,6 +427,32 @@ static void test_images(void) {
     CHECK_OK(md_image_load(p, 0, &im));
     CHECK(im.width == 1 && im.height == 1, "1x1 image is %dx%d", im.width, im.height);
     md_image_free(&im);
+    /* ... and through the training batch builder (resize 1x1 -> 64x64, box clipped to the pixel) */
+    put_str("one.json", "{\"images\": [{\"id\": 1, \"width\": 1, \"height\": 1, \"file_name\": \"one.png\"}], "
+                        "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 3, 3]}], "
+                        "\"categories\": [{\"id\": 1, \"name\": \"a\"}]}");
+    md_coco one;
+    CHECK_OK(md_coco_load(&one, BDIR "/one.json", NULL));
+    md_data_options dopt;
+    md_data_options_default(&dopt);
+    dopt.min_size = dopt.max_size = 64;
+    md_batch batch;
+    memset(&batch, 0, sizeof batch);
+    float *scratch = NULL;
+    size_t scap = 0;
+    int idx0 = 0;
+    uint8_t fl = 1;
+    CHECK_OK(md_batch_build(&batch, &one, BDIR, &idx0, &fl, 1, &dopt, &scratch, &scap));
+    CHECK(batch.n == 1 && batch.info[0].h == 64 && batch.info[0].w == 64 && batch.num_boxes == 1, "1x1 batch: %dx%d, %d boxes",
+          batch.info[0].h, batch.info[0].w, batch.num_boxes);
+    int finite = 1;
+    for (size_t i = 0; batch.images && i < (size_t)3 * batch.height * batch.width; i++) finite &= isfinite(batch.images[i]);
+    CHECK(finite, "1x1 batch pixels finite");
+    CHECK(batch.num_boxes == 1 && batch.boxes[0] == 0 && batch.boxes[1] == 0 && batch.boxes[2] == 64 && batch.boxes[3] == 64,
+          "1x1 box clipped to the image then resized: %g %g %g %g", batch.boxes[0], batch.boxes[1], batch.boxes[2], batch.boxes[3]);
+    md_batch_free(&batch);
+    free(scratch);
+    md_coco_free(&one);
 
     /* the start-up dataset check names the image, the annotation file and the field */
     put_str("ds.json", "{\"images\": [{\"id\": 1, \"width\": 8, \"height\": 8, \"file_name\": \"ok.png\"}, "
