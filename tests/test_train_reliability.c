@@ -11,6 +11,7 @@
  *   metrics.jsonl rss_mb (peak RSS) grows between iteration ~10 and the end.
  * - divergence: --resume with solver.base_lr=1e6 stops non-zero with one "minidet: " line naming
  *   the iteration, the image ids and the last good checkpoint, which is left untouched and finite.
+ * - SIGTERM: finishes the step, saves a checkpoint of that iteration, exits 0 naming --resume.
  * - disk full: a run whose output_dir is a small tmpfs (root only) stops with "No space left" when
  *   a checkpoint does not fit, and the previous checkpoint loads. */
 #include <dirent.h>
@@ -340,6 +341,37 @@ static void test_divergence(void) {
     md_detector_free(&det);
 }
 
+/* SIGTERM (a scheduler's stop): finish the step, save, exit 0, say how to resume. */
+static void test_sigterm(void) {
+    make_data();
+    md_config cfg;
+    load_cfg(&cfg);
+    md_detector det;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    rm_rf(RUNS "/term");
+    const char *extra[] = {"solver.max_iter=1000", "solver.checkpoint_every=0", "run.log_every=1", NULL};
+    pid_t pid = start_train("term", 0, extra, "build/reliab/term.err");
+    static double rss[4096];
+    double t0 = now();
+    while (read_rss(RUNS "/term", rss, 4096) < 3 && now() - t0 < 60) {
+        struct timespec d = {0, 20000000};
+        nanosleep(&d, NULL);
+    }
+    kill(pid, SIGTERM);
+    int st = wait_status(pid);
+    char err[8192];
+    read_text("build/reliab/term.err", err, sizeof err);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d: %s", st, err);
+    CHECK(strstr(err, "minidet: interrupted at iteration") && strstr(err, "--resume"), "SIGTERM message: %s", err);
+    long long it = check_ckpt(RUNS "/term/last.safetensors", &det);
+    int logged = read_rss(RUNS "/term", rss, 4096);
+    CHECK(it >= 3 && it == logged, "checkpoint at %lld, metrics at %d: %s", it, logged, it < 0 ? md_last_error() : "");
+    char *nl = strchr(err, '\n');
+    if (nl) *nl = 0;
+    printf("  %s (checkpoint at iteration %lld)\n", err, it);
+    md_detector_free(&det);
+}
+
 static void test_disk_full(void) {
     make_data();
     const char *mnt = "build/reliab/tmpfs";
@@ -379,6 +411,7 @@ int main(void) {
     if (!md_test_need_path(bin, "make (the ./train program)")) return md_test_summary();
     MD_RUN(test_kill_and_resume);
     MD_RUN(test_divergence);
+    MD_RUN(test_sigterm);
     MD_RUN(test_disk_full);
     return md_test_summary();
 }
