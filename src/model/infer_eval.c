@@ -254,7 +254,8 @@ int md_eval_weights_main(int argc, char **argv) {
     float *scratch = NULL;
     size_t scratch_cap = 0;
     uint8_t *bad = NULL;
-    int have_det = 0, have_res = 0;
+    int have_det = 0, have_res = 0, created_out = 0;
+    char out_dir[MD_PATH_MAX] = "";
     memset(&det, 0, sizeof det);
     memset(&coco, 0, sizeof coco);
     memset(&batch, 0, sizeof batch);
@@ -271,7 +272,7 @@ int md_eval_weights_main(int argc, char **argv) {
         goto done;
     }
     /* output locations */
-    char out_dir[MD_PATH_MAX], res_path[MD_PATH_MAX + 32], path[MD_PATH_MAX + 32];
+    char res_path[MD_PATH_MAX + 32], path[MD_PATH_MAX + 32];
     if (a.out_dir) snprintf(out_dir, sizeof out_dir, "%s", a.out_dir);
     else if (a.out && strrchr(a.out, '/')) snprintf(out_dir, sizeof out_dir, "%.*s", (int)(strrchr(a.out, '/') - a.out), a.out);
     else if (a.out) snprintf(out_dir, sizeof out_dir, ".");
@@ -281,7 +282,6 @@ int md_eval_weights_main(int argc, char **argv) {
         snprintf(out_dir, sizeof out_dir, "%.*seval_%.*s", sl ? (int)(sl - a.weights + 1) : 0, a.weights,
                  dot ? (int)(dot - base) : (int)strlen(base), base);
     }
-    TRYG(mkdir_p(out_dir));
     if (a.out) snprintf(res_path, sizeof res_path, "%s", a.out);
     else snprintf(res_path, sizeof res_path, "%s/results.json", out_dir);
 
@@ -335,6 +335,10 @@ int md_eval_weights_main(int argc, char **argv) {
     if (a.max_images && a.max_images < nimg) nimg = a.max_images;
     TRYG(md_coco_dets_create(gt, &dets));
     TRYG(md_arena_init(&arena, (size_t)2 << 30));
+    /* the output directory only once model and data are good (a failed run leaves nothing behind) */
+    struct stat osb;
+    created_out = stat(out_dir, &osb) != 0;
+    TRYG(mkdir_p(out_dir));
 
     /* inference */
     int bs = cfg.test.batch_size < 1 ? 1 : (cfg.test.batch_size > MD_MAX_BATCH ? MD_MAX_BATCH : cfg.test.batch_size);
@@ -412,6 +416,7 @@ done:
     free(dl.score);
     free(a.over);
     if (s) {
+        if (created_out) rmdir(out_dir); /* only if still empty */
         fprintf(stderr, "minidet: %s\n", md_last_error());
         return 1;
     }
