@@ -704,6 +704,57 @@ static void test_checkpoints(void) {
              "tiny.safetensors", "minidet.format", NULL);
 }
 
+/* ------------------------------------------------------------------ ./eval --weights */
+
+static void eval_w(const char *name, const char *const *argv, const char *n1, const char *n2) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/eval_*", BDIR);
+    if (system(cmd)) fprintf(stderr, "cannot clean %s/eval_*\n", BDIR);
+    /* the default output directory is eval_<weights name> beside the weights: nothing may be left there */
+    const char *w = NULL;
+    for (int i = 0; argv[i]; i++)
+        if (!strcmp(argv[i], "--weights") && argv[i + 1]) w = argv[i + 1];
+    char out[600] = "";
+    if (w) {
+        const char *b = strrchr(w, '/');
+        b = b ? b + 1 : w;
+        snprintf(out, sizeof out, BDIR "/eval_%.*s", (int)(strcspn(b, ".")), b);
+    }
+    cli_fail("./eval --weights", name, out[0] ? out : NULL, argv, n1, n2, NULL);
+}
+
+static void test_eval_weights(void) {
+    const char *ann = BDIR "/shapes/annotations.json", *img = BDIR "/shapes/images";
+    const char *w = BDIR "/tiny.safetensors";
+    /* the good case runs (and writes its outputs) */
+    char err[8192];
+    int st = run_cli(ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", img, "--quiet"), err, sizeof err);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && exists(BDIR "/eval_tiny/results.json"), "good --weights run (status %d): %s", st, err);
+    eval_w("weights file missing", ARGV("eval", "--weights", BDIR "/nope.safetensors", "--config", TCFG, "--ann", ann, "--images", img),
+           "nope.safetensors", "No such file");
+    eval_w("weights truncated", ARGV("eval", "--weights", BDIR "/ck_trunc.safetensors", "--config", TCFG, "--ann", ann, "--images", img),
+           "ck_trunc.safetensors", "truncated");
+    eval_w("weights: wrong magic (zip)", ARGV("eval", "--weights", BDIR "/ck_zip.safetensors", "--config", TCFG, "--ann", ann, "--images", img),
+           "ck_zip.safetensors", NULL);
+    eval_w("config num_classes 7, 5-class weights (--strict 1)",
+           ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", img, "--strict", "1", "model.num_classes=7"),
+           "tiny.safetensors", "cls_score");
+    eval_w("config depth 34, depth-18 weights", ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", img, "model.depth=34"),
+           "tiny.safetensors", "missing");
+    eval_w("--config missing file", ARGV("eval", "--weights", w, "--config", BDIR "/no_such.cfg", "--ann", ann, "--images", img),
+           "no_such.cfg", "No such file");
+    eval_w("--ann malformed", ARGV("eval", "--weights", w, "--config", TCFG, "--ann", BDIR "/coco_malformed.json", "--images", img, "--quiet"),
+           "coco_malformed.json", "byte");
+    eval_w("--images directory missing", ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", BDIR "/nodir", "--quiet"),
+           "nodir", "No such file");
+    eval_w("corrupt image in the split", ARGV("eval", "--weights", w, "--config", TCFG, "--ann", BDIR "/ds.json", "--images", BDIR, "--quiet"),
+           "ok.jpg", "id 7");
+    eval_w("--out into an unwritable place (/proc)",
+           ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", img, "--out", "/proc/x/r.json", "--quiet"), "/proc/x", NULL);
+    eval_w("unknown option", ARGV("eval", "--weights", w, "--config", TCFG, "--bogus"), "--bogus", NULL);
+    eval_w("override: unknown key", ARGV("eval", "--weights", w, "--config", TCFG, "test.nms_thres=0.4"), "nms_thres", "test.nms_thresh");
+}
+
 int main(void) {
     const char *b = getenv("MD_BIN");
     snprintf(bin_dir, sizeof bin_dir, "%s", b && *b ? b : "build/bin");
@@ -716,5 +767,6 @@ int main(void) {
     MD_RUN(test_command_lines);
     MD_RUN(test_checkpoints);
     MD_RUN(test_train_cli);
+    MD_RUN(test_eval_weights);
     return md_test_summary();
 }
