@@ -16,16 +16,21 @@
  *     order, each truncated to maxDet) stably sorted by score, precision
  *     envelope, recall points by searchsorted(side='left'), -1 where a
  *     category has no (non-ignored) ground truth; means as numpy computes them
- *     (pairwise summation over the values > -1).
+ *     (pairwise summation in blocks of 8192 over the values > -1).
  *   - pycocotools' quirks are kept: a detection matched to a ground truth
- *     whose annotation id is 0 counts as unmatched (dtMatches stores the id).
+ *     whose annotation id is 0 counts as unmatched (dtMatches stores the id);
+ *     a GT "ignore" field is overwritten by iscrowd.
+ * Stricter than pycocotools where it would crash or silently drop data: an
+ * empty results list, unknown image/category ids (results and GT), duplicate
+ * image/category/annotation ids and a missing GT `area` are errors.
  * Work is spread over all OpenMP threads (images × categories in evaluate,
  * categories in accumulate).
  *
  * Usage:
  *   md_coco_gt *gt;  md_coco_dets *dt;  md_cocoeval_result r;
  *   md_coco_gt_load("instances_val2017.json", &gt);
- *   md_coco_dets_load(gt, "results.json", &dt);        // or md_coco_dets_create + _add
+ *   md_coco_dets_load(gt, "results.json", &dt);        // or md_coco_dets_create + _add,
+ *                                                       // or md_coco_load_pair for both files
  *   md_cocoeval_run(gt, dt, &r);
  *   md_cocoeval_print_summary(&r, stdout);              // pycocotools' 12 lines
  *   ... r.stats[0] is AP, r.per_category_ap[k] the AP of r.cat_ids[k] ...
