@@ -171,6 +171,9 @@ def dump(v, name, out_dir, images=None):
     if images is None:
         images = make_images(v)
     model = build(v, images)
+    if v.get("weights"):  # given weights instead of the random ones
+        w, _ = st_io.load(v["weights"])
+        model.load_state_dict({k: torch.from_numpy(a) for k, a in w.items()}, strict=True)
     sizes = [tuple(s) for s in v["sizes"]]
     il = ImageList(images, sizes)
     out = OrderedDict()
@@ -248,19 +251,20 @@ def dump(v, name, out_dir, images=None):
           f"dets {[len(d['boxes']) for d in dets]}")
 
 
-def full_r50(out_dir, image_path):
+def full_r50(out_dir, image_path, weights=None, min_size=800, max_size=1333):
     """Full-size R50-FPN (torchvision defaults, 91 classes) on one real image transformed by torchvision's
     GeneralizedRCNNTransform (800 / 1333): for the one-off large-scale check (tool_model_compare)."""
     from PIL import Image
     import numpy as np
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
     img = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
-    tr = GeneralizedRCNNTransform(800, 1333, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    tr = GeneralizedRCNNTransform(min_size, max_size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     tr.eval()
     il, _ = tr([img])
     h, w = il.image_sizes[0]
     v = dict(depth=50, width_mult=1.0, fpn=256, rep=1024, num_classes=91, trainable=3, H=il.tensors.shape[2],
-             W=il.tensors.shape[3], sizes=[(h, w)], orig=[tuple(img.shape[1:])], pre=1000, post=1000, seed=3)
+             W=il.tensors.shape[3], sizes=[(h, w)], orig=[tuple(img.shape[1:])], pre=1000, post=1000, seed=3,
+             weights=weights)
     VARIANTS["full_r50"] = v
     dump(v, "full_r50", out_dir, images=il.tensors)
 
@@ -270,10 +274,13 @@ def main():
     ap.add_argument("--out-dir", default="tests/fixtures")
     ap.add_argument("--variant", default="all")
     ap.add_argument("--full-r50", metavar="IMAGE", help="dump the full-size R50-FPN check for IMAGE into --out-dir")
+    ap.add_argument("--weights", help="with --full-r50: use these weights (torchvision names) instead of random ones")
+    ap.add_argument("--min-size", type=int, default=800)
+    ap.add_argument("--max-size", type=int, default=1333)
     args = ap.parse_args()
     if args.full_r50:
         torch.set_num_threads(2)
-        full_r50(args.out_dir, args.full_r50)
+        full_r50(args.out_dir, args.full_r50, args.weights, args.min_size, args.max_size)
         return
     torch.set_num_threads(1)
     names = list(VARIANTS) if args.variant == "all" else [args.variant]
