@@ -266,12 +266,25 @@ static void test_divergence_and_missing_data(void) {
     rm_run("missing");
 }
 
-int main(void) {
+/* With arguments, runs only the named cases (e.g. test_train test_resume_bit_exact). */
+static int argc_, sel_;
+static char **argv_;
+static int want(const char *name) {
+    if (argc_ < 2) return 1;
+    for (int i = 1; i < argc_; i++) if (!strcmp(argv_[i], name)) return 1;
+    return 0;
+}
+#define RUN_IF(fn) do { if (want(#fn)) { sel_++; MD_RUN(fn); } } while (0)
+
+int main(int argc, char **argv) {
+    argc_ = argc;
+    argv_ = argv;
     make_data();
-    MD_RUN(test_divergence_and_missing_data);
-    MD_RUN(test_resume_bit_exact);
-    MD_RUN(test_sigint_and_truncated);
-    MD_RUN(test_loss_falls_every_kind);
-    MD_RUN(test_ap_after_training);
+    RUN_IF(test_divergence_and_missing_data);
+    RUN_IF(test_resume_bit_exact);
+    RUN_IF(test_sigint_and_truncated);
+    RUN_IF(test_loss_falls_every_kind);
+    RUN_IF(test_ap_after_training);
+    CHECK(sel_ > 0, "no test case matched the arguments");
     return md_test_summary();
 }
