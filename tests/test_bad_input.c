@@ -141,8 +141,9 @@ static void lib_fail(const char *area, const char *name, md_status st, ...) {
 
 /* Runs $MD_BIN/argv[0] with argv; stdout to /dev/null, stderr captured. Returns the wait status. */
 static int run_cli(const char *const *argv, char *err, size_t cap) {
-    char prog[700], errpath[] = BDIR "/stderr.txt";
+    char prog[700], errpath[200];
     snprintf(prog, sizeof prog, "%s/%s", bin_dir, argv[0]);
+    snprintf(errpath, sizeof errpath, BDIR "/stderr.%d.txt", (int)getpid());
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -159,6 +160,7 @@ static int run_cli(const char *const *argv, char *err, size_t cap) {
     char *e = slurp(errpath, &n);
     snprintf(err, cap, "%s", e ? e : "");
     free(e);
+    remove(errpath);
     return status;
 }
 
