@@ -106,7 +106,10 @@ static md_status truncate_metrics(const char *path, long long upto) {
     while ((r = getline(&line, &cap, f)) > 0) {
         cJSON *j = cJSON_Parse(line);
         cJSON *it = j ? cJSON_GetObjectItemCaseSensitive(j, "iter") : NULL;
-        if (cJSON_IsNumber(it) && it->valuedouble <= (double)upto) fputs(line, o);
+        if (cJSON_IsNumber(it) && it->valuedouble <= (double)upto) {
+            fputs(line, o);
+            if (line[r - 1] != '\n') fputc('\n', o); /* a complete last line cut before its newline */
+        }
         cJSON_Delete(j);
     }
     free(line);
