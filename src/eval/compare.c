@@ -246,17 +246,7 @@ static md_status load_metrics(const char *path, md_run_summary *r, double *img_s
         while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
         if (q == end) { p = end + 1; continue; }
         cJSON *o;
-        if ((st = parse_json(path, lineno, p, (size_t)(end - p), &o))) {
-            /* a last line without its newline that does not parse was cut by a crash: the run's
-               checkpoint is older anyway (--resume rewrites it); skip it, say so */
-            if (!nl) {
-                md_log(MD_LOG_WARN, "%s:%ld: incomplete last line ignored (the run was killed while logging?)", path, lineno);
-                md_clear_error();
-                st = MD_OK;
-                break;
-            }
-            goto done;
-        }
+        if ((st = parse_json(path, lineno, p, (size_t)(end - p), &o))) goto done;
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
         char where[MD_PATH_MAX + 32]; /* "path:line" names the line in every message */
         snprintf(where, sizeof where, "%s:%ld", path, lineno);
