@@ -149,6 +149,11 @@ static void test_best_markers(void) {
         for (int i = 0; i < 3; i++) mask |= b[i] << i;
         CHECK(mask == BEST[c], "column %s: best mask %d, expected %d", md_compare_column_name(c), mask, BEST[c]);
     }
+    /* every run showing the same value: no winner, nothing marked */
+    for (int i = 0; i < 3; i++) r[i].stats[0] = 0.50001 + i * 1e-5;
+    int b[3];
+    md_compare_best(r, 3, MD_CMP_AP, b);
+    CHECK(!b[0] && !b[1] && !b[2], "all equal (50.0): marks %d %d %d", b[0], b[1], b[2]);
     for (int i = 0; i < 3; i++) md_run_summary_free(&r[i]);
 }
 

@@ -9,7 +9,8 @@
  *   - a table on stdout: run, loss, AP, AP50, AP75, APs, APm, APl, AR100 (COCO
  *     stats 0,1,2,3,4,5,8, shown x100 with one decimal), iterations, train
  *     time, img/s; the best value of each column marked with '*' (highest AP /
- *     AR / img/s, lowest train time; ties on the shown value are all marked);
+ *     AR / img/s, lowest train time; ties on the shown value are all marked,
+ *     nothing is marked where every run shows the same value);
  *   - per-category AP per run, and AP at each IoU threshold .50 .. .95 per run;
  *   - files in the output directory (--out DIR, default: the parent directory
  *     of the first run): compare.md, compare.json (full-precision values),

@@ -62,26 +62,30 @@ static double shown_key(int col, double v) {
     return strtod(buf, NULL);
 }
 
-void md_compare_best(const md_run_summary *runs, int n, int col, int *best) {
+/* Marks keys equal to the largest; nothing when every run shows the same value (no winner). */
+static void mark_top(const double *key, int n, int *best) {
     double top = NAN;
+    int defined = 0, same = 1;
     for (int i = 0; i < n; i++) {
-        double k = shown_key(col, md_compare_value(&runs[i], col));
-        if (isfinite(k) && (!isfinite(top) || k > top)) top = k;
+        if (!isfinite(key[i])) continue;
+        if (defined && key[i] != top) same = 0;
+        if (!isfinite(top) || key[i] > top) top = key[i];
+        defined++;
     }
-    for (int i = 0; i < n; i++) {
-        double k = shown_key(col, md_compare_value(&runs[i], col));
-        best[i] = isfinite(top) && k == top;
-    }
+    for (int i = 0; i < n; i++) best[i] = isfinite(top) && key[i] == top && !(same && defined == n && n > 1);
+}
+
+void md_compare_best(const md_run_summary *runs, int n, int col, int *best) {
+    double key[MD_COMPARE_MAX_RUNS];
+    for (int i = 0; i < n && i < MD_COMPARE_MAX_RUNS; i++) key[i] = shown_key(col, md_compare_value(&runs[i], col));
+    mark_top(key, n, best);
 }
 
 /* Best-of-row marks for a list of AP values (fractions; <0 or NAN = undefined). */
 static void best_of(const double *v, int n, int *best) {
-    double top = NAN;
-    for (int i = 0; i < n; i++) {
-        double k = shown_key(MD_CMP_AP, v[i]);
-        if (isfinite(k) && (!isfinite(top) || k > top)) top = k;
-    }
-    for (int i = 0; i < n; i++) best[i] = isfinite(top) && shown_key(MD_CMP_AP, v[i]) == top;
+    double key[MD_COMPARE_MAX_RUNS];
+    for (int i = 0; i < n && i < MD_COMPARE_MAX_RUNS; i++) key[i] = shown_key(MD_CMP_AP, v[i]);
+    mark_top(key, n, best);
 }
 
 /* ------------------------------------------------------------ a growable text buffer */
@@ -486,7 +490,8 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     if ((st = write_plots(runs, n, out_dir))) goto done;
 
     tx(&md, "# Box-loss comparison\n\n%d run%s. AP/AR columns are COCO metrics x100 (pycocotools `summarize()` order) "
-            "taken from each run's `eval.json`; **bold** = best in the column (highest AP/AR and img/s, lowest train time).\n\n",
+            "taken from each run's `eval.json`; **bold** = best in the column (highest AP/AR and img/s, lowest train time; "
+            "no mark where all runs show the same value).\n\n",
        n, n == 1 ? "" : "s");
     grid_md(&gm, &md);
     tx(&md, "\nRuns: ");
