@@ -1,0 +1,27 @@
+#!/bin/sh
+# Train-step benchmark (issue 9): R50-FPN, 480x640, batch 2, THREADS threads (default 2),
+# minidet (build/bin/tool_bench_model: forward + proposals + RoI heads + backward; the
+# optimizer step and loss maths are < 1% and not included) and torchvision 0.14 CPU
+# (scripts/bench_torchvision.py: full training step incl. losses and SGD) one after the
+# other in the same run. Prints medians over ITERS iterations (after one warm-up) and
+# the ratio torchvision / minidet (> 1 means minidet is faster).
+# Needs /usr/bin/python3 with torchvision (make deps-dev) for the peer figure.
+set -eu
+THREADS=${THREADS:-2}
+ITERS=${ITERS:-3}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+[ -x build/bin/tool_bench_model ] || { echo "bench_train: build/bin/tool_bench_model missing (make)"; exit 1; }
+md_log=$(mktemp)
+build/bin/tool_bench_model --depth 50 --batch 2 --h 480 --w 640 --iters $((ITERS + 1)) --threads "$THREADS" | tee "$md_log"
+md=$(grep '^iter' "$md_log" | tail -n +2 | sed 's/.*(\([0-9.]*\) s\/image).*/\1/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+md_rss=$(grep '^iter' "$md_log" | tail -1 | sed 's/.*peak RSS \([0-9]*\) MiB.*/\1/')
+rm -f "$md_log"
+echo "minidet:     ${md} s/image (median), peak RSS ${md_rss} MiB"
+if /usr/bin/python3 -c 'import torchvision' 2>/dev/null; then
+    tv=$(/usr/bin/python3 scripts/bench_torchvision.py --mode train --threads "$THREADS" --iters "$ITERS" 2>/dev/null)
+    echo "torchvision: $tv"
+    tvs=$(echo "$tv" | sed 's/.*"s_per_image": \([0-9.]*\).*/\1/')
+    awk -v a="$tvs" -v b="$md" 'BEGIN { printf "ratio torchvision/minidet: %.2fx (target >= 2x)\n", a / b }'
+else
+    echo "torchvision: not installed (make deps-dev) — no peer figure this run"
+fi
