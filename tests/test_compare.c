@@ -485,6 +485,18 @@ static void test_vis(void) {
     CHECK(md_compare_vis(runs, 2, 1, 0.5f, out) != MD_OK && strstr(md_last_error(), "vis_diou") &&
               strstr(md_last_error(), "last.safetensors"), "missing checkpoint: %s", md_last_error());
     for (int r = 0; r < 2; r++) md_run_summary_free(&runs[r]);
+
+    /* a run without eval.json but with config.cfg + last.safetensors is evaluated first (./eval --weights) */
+    remove(ROOT "/vis/runs/vis_giou/eval.json");
+    if (!md_test_need_path(bin_dir(), "the eval CLI (make)")) return;
+    int rc = run_eval(ROOT "/vis/runs/vis_giou --out " ROOT "/vis");
+    char *err = slurp(ROOT "/err.txt");
+    md_run_summary e;
+    CHECK(rc == 0, "eval of a run without eval.json: rc %d: %s", rc, err ? err : "");
+    CHECK(md_run_summary_load(ROOT "/vis/runs/vis_giou", &e) == MD_OK && e.has_ap_per_iou, "eval.json written by the checkpoint evaluation: %s",
+          md_last_error());
+    md_run_summary_free(&e);
+    free(err);
 }
 
 int main(void) {

@@ -20,7 +20,10 @@
  *     compare_pr75.{png,svg} (precision-recall at IoU .50 / .75), index.html;
  *   - with --vis N, compare_vis.png: N val images, ground truth beside each run's detections.
  * All values come from the runs' files as written; nothing is recomputed
- * differently. A run without eval.json, a malformed eval.json or
+ * differently. A run without eval.json but with last.safetensors and
+ * config.cfg is first evaluated on its val split by md_eval_weights_main()
+ * (model.h: `./eval --weights ... --out-dir RUN_DIR` writes its eval.json).
+ * A run with neither, a malformed eval.json or
  * metrics.jsonl line is an error naming the run, the file, the line and the field. */
 #ifndef MINIDET_COMPARE_H
 #define MINIDET_COMPARE_H
@@ -35,7 +38,7 @@ typedef struct {
     char *dir;               /* as given */
     char *name;              /* last path component of dir */
     char *loss;              /* eval.json "loss", else config.cfg [roi_heads] box_loss, else "?" */
-    long iter;               /* eval.json "iter" */
+    long iter;               /* eval.json "iter" (-1 = unknown) */
     double train_time_s;     /* eval.json "train_time_s"; NAN if absent */
     double img_per_sec;      /* eval.json "img_per_sec", else the mean of metrics.jsonl's; NAN if none */
     double stats[12];        /* eval.json "stats" (pycocotools summarize order; -1 = undefined) */

@@ -184,7 +184,8 @@ static md_status load_eval_json(const char *path, md_run_summary *r) {
     double it = 0;
     if ((st = get_vec(path, root, "stats", 12, 1, r->stats, NULL))) goto done;
     if ((st = get_num(path, root, "iter", 1, &it, NULL))) goto done;
-    if (it < 0 || it != floor(it)) { st = md_set_error(MD_ERR_FORMAT, "%s: field 'iter': expected a non-negative integer", path); goto done; }
+    /* -1: unknown (./eval --weights on a checkpoint without training metadata) */
+    if (it < -1 || it != floor(it)) { st = md_set_error(MD_ERR_FORMAT, "%s: field 'iter': expected an iteration count (or -1)", path); goto done; }
     r->iter = (long)it;
     if ((st = get_num(path, root, "train_time_s", 0, &r->train_time_s, NULL))) goto done;
     if ((st = get_num(path, root, "img_per_sec", 0, &r->img_per_sec, NULL))) goto done;
@@ -300,9 +301,9 @@ md_status md_run_summary_load(const char *dir, md_run_summary *r) {
     if (!ej || !mj || !cf) { st = md_set_error(MD_ERR_NOMEM, "%s: out of memory", dir); goto done; }
     if (!file_exists(ej)) {
         st = md_set_error(MD_ERR_IO,
-                          "run %s: no eval.json (the run has no final evaluation yet: finish training with data.val_ann set, or "
-                          "run ./eval --weights %s/last.safetensors --config %s --out-dir %s)",
-                          dir, dir, cf, dir);
+                          "run %s: no eval.json and no last.safetensors + config.cfg to evaluate (has ./train run there? it writes "
+                          "both, and eval.json when data.val_ann is set)",
+                          dir);
         goto done;
     }
     if ((st = load_eval_json(ej, r))) goto done;

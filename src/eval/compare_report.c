@@ -8,6 +8,7 @@
 #include "eval_util.h"
 #include "minidet/compare.h"
 #include "minidet/log.h"
+#include "minidet/model.h"
 #include "minidet/plot.h"
 
 static const char *COLS[MD_CMP_NCOL] = {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "iters", "train time", "img/s"};
@@ -21,7 +22,7 @@ double md_compare_value(const md_run_summary *r, int col) {
         double v = r->stats[STAT_OF_COL[col]];
         return v < 0 ? NAN : v;
     }
-    if (col == MD_CMP_ITERS) return (double)r->iter;
+    if (col == MD_CMP_ITERS) return r->iter < 0 ? NAN : (double)r->iter;
     if (col == MD_CMP_TIME) return r->train_time_s;
     return r->img_per_sec;
 }
@@ -44,6 +45,7 @@ static void fmt_time(char *buf, size_t cap, double s) {
 static void fmt_cell(char *buf, size_t cap, const md_run_summary *r, int col) {
     double v = md_compare_value(r, col);
     if (col <= MD_CMP_AR100) fmt_ap(buf, cap, v);
+    else if (col == MD_CMP_ITERS && r->iter < 0) snprintf(buf, cap, "-");
     else if (col == MD_CMP_ITERS) snprintf(buf, cap, "%ld", r->iter);
     else if (col == MD_CMP_TIME) fmt_time(buf, cap, v);
     else if (isfinite(v)) snprintf(buf, cap, "%.2f", v);
@@ -356,7 +358,7 @@ static md_status write_plots(const md_run_summary *runs, int n, const char *out_
             x[m] = runs[i].eval_iter[j];
             y[m++] = runs[i].eval_ap[j] < 0 ? NAN : runs[i].eval_ap[j] * 100;
         }
-        if (runs[i].stats[0] >= 0 && (m == 0 || x[m - 1] < (double)runs[i].iter)) {
+        if (runs[i].stats[0] >= 0 && runs[i].iter >= 0 && (m == 0 || x[m - 1] < (double)runs[i].iter)) {
             x[m] = (double)runs[i].iter;
             y[m++] = runs[i].stats[0] * 100;
         }
@@ -422,7 +424,8 @@ static md_status write_json(const md_run_summary *runs, int n, const char *path)
         cJSON *o = cJSON_CreateObject();
         ok = o && cJSON_AddItemToArray(arr, o);
         ok = ok && cJSON_AddStringToObject(o, "dir", r->dir) && cJSON_AddStringToObject(o, "name", r->name) &&
-             cJSON_AddStringToObject(o, "loss", r->loss) && cJSON_AddNumberToObject(o, "iter", (double)r->iter);
+             cJSON_AddStringToObject(o, "loss", r->loss) &&
+             cJSON_AddItemToObject(o, "iter", num_or_null(r->iter < 0 ? NAN : (double)r->iter));
         ok = ok && cJSON_AddItemToObject(o, "train_time_s", num_or_null(r->train_time_s)) &&
              cJSON_AddItemToObject(o, "img_per_sec", num_or_null(r->img_per_sec));
         for (int c = 0; ok && c <= MD_CMP_AR100; c++) ok = cJSON_AddItemToObject(o, COLS[c], num_or_null(md_compare_value(r, c)));
@@ -586,8 +589,25 @@ int md_eval_compare_main(int argc, char **argv) {
     memset(runs, 0, sizeof runs);
     int rc = 0;
     char *parent = NULL;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        /* no final evaluation yet: evaluate the run's last checkpoint on its val split (./eval --weights) */
+        char *ej = join(dirs[i], "eval.json", ""), *w = join(dirs[i], "last.safetensors", ""), *c = join(dirs[i], "config.cfg", "");
+        struct stat sb;
+        if (!ej || !w || !c) { free(ej); free(w); free(c); fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
+        if (stat(ej, &sb) != 0 && stat(w, &sb) == 0 && stat(c, &sb) == 0) {
+            printf("run %s has no eval.json: evaluating %s on its val split\n", dirs[i], w);
+            fflush(stdout);
+            char *av[] = {"eval", "--weights", w, "--config", c, "--out-dir", (char *)dirs[i], NULL};
+            if (md_eval_weights_main(7, av) != 0) {
+                fprintf(stderr, "minidet: run %s: evaluating its last checkpoint failed (see above)\n", dirs[i]);
+                free(ej); free(w); free(c);
+                rc = 1;
+                goto done;
+            }
+        }
+        free(ej); free(w); free(c);
         if (md_run_summary_load(dirs[i], &runs[i])) { fprintf(stderr, "minidet: %s\n", md_last_error()); rc = 1; goto done; }
+    }
     /* two runs with the same directory name (from different parents) are told apart by their path */
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++)
