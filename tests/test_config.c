@@ -42,6 +42,8 @@ static void test_defaults_load_empty(void) {
     CHECK(!memcmp(&a, &b, sizeof a), "empty file = defaults");
     CHECK_NEAR(b.rpn.smooth_l1_beta, 1.0 / 9.0, 1e-7);
     CHECK(b.solver.num_steps == 2 && b.solver.steps[0] == 60000 && b.solver.steps[1] == 80000, "default steps");
+    for (int l = 0; l < MD_RPN_ANCHOR_LEVELS; l++) /* torchvision AnchorGenerator sizes 32..512 */
+        CHECK(b.rpn.anchor_sizes[l] == (float)(32 << l), "default anchor_sizes[%d] = %g", l, (double)b.rpn.anchor_sizes[l]);
 }
 
 static void test_parse_values(void) {
@@ -50,7 +52,7 @@ static void test_parse_values(void) {
         "[data]\ntrain_ann = data/coco/annotations/instances_train2017.json\nhflip = false\naspect_grouping = true\n"
         "bad_image_policy = skip\n"
         "[model]\ndepth = 18\nwidth_mult = 0.25\nweights =\nlabel_map = coco_id\nnum_classes = 4\n"
-        "[rpn]\nbox_loss = giou\n"
+        "[rpn]\nbox_loss = giou\nanchor_sizes = 8, 16,32 ,64,128.5\n"
         "[roi_heads]\nbox_loss = diou ; inline comment\nbox_loss_space = image\n"
         "[solver]\nsteps = 100, 200 ,300\nbase_lr = 0.0025\n"
         "[test]\nnms = diou\ndiou_beta = 0.6\n";
@@ -64,6 +66,8 @@ static void test_parse_values(void) {
     CHECK(c.model.depth == 18 && c.model.weights[0] == 0 && c.model.label_map == MD_LABELS_COCO_ID, "model");
     CHECK_NEAR(c.model.width_mult, 0.25, 0);
     CHECK(c.rpn.box_loss == MD_BOXLOSS_GIOU, "rpn box loss");
+    CHECK(c.rpn.anchor_sizes[0] == 8 && c.rpn.anchor_sizes[1] == 16 && c.rpn.anchor_sizes[2] == 32 &&
+          c.rpn.anchor_sizes[3] == 64 && c.rpn.anchor_sizes[4] == 128.5f, "anchor_sizes");
     CHECK_NEAR(c.rpn.box_loss_weight, 1.0, 0); /* the rpn weight is not tied to the loss */
     CHECK(c.roi_heads.box_loss == MD_BOXLOSS_DIOU && c.roi_heads.box_loss_space == MD_SPACE_IMAGE, "roi loss");
     CHECK_NEAR(c.roi_heads.box_loss_weight, 12.0, 0);
@@ -124,7 +128,8 @@ static void test_round_trip(void) {
                   "model.width_mult=0.3", "rpn.box_loss=ciou", "rpn.smooth_l1_beta=0.1111111",
                   "roi_heads.box_loss=giou", "roi_heads.box_loss_weight=7.25", "roi_heads.ciou_alpha_gate=1",
                   "solver.steps=1,2,3,4,5,6,7,8", "solver.base_lr=0.0123456789", "solver.clip_grad_norm=35",
-                  "test.nms=diou", "data.bad_image_policy=skip", "model.label_map=coco_id", "solver.warmup_factor=0.3333333"};
+                  "test.nms=diou", "data.bad_image_policy=skip", "model.label_map=coco_id", "solver.warmup_factor=0.3333333",
+                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000"};
     CHECK_OK(md_config_load(&a, NULL, (int)(sizeof ov / sizeof *ov), ov));
     char path[512];
     snprintf(path, sizeof path, "%s/rt.cfg", tmpdir);
@@ -168,6 +173,15 @@ static void test_errors(void) {
     expect_error("[solver]\nsteps = 1,2,3,4,5,6,7,8,9\n", 0, NULL, "steps", "at most 8", NULL);
     expect_error("[solver]\nsteps = 1 2\n", 0, NULL, "steps", "comma", NULL);
     expect_error("[solver]\nsteps = -3\n", 0, NULL, "steps", "positive", NULL);
+    expect_error("[rpn]\nanchor_sizes = 8,16,32,64\n", 0, NULL, "bad.cfg:2", "anchor_sizes", "5 comma-separated");
+    expect_error("[rpn]\nanchor_sizes = 8,16,32,64,128,256\n", 0, NULL, "anchor_sizes", "P2..P6", NULL);
+    expect_error("[rpn]\nanchor_sizes = 8,16,0,64,128\n", 0, NULL, "anchor_sizes", "(0,", NULL);
+    expect_error("[rpn]\nanchor_sizes = 8,16,-32,64,128\n", 0, NULL, "anchor_sizes", "'8,16,-32,64,128'", NULL);
+    expect_error("[rpn]\nanchor_sizes = 8 16 32 64 128\n", 0, NULL, "anchor_sizes", "comma", NULL);
+    expect_error("[rpn]\nanchor_sizes = 8,16,nan,64,128\n", 0, NULL, "anchor_sizes", NULL, NULL);
+    expect_error("[rpn]\nanchor_sizes = 8,16,32,64,1e9\n", 0, NULL, "anchor_sizes", NULL, NULL);
+    expect_error("[rpn]\nanchor_sizes =\n", 0, NULL, "anchor_sizes", NULL, NULL);
+    expect_error(NULL, 1, (char *[]){"rpn.anchor_sizes=8,16,,64,128"}, "override", "anchor_sizes", NULL);
     expect_error("[roi_heads]\nbox_loss = l2\n", 0, NULL, "box_loss", "smooth_l1, iou, giou, diou, ciou", NULL);
     expect_error("[roi_heads]\nbox_loss_space = pixel\n", 0, NULL, "box_loss_space", "proposal, image", NULL);
     expect_error("[test]\nnms = soft\n", 0, NULL, "nms", "greedy, diou", NULL);

@@ -134,6 +134,9 @@ static void run_variant(const char *name) {
     for (int l = 0; l < 5; l++)
         cmp(pn[l], st.features[l], &ref, pn[l], (size_t)N * st.fpn_channels * st.level_h[l] * st.level_w[l], 1e-4);
     cmp("anchors", st.anchors, &ref, "anchors", (size_t)st.num_anchors * 4, 0.0);
+    float *anchors_default = malloc((size_t)st.num_anchors * 4 * sizeof(float));
+    if (!anchors_default) { fprintf(stderr, "out of memory\n"); exit(1); }
+    memcpy(anchors_default, st.anchors, (size_t)st.num_anchors * 4 * sizeof(float));
     cmp("objectness", st.objectness, &ref, "objectness", (size_t)N * st.num_anchors, 1e-4);
     cmp("rpn_deltas", st.rpn_deltas, &ref, "rpn_deltas", (size_t)N * st.num_anchors * 4, 1e-4);
 
@@ -220,6 +223,35 @@ static void run_variant(const char *name) {
     free(wc);
     free(wb);
     free(rois);
+    /* [rpn] anchor_sizes: with other sizes every anchor is the closed form of torchvision's
+     * AnchorGenerator (ratios 0.5, 1, 2; round(+-size*sqrt(1/r)/2), round(+-size*sqrt(r)/2)),
+     * shifted by the level's stride; computed here in double, independently of rpn.c. */
+    if (!strcmp(name, "r18")) {
+        static const float sizes_alt[MD_RPN_ANCHOR_LEVELS] = {8, 12.5f, 40, 100, 200};
+        memcpy(det.rpn.anchor_sizes, sizes_alt, sizeof sizes_alt);
+        md_arena_reset(&arena);
+        md_step s2;
+        CHECK_OK(md_detector_forward_rpn(&det, &arena, images, N, H, W, sizes, 1, &s2));
+        CHECK(s2.num_anchors == st.num_anchors, "anchor count %d vs %d", s2.num_anchors, st.num_anchors);
+        static const double ratios[3] = {0.5, 1.0, 2.0};
+        int bad = 0, differs = 0;
+        for (int l = 0; l < MD_FPN_LEVELS; l++) {
+            int Hl = s2.level_h[l], Wl = s2.level_w[l], sy = s2.H / Hl, sx = s2.W / Wl;
+            for (int y = 0; y < Hl; y++)
+                for (int x = 0; x < Wl; x++)
+                    for (int k = 0; k < 3; k++) {
+                        double hr = sqrt(ratios[k]), ws = sizes_alt[l] / hr, hs = sizes_alt[l] * hr;
+                        double e[4] = {x * sx + nearbyint(-ws / 2), y * sy + nearbyint(-hs / 2),
+                                       x * sx + nearbyint(ws / 2), y * sy + nearbyint(hs / 2)};
+                        const float *o = s2.anchors + ((size_t)s2.level_start[l] + ((size_t)y * Wl + x) * 3 + k) * 4;
+                        for (int j = 0; j < 4; j++) bad += (double)o[j] != e[j];
+                    }
+        }
+        for (int i = 0; i < s2.num_anchors * 4; i++) differs += s2.anchors[i] != anchors_default[i];
+        CHECK(bad == 0, "anchor_sizes 8,12.5,40,100,200: %d anchor coordinates differ from the closed form", bad);
+        CHECK(differs > 0, "anchor_sizes had no effect on the anchors");
+    }
+    free(anchors_default);
     free(images);
     md_arena_free(&arena);
     md_detector_free(&det);

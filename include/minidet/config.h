@@ -55,6 +55,8 @@ typedef struct {
     int representation_size; /* TwoMLPHead width, default 1024 */
 } md_model_config;
 
+#define MD_RPN_ANCHOR_LEVELS 5 /* P2..P6 */
+
 typedef struct {
     md_box_loss_kind box_loss; /* default smooth_l1 */
     float box_loss_weight;     /* default 1 */
@@ -66,6 +68,9 @@ typedef struct {
     int batch_size_per_image;  /* 256 */
     float positive_fraction;   /* 0.5 */
     float score_thresh;        /* 0.0 */
+    /* AnchorGenerator size (pixels) of each FPN level P2..P6, one size and the ratios
+     * 0.5, 1, 2 per level (3 anchors per location); default 32, 64, 128, 256, 512 (torchvision). */
+    float anchor_sizes[MD_RPN_ANCHOR_LEVELS];
 } md_rpn_config;
 
 typedef struct {

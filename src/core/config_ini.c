@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS } key_type;
+typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS, K_ANCHORS } key_type;
 
 typedef struct {
     const char *section, *name;
@@ -69,6 +69,7 @@ static const key_def keys[] = {
     INT(rpn, pre_nms_top_n_test, 1, BIG), INT(rpn, post_nms_top_n_test, 1, BIG),
     FLT(rpn, nms_thresh, 0, 1, 1), FLT(rpn, fg_iou_thresh, 0, 1, 0), FLT(rpn, bg_iou_thresh, 0, 1, 0),
     INT(rpn, batch_size_per_image, 1, BIG), FLT(rpn, positive_fraction, 0, 1, 1), FLT(rpn, score_thresh, 0, 1, 0),
+    {"rpn", "anchor_sizes", K_ANCHORS, OFF(rpn.anchor_sizes), 0, 0, 100000, 1, NULL},
 
     ENUM(roi_heads, box_loss, e_loss), FLT(roi_heads, box_loss_weight, 0, BIG, 0),
     ENUM(roi_heads, box_loss_space, e_space), FLT(roi_heads, smooth_l1_beta, 0, BIG, 0),
@@ -256,6 +257,31 @@ static md_status set_value(md_config *c, const key_def *k, const char *value) {
         sc->num_steps = n;
         return MD_OK;
     }
+    case K_ANCHORS: {
+        /* exactly one size per FPN level P2..P6, each in (0, hi] pixels */
+        float sz[MD_RPN_ANCHOR_LEVELS];
+        int n = 0;
+        const char *s = value;
+        snprintf(buf, sizeof buf, "expected %d comma-separated sizes in pixels (one per level P2..P6), each in (0, %g]",
+                 MD_RPN_ANCHOR_LEVELS, k->hi);
+        while (*s) {
+            while (*s == ' ') s++;
+            if (!*s) break;
+            char *end;
+            errno = 0;
+            double v = strtod(s, &end);
+            if (end == s || errno || !isfinite(v) || v <= 0 || v > k->hi || n == MD_RPN_ANCHOR_LEVELS)
+                return bad_value(k, value, buf);
+            sz[n++] = (float)v;
+            s = end;
+            while (*s == ' ') s++;
+            if (*s == ',') s++;
+            else if (*s) return bad_value(k, value, buf);
+        }
+        if (n != MD_RPN_ANCHOR_LEVELS) return bad_value(k, value, buf);
+        memcpy(p, sz, sizeof sz);
+        return MD_OK;
+    }
     }
     return md_set_error(MD_ERR_INTERNAL, "config: bad key type");
 }
@@ -431,6 +457,9 @@ static void write_value(const md_config *c, const key_def *k, FILE *f) {
     case K_ENUM: fprintf(f, "%s", k->names[*(const int *)p]); break;
     case K_STEPS:
         for (int i = 0; i < c->solver.num_steps; i++) fprintf(f, "%s%d", i ? "," : "", c->solver.steps[i]);
+        break;
+    case K_ANCHORS:
+        for (int i = 0; i < MD_RPN_ANCHOR_LEVELS; i++) fprintf(f, "%s%.9g", i ? "," : "", (double)((const float *)p)[i]);
         break;
     }
 }

@@ -126,6 +126,10 @@ static void init_params(md_detector *det, unsigned long long seed) {
 /* ------------------------------------------------------------------ create / free */
 md_status md_detector_create(md_detector *det, const md_config *cfg) {
     memset(det, 0, sizeof *det);
+    for (int l = 0; l < MD_RPN_ANCHOR_LEVELS; l++)
+        if (!(cfg->rpn.anchor_sizes[l] > 0.0f) || !isfinite(cfg->rpn.anchor_sizes[l]))
+            return md_set_error(MD_ERR_ARG, "detector: [rpn] anchor_sizes[%d] = %g must be a positive size in pixels",
+                                l, (double)cfg->rpn.anchor_sizes[l]);
     det->model = cfg->model;
     det->rpn = cfg->rpn;
     det->roi = cfg->roi_heads;

@@ -10,6 +10,7 @@
 
 #define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 #define NA MD_NUM_CELL_ANCHORS
+_Static_assert(MD_RPN_ANCHOR_LEVELS == MD_FPN_LEVELS, "one [rpn] anchor size per FPN level");
 
 md_status md_rpn_build(md_detector *det) {
     md_rpn_head *h = &det->impl->rpn;
@@ -52,7 +53,7 @@ md_status md_rpn_forward(md_detector *det, md_arena *a, md_step *st) {
     for (int l = 0; l < MD_FPN_LEVELS; l++) {
         int Hl = st->level_h[l], Wl = st->level_w[l], h1, w1;
         float cell[NA][4];
-        cell_anchors((float)(32 << l), cell);
+        cell_anchors(det->rpn.anchor_sizes[l], cell); /* [rpn] anchor_sizes, default 32 << l */
         int sy = st->H / Hl, sx = st->W / Wl; /* torchvision: padded image size // feature size */
         float *an = st->anchors + (size_t)st->level_start[l] * 4;
         for (int y = 0; y < Hl; y++)
