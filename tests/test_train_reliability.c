@@ -1,8 +1,9 @@
 /* test_train_reliability.c — ./train survives crashes, full disks, divergence and long runs
  * (design.md §7, issue 10), on tests/fixtures/reliab_tiny.cfg (quarter-width R18-FPN, 64x64 shapes).
  *
- * - kill: ./train is SIGKILLed at pseudo-random times (during steps, checkpoint writes, start-up),
- *   then restarted with --resume (or from scratch while no checkpoint exists). After every kill,
+ * - kill: ./train is SIGKILLed at pseudo-random points (once during start-up, then after 1-3 more
+ *   logged iterations plus a random fraction of a step, so some kills land in checkpoint writes;
+ *   progress-based, so a fast CI machine gets as many kills as a slow one), then restarted with --resume (or from scratch while no checkpoint exists). After every kill,
  *   last.safetensors and every iter_* file are complete (checksum, every tensor of the model with
  *   its shape) and iterations never go back; the last --resume finishes, and its final weights are
  *   bit-identical to an uninterrupted run's (resume is exact); its metrics.jsonl holds every train
@@ -222,7 +223,7 @@ static void test_kill_and_resume(void) {
     CHECK_OK(md_detector_create(&det, &cfg));
     char maxit[64];
     snprintf(maxit, sizeof maxit, "solver.max_iter=%d", MAX_ITER);
-    const char *extra[] = {maxit, NULL};
+    const char *extra[] = {maxit, "run.log_every=1", NULL};
     char err[8192];
 
     /* the uninterrupted reference run (also the memory check) */
@@ -281,13 +282,35 @@ static void test_kill_and_resume(void) {
     const int rounds = SAN_BUILD ? 3 : 8;
     for (int r = 0; r < rounds && !finished; r++) {
         int resume = exists(RUNS "/killed/last.safetensors");
+        static double tmp[4096];
+        int base = read_rss(RUNS "/killed", tmp, 4096);
         pid_t pid = start_train("killed", resume, extra, "build/reliab/killed.err");
-        /* start-up is ~0.2 s, a step ~0.1 s, a checkpoint (8 MB) a few tens of ms */
-        double delay = (SAN_BUILD ? 1.0 : 0.15) + md_rng_uniform(&rng) * t_ref / 4;
-        struct timespec d = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-        nanosleep(&d, NULL);
-        kill(pid, SIGKILL);
-        st = wait_status(pid);
+        /* Round 0 is killed during start-up; later rounds once metrics.jsonl shows 1-3 more iterations
+           (progress, not wall time, so a fast or a slow machine gets the same kills), plus a random
+           fraction of a step so that some kills land inside a checkpoint write. */
+        int reaped = 0;
+        st = -1;
+        if (r == 0) {
+            double delay = md_rng_uniform(&rng) * 0.2;
+            struct timespec d = {0, (long)(delay * 1e9)};
+            nanosleep(&d, NULL);
+        } else {
+            int target = base + 1 + (int)(md_rng_uniform(&rng) * 3);
+            double t_start = now();
+            while (read_rss(RUNS "/killed", tmp, 4096) < target && now() - t_start < 120) {
+                pid_t w = waitpid(pid, &st, WNOHANG);
+                if (w == pid || w < 0) { reaped = 1; break; }
+                struct timespec d = {0, 2000000};
+                nanosleep(&d, NULL);
+            }
+            double delay = fmin(0.9, md_rng_uniform(&rng) * t_ref / MAX_ITER);
+            struct timespec d = {0, (long)(delay * 1e9)};
+            if (!reaped) nanosleep(&d, NULL);
+        }
+        if (!reaped) {
+            kill(pid, SIGKILL);
+            st = wait_status(pid);
+        }
         if (WIFEXITED(st)) {
             finished = 1; /* ran to the end before the kill */
             read_text("build/reliab/killed.err", err, sizeof err);
