@@ -47,6 +47,23 @@ void md_frozen_bn_backward(float *din, const float *dout, const float *scale, in
  * (bias_inout must hold OC floats; pass zeros for a conv without bias). */
 void md_frozen_bn_fold(float *weight, float *bias_inout, const float *scale, const float *shift, int OC, int K);
 
+/* ------------------------------------------------------------ batch norm, training mode
+ * torch.nn.BatchNorm2d in train(): statistics over N, H, W of this batch.
+ * in, out: N x C x HW (out may alias in); gamma, beta: C; mean, invstd: C (written: batch mean and
+ * 1 / sqrt(biased batch variance + eps), kept for backward); running_mean, running_var: C, updated in place
+ * as torch does: r = (1 - momentum) * r + momentum * stat, with the UNBIASED variance (M / (M - 1), M = N*HW)
+ * for running_var (either may be NULL to skip the update). y = gamma * (x - mean) * invstd + beta.
+ * Sums run in double, two passes. Eval mode is md_frozen_bn_* on the running statistics.
+ * Returns 0 (and writes nothing) when M < 2, where torch raises "Expected more than 1 value per channel". */
+int md_batchnorm_train_forward(float *out, float *mean, float *invstd, float *running_mean, float *running_var,
+                               const float *in, const float *gamma, const float *beta, int N, int C, int HW, float eps,
+                               float momentum);
+/* ACCUMULATES: din += gamma*invstd*(dout - mean(dout) - xhat*mean(dout*xhat)), dgamma += sum(dout*xhat),
+ * dbeta += sum(dout), sums over N, HW per channel, xhat = (in - mean) * invstd. in is the forward INPUT
+ * (so forward must not have overwritten it when backward is needed). din, dgamma, dbeta may be NULL. */
+void md_batchnorm_train_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                                 const float *mean, const float *invstd, const float *gamma, int N, int C, int HW);
+
 /* ------------------------------------------------------------ relu (in place allowed)
  * backward: din += dout * (out > 0), using the forward OUTPUT. */
 void md_relu_forward(float *out, const float *in, size_t n);
