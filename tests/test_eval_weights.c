@@ -1,14 +1,18 @@
 /* test_eval_weights.c — `./eval --weights` end to end on coco-mini val with a tiny random detector:
  * results.json (COCO loadRes format, re-read by the evaluator), eval.json and report.md are written,
  * every detection is inside its image; a checkpoint with the wrong number of classes is a clear error
- * and --strict 0 loads it partially. */
+ * and --strict 0 loads it partially. --vis N: one PNG per evaluated image at the image's size, the
+ * best detection outlined in its category's colour, nothing drawn below --vis-score, bad values rejected. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include <stb_image.h>
+#include "minidet/coco.h"
 #include "minidet/cocoeval.h"
 #include "minidet/model.h"
+#include "minidet/plot.h"
 #include "testutil.h"
 
 #define ANN "../shared/data/coco-mini/annotations/instances_val2017.json"
@@ -119,7 +123,126 @@ static void test_eval_weights_end_to_end(void) {
     free(err);
 }
 
+/* Share of the in-image pixels of the 1-pixel ring [a0, a1] x [b0, b1] that have colour c (-1: none in the image). */
+static double ring_share(const unsigned char *px, int W, int H, int a0, int b0, int a1, int b1, const unsigned char c[3]) {
+    long in = 0, hit = 0;
+    for (int y = b0; y <= b1; y++)
+        for (int x = a0; x <= a1; x++) {
+            if ((y != b0 && y != b1 && x != a0 && x != a1) || x < 0 || y < 0 || x >= W || y >= H) continue;
+            in++;
+            hit += !memcmp(px + ((size_t)y * W + x) * 3, c, 3);
+        }
+    return in ? (double)hit / in : -1;
+}
+
+static void test_eval_weights_vis(void) {
+    if (!md_test_need_path(ANN, "the shared coco-mini data") || !md_test_need_path(IMG, "the shared coco-mini data")) return;
+    const char *bin = getenv("MD_BIN") ? getenv("MD_BIN") : "build/bin";
+    CHECK(system("rm -rf " DIR "/vis " DIR "/vis_none && mkdir -p " DIR) == 0, "mkdir");
+    CHECK_OK(save_tiny(DIR "/wv.safetensors", 81));
+    char cmd[2048];
+    /* 2 images, every detection eligible (random weights score ~1/81): the top 30 are drawn */
+    snprintf(cmd, sizeof cmd,
+             "%s/eval --weights " DIR "/wv.safetensors --ann " ANN " --images " IMG " --out-dir " DIR
+             "/vis --max-images 2 --vis 3 --vis-score 0 --quiet " TINY " model.num_classes=81 > /dev/null 2> " DIR "/stderr_vis.txt",
+             bin);
+    int rc = system(cmd);
+    CHECK(rc == 0, "eval --vis exit %d: %s", rc, slurp(DIR "/stderr_vis.txt"));
+    md_coco_gt *gt = NULL;
+    md_coco_dets *dt = NULL;
+    md_coco coco;
+    memset(&coco, 0, sizeof coco);
+    md_coco_options co;
+    md_coco_options_default(&co);
+    CHECK_OK(md_coco_load(&coco, ANN, &co));
+    CHECK_OK(md_coco_gt_load(ANN, &gt));
+    if (!gt || !coco.num_images || md_coco_dets_load(gt, DIR "/vis/results.json", &dt) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "vis run: %s", md_last_error());
+        goto out;
+    }
+    char *rep = slurp(DIR "/vis/report.md");
+    int n_png = 0;
+    for (int i = 0; i < gt->n_img; i++) {
+        /* the images that have detections are the evaluated ones (random weights give every image boxes) */
+        size_t best = (size_t)-1;
+        for (size_t d = 0; d < dt->n; d++)
+            if (dt->img[d] == i && (best == (size_t)-1 || dt->score[d] > dt->score[best])) best = d;
+        if (best == (size_t)-1) continue;
+        n_png++;
+        long long id = (long long)gt->img_ids[i];
+        char png[256], link[128];
+        snprintf(png, sizeof png, DIR "/vis/vis_%lld.png", id);
+        snprintf(link, sizeof link, "(vis_%lld.png)", id);
+        CHECK(rep && strstr(rep, link), "report.md links %s", link);
+        int ci = md_coco_find_image(&coco, gt->img_ids[i]);
+        int w = 0, h = 0, ch = 0;
+        CHECK(stbi_info(png, &w, &h, &ch) && ci >= 0 && w == coco.images[ci].width && h == coco.images[ci].height && ch == 3,
+              "%s: stbi_info %dx%dx%d, image %dx%d", png, w, h, ch, ci >= 0 ? coco.images[ci].width : -1,
+              ci >= 0 ? coco.images[ci].height : -1);
+        unsigned char *px = stbi_load(png, &w, &h, &ch, 3);
+        CHECK(px != NULL, "%s: %s", png, stbi_failure_reason());
+        if (!px) continue;
+        /* the best detection is drawn last: its outline (floor(x1)..ceil(x2)-1) is its category's
+         * colour, the ring just outside it white, and pixels well inside it are not both */
+        const double *b = dt->bbox + 4 * best;
+        int x0 = (int)floor(b[0]), y0 = (int)floor(b[1]), x1 = (int)ceil(b[0] + b[2]) - 1, y1 = (int)ceil(b[1] + b[3]) - 1;
+        unsigned char col[3], white[3] = {255, 255, 255};
+        md_plot_color(dt->cat[best], col);
+        double in0 = ring_share(px, w, h, x0, y0, x1, y1, col), in1 = ring_share(px, w, h, x0 + 1, y0 + 1, x1 - 1, y1 - 1, col);
+        double halo = ring_share(px, w, h, x0 - 1, y0 - 1, x1 + 1, y1 + 1, white);
+        CHECK(in0 >= 0.8 && in1 >= 0.8, "%s: best box [%d %d %d %d] outline has its colour on %.2f / %.2f of its pixels", png,
+              x0, y0, x1, y1, in0, in1);
+        CHECK(halo < 0 || halo >= 0.8, "%s: white halo on %.2f of its pixels", png, halo);
+        stbi_image_free(px);
+    }
+    CHECK(n_png == 2, "%d evaluated images (2 expected)", n_png);
+    free(rep);
+
+    /* a threshold above every score draws nothing: the PNG is the decoded image itself */
+    snprintf(cmd, sizeof cmd,
+             "%s/eval --weights " DIR "/wv.safetensors --ann " ANN " --images " IMG " --out-dir " DIR
+             "/vis_none --max-images 1 --vis 1 --vis-score 0.9 --quiet " TINY " model.num_classes=81 > /dev/null 2> " DIR
+             "/stderr_vis.txt",
+             bin);
+    rc = system(cmd);
+    CHECK(rc == 0, "eval --vis-score 0.9 exit %d: %s", rc, slurp(DIR "/stderr_vis.txt"));
+    {
+        char png[256], jpg[1024];
+        snprintf(png, sizeof png, DIR "/vis_none/vis_%lld.png", (long long)coco.images[0].id);
+        snprintf(jpg, sizeof jpg, IMG "/%s", coco.images[0].file_name);
+        int w1, h1, c1, w2, h2, c2;
+        unsigned char *a = stbi_load(png, &w1, &h1, &c1, 3), *o = stbi_load(jpg, &w2, &h2, &c2, 3);
+        CHECK(a && o && w1 == w2 && h1 == h2 && !memcmp(a, o, (size_t)w1 * h1 * 3), "%s equals %s", png, jpg);
+        stbi_image_free(a);
+        stbi_image_free(o);
+    }
+
+    /* bad values: a clear error, nothing run */
+    static const char *bad[][2] = {{"--vis -1", "--vis: '-1' is not a number of images (0..1000)"},
+                                   {"--vis 2x", "--vis: '2x' is not a number of images"},
+                                   {"--vis 1001", "--vis: '1001' is not a number of images"},
+                                   {"--vis 1 --vis-score 1.5", "--vis-score: '1.5' is not a score in [0, 1]"},
+                                   {"--vis", "option --vis needs a value"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s/eval --weights " DIR "/wv.safetensors --ann " ANN " --images " IMG " --out-dir " DIR
+                 "/vis_bad " TINY " %s > /dev/null 2> " DIR "/stderr_vis.txt",
+                 bin, bad[k][0]);
+        rc = system(cmd);
+        char *err = slurp(DIR "/stderr_vis.txt");
+        char want[160];
+        snprintf(want, sizeof want, "minidet: %s", bad[k][1]);
+        CHECK(rc != 0 && err && strstr(err, want), "%s: rc %d, stderr '%s'", bad[k][0], rc, err ? err : "");
+        free(err);
+    }
+out:
+    md_coco_dets_free(dt);
+    md_coco_gt_free(gt);
+    md_coco_free(&coco);
+}
+
 int main(void) {
     MD_RUN(test_eval_weights_end_to_end);
+    MD_RUN(test_eval_weights_vis);
     return md_test_summary();
 }

@@ -57,6 +57,22 @@ int md_plot_text_width(const char *text, int scale);
 md_status md_plot_write_rgb_png(const char *path, const unsigned char *rgb, int width, int height);
 /* Colour of series i (distinct for i < 10, then repeating). */
 void md_plot_color(int i, unsigned char rgb[3]);
+
+/* Detection drawing, shared by `./eval --weights ... --vis N` and the comparison sheet. */
+typedef struct {
+    float box[4];      /* x1, y1, x2, y2 in the drawn image's pixels (before the scale k) */
+    int color;         /* md_plot_color index */
+    const char *label; /* tag text (ASCII), or NULL for no tag */
+} md_plot_box;
+/* Draws boxes b[0..n) in order (later ones on top) onto an image painted at (ox, oy) with integer
+ * scale k inside rgb[height][width][3]. A box covers pixels floor(k x1) .. ceil(k x2) - 1 (same for y):
+ * its outline is MD_PLOT_BOX_LINE pixels of its colour inwards from that edge plus a 1-pixel white
+ * halo just outside. A label is a tag filled with the box colour (text white, or black on light
+ * colours, scale text_scale) sitting on the top-left corner above the box, or inside it when the box
+ * touches the top of the image. Everything is clipped to the raster. */
+#define MD_PLOT_BOX_LINE 2
+void md_plot_boxes(unsigned char *rgb, int width, int height, int ox, int oy, int k, const md_plot_box *b, int n,
+                   int text_scale);
 /* Where data point (x, y) lands in the raster of md_plot_render (pixel centre
  * coordinates), for tests and for callers that annotate. Returns MD_ERR_ARG
  * if the plot is invalid. */

@@ -16,11 +16,13 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
                "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json] [--out-dir DIR]\n"
-               "              [--strict 0|1] [--max-images N] [section.key=value ...]\n"
+               "              [--strict 0|1] [--max-images N] [--vis N [--vis-score S]] [section.key=value ...]\n"
                "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]   (comparison report; DIR default: the first run's parent)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
-               "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n");
+               "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n"
+               "  --weights --vis N draws the detections (score >= S, default 0.3, at most 30 per image, with\n"
+               "  category names) of the first N images into OUT_DIR/vis_<image id>.png, linked from report.md.\n");
 }
 
 typedef struct {

@@ -12,16 +12,11 @@
 #include "minidet/model.h"
 #include "minidet/plot.h"
 
-enum { VIS_CELL = 256, VIS_GAP = 10, VIS_TS = 2, VIS_LINE = 2 };
-
-typedef struct {
-    float box[4]; /* x1, y1, x2, y2 in original image pixels */
-    int cat;      /* index into coco.cats (colour) */
-} vis_box;
+enum { VIS_CELL = 256, VIS_GAP = 10, VIS_TS = 2 };
 
 typedef struct {
     int n;
-    vis_box *b;
+    md_plot_box *b;
 } vis_list;
 
 static char *join2(const char *a, const char *b) {
@@ -47,28 +42,6 @@ static int cat_index(const md_coco *c, int category_id) {
     return 0;
 }
 
-static void rect_ring(unsigned char *rgb, int W, int H, int a0, int b0, int a1, int b1, const unsigned char c[3]) {
-    if (a1 < a0 || b1 < b0) return;
-    for (int x = a0; x <= a1; x++) {
-        if (x < 0 || x >= W) continue;
-        if (b0 >= 0 && b0 < H) memcpy(rgb + ((size_t)b0 * W + x) * 3, c, 3);
-        if (b1 >= 0 && b1 < H) memcpy(rgb + ((size_t)b1 * W + x) * 3, c, 3);
-    }
-    for (int y = b0; y <= b1; y++) {
-        if (y < 0 || y >= H) continue;
-        if (a0 >= 0 && a0 < W) memcpy(rgb + ((size_t)y * W + a0) * 3, c, 3);
-        if (a1 >= 0 && a1 < W) memcpy(rgb + ((size_t)y * W + a1) * 3, c, 3);
-    }
-}
-
-/* A box outline: a 1-pixel white halo just outside, then VIS_LINE pixels of colour c inwards,
- * so a box stays visible on an object of its own colour. */
-static void draw_rect(unsigned char *rgb, int W, int H, int x0, int y0, int x1, int y1, const unsigned char c[3]) {
-    static const unsigned char white[3] = {255, 255, 255};
-    rect_ring(rgb, W, H, x0 - 1, y0 - 1, x1 + 1, y1 + 1, white);
-    for (int t = 0; t < VIS_LINE; t++) rect_ring(rgb, W, H, x0 + t, y0 + t, x1 - t, y1 - t, c);
-}
-
 /* Paints image img scaled by k (nearest) at (ox, oy), then its boxes. */
 static void paint_panel(unsigned char *rgb, int W, int H, int ox, int oy, const md_image *img, int k, const vis_list *l) {
     for (int y = 0; y < img->height * k; y++)
@@ -76,13 +49,7 @@ static void paint_panel(unsigned char *rgb, int W, int H, int ox, int oy, const 
             int X = ox + x, Y = oy + y;
             if (X < W && Y < H) memcpy(rgb + ((size_t)Y * W + X) * 3, img->data + ((size_t)(y / k) * img->width + x / k) * 3, 3);
         }
-    for (int i = 0; i < l->n; i++) {
-        unsigned char c[3];
-        md_plot_color(l->b[i].cat, c);
-        const float *b = l->b[i].box;
-        draw_rect(rgb, W, H, ox + (int)floorf(b[0] * k), oy + (int)floorf(b[1] * k), ox + (int)ceilf(b[2] * k) - 1,
-                  oy + (int)ceilf(b[3] * k) - 1, c);
-    }
+    md_plot_boxes(rgb, W, H, ox, oy, k, l->b, l->n, 1);
 }
 
 md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float score_min, const char *path) {
@@ -124,12 +91,12 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
         /* column 0: the ground truth (non-crowd, usable boxes) */
         const md_coco_image *ci = &coco.images[i];
         vis_list *l = &lists[(size_t)i * (n + 1)];
-        l->b = calloc(ci->ann_count ? (size_t)ci->ann_count : 1, sizeof(vis_box));
+        l->b = calloc(ci->ann_count ? (size_t)ci->ann_count : 1, sizeof(md_plot_box));
         if (!l->b) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory"); goto done; }
         for (int a = ci->ann_begin; a < ci->ann_begin + ci->ann_count; a++) {
             if (coco.anns[a].flags & MD_ANN_DROPPED) continue;
             memcpy(l->b[l->n].box, coco.anns[a].box, sizeof(float) * 4);
-            l->b[l->n++].cat = cat_index(&coco, coco.anns[a].category_id);
+            l->b[l->n++].color = cat_index(&coco, coco.anns[a].category_id);
         }
     }
     if ((st = md_arena_init(&arena, (size_t)3 << 30))) goto done;
@@ -161,12 +128,12 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
             st = md_detector_infer(&det, &arena, batch.images, 1, batch.height, batch.width, sizes, orig, &d);
             if (st) break;
             vis_list *l = &lists[(size_t)i * (n + 1) + 1 + r];
-            l->b = calloc(d.n ? (size_t)d.n : 1, sizeof(vis_box));
+            l->b = calloc(d.n ? (size_t)d.n : 1, sizeof(md_plot_box));
             if (!l->b) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory"); break; }
             for (int j = 0; j < d.n; j++) {
                 if (d.scores[j] < score_min) continue;
                 memcpy(l->b[l->n].box, d.boxes + 4 * j, sizeof(float) * 4);
-                l->b[l->n++].cat = cat_index(&coco, md_coco_category_of_label(&coco, d.labels[j]));
+                l->b[l->n++].color = cat_index(&coco, md_coco_category_of_label(&coco, d.labels[j]));
             }
         }
         md_detector_free(&det);

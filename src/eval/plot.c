@@ -265,6 +265,55 @@ void md_plot_text(unsigned char *rgb, int width, int height, int x, int y, const
 
 int md_plot_text_width(const char *text, int scale) { return text_width(text) / TS * (scale < 1 ? 1 : scale); }
 
+/* ---------------------------------------------------------------- detection boxes */
+
+static void put_px(unsigned char *rgb, int W, int H, int x, int y, const unsigned char c[3]) {
+    if (x >= 0 && x < W && y >= 0 && y < H) memcpy(rgb + ((size_t)y * W + x) * 3, c, 3);
+}
+
+/* The 1-pixel ring of the rectangle [a0, a1] x [b0, b1] (inclusive). */
+static void rect_ring(unsigned char *rgb, int W, int H, int a0, int b0, int a1, int b1, const unsigned char c[3]) {
+    if (a1 < a0 || b1 < b0) return;
+    for (int x = a0; x <= a1; x++) {
+        put_px(rgb, W, H, x, b0, c);
+        put_px(rgb, W, H, x, b1, c);
+    }
+    for (int y = b0; y <= b1; y++) {
+        put_px(rgb, W, H, a0, y, c);
+        put_px(rgb, W, H, a1, y, c);
+    }
+}
+
+void md_plot_boxes(unsigned char *rgb, int W, int H, int ox, int oy, int k, const md_plot_box *b, int n, int text_scale) {
+    static const unsigned char white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
+    if (k < 1) k = 1;
+    if (text_scale < 1) text_scale = 1;
+    for (int i = 0; i < n; i++) {
+        if (!(isfinite(b[i].box[0]) && isfinite(b[i].box[1]) && isfinite(b[i].box[2]) && isfinite(b[i].box[3]))) continue;
+        unsigned char c[3];
+        md_plot_color(b[i].color, c);
+        /* float -> int only inside the raster's range (a wild box must not overflow int) */
+        float lim = 4.0f * (float)(W > H ? W : H) + 16.0f;
+        float f[4];
+        for (int q = 0; q < 4; q++) {
+            float v = b[i].box[q] * (float)k;
+            f[q] = v < -lim ? -lim : (v > lim ? lim : v);
+        }
+        int x0 = ox + (int)floorf(f[0]), y0 = oy + (int)floorf(f[1]), x1 = ox + (int)ceilf(f[2]) - 1,
+            y1 = oy + (int)ceilf(f[3]) - 1;
+        rect_ring(rgb, W, H, x0 - 1, y0 - 1, x1 + 1, y1 + 1, white);
+        for (int t = 0; t < MD_PLOT_BOX_LINE; t++) rect_ring(rgb, W, H, x0 + t, y0 + t, x1 - t, y1 - t, c);
+        if (!b[i].label || !b[i].label[0]) continue;
+        int tw = md_plot_text_width(b[i].label, text_scale) + 2 * text_scale + 2, th = 9 * text_scale + 2;
+        int tx = x0 + tw > W ? W - tw : x0, ty = y0 - 1 - th >= 0 ? y0 - 1 - th : (y0 < 0 ? 0 : y0);
+        if (tx < 0) tx = 0;
+        for (int y = ty; y < ty + th; y++)
+            for (int x = tx; x < tx + tw; x++) put_px(rgb, W, H, x, y, c);
+        int lum = 299 * c[0] + 587 * c[1] + 114 * c[2]; /* Rec. 601 luma x 1000 */
+        md_plot_text(rgb, W, H, tx + text_scale + 1, ty + 1, b[i].label, text_scale, lum > 150000 ? black : white);
+    }
+}
+
 static void cov_put(raster_t *r, int x, int y, float a) {
     if (x < r->cx0 || x > r->cx1 || y < r->cy0 || y > r->cy1 || a <= 0) return;
     float *p = r->cov + (size_t)y * r->W + x;

@@ -6,7 +6,13 @@
  * Options: --ann GT.json --images DIR (default: [data] val_ann / val_images), --out R.json (default
  * OUT_DIR/results.json), --out-dir DIR (default: the directory of --out, else eval_<weights name> next
  * to the weights), --strict 0|1 (default 1; 0 loads what matches and initialises the rest, with a
- * report), --max-images N (first N images only), --threads N, --quiet. */
+ * report), --max-images N (first N images only), --threads N, --quiet.
+ *
+ * --vis N (0..1000, default 0) draws the detections of the first N evaluated images into
+ * OUT_DIR/vis_<image id>.png: the original image at its own size, at most MD_VIS_MAX_BOXES boxes
+ * per image with score >= --vis-score S (default 0.3; 0 draws the top MD_VIS_MAX_BOXES whatever
+ * their score), each outlined in its category's colour with a tag "<category name> <score>"
+ * (names from the ground-truth json), the highest score drawn last (on top). report.md links them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,18 +25,23 @@
 #include "minidet/data.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
+#include "minidet/plot.h"
 #include "minidet/safetensors.h"
 #include "minidet/threads.h"
 
+enum { MD_VIS_MAX_IMAGES = 1000, MD_VIS_MAX_BOXES = 30 };
+
 typedef struct {
     const char *weights, *config, *ann, *images, *out, *out_dir;
-    int strict, max_images, threads, n_over;
+    int strict, max_images, threads, n_over, vis;
+    float vis_score;
     char **over;
 } ev_args;
 
 static md_status parse(int argc, char **argv, ev_args *a) {
     memset(a, 0, sizeof *a);
     a->strict = 1;
+    a->vis_score = 0.3f;
     a->over = calloc((size_t)argc + 1, sizeof(char *));
     if (!a->over) return md_set_error(MD_ERR_NOMEM, "out of memory");
     for (int i = 1; i < argc; i++) {
@@ -49,6 +60,22 @@ static md_status parse(int argc, char **argv, ev_args *a) {
         }
         if (!strcmp(o, "--quiet")) {
             md_log_set_level(MD_LOG_WARN);
+        } else if (!strcmp(o, "--vis") || !strcmp(o, "--vis-score")) {
+            if (i + 1 >= argc) return md_set_error(MD_ERR_ARG, "option %s needs a value", o);
+            const char *v = argv[++i];
+            char *end;
+            errno = 0;
+            if (!strcmp(o, "--vis")) {
+                long n = strtol(v, &end, 10);
+                if (!*v || *end || errno || n < 0 || n > MD_VIS_MAX_IMAGES)
+                    return md_set_error(MD_ERR_ARG, "--vis: '%s' is not a number of images (0..%d)", v, MD_VIS_MAX_IMAGES);
+                a->vis = (int)n;
+            } else {
+                double x = strtod(v, &end);
+                if (!*v || *end || errno || !(x >= 0 && x <= 1))
+                    return md_set_error(MD_ERR_ARG, "--vis-score: '%s' is not a score in [0, 1]", v);
+                a->vis_score = (float)x;
+            }
         } else if (!strcmp(o, "--strict") || !strncmp(o, "--strict=", 9) || !strcmp(o, "--max-images") ||
                    !strcmp(o, "--threads")) {
             const char *v = o[8] == '=' ? o + 9 : NULL;
@@ -172,8 +199,9 @@ static md_status write_eval_json(const char *path, const md_cocoeval_result *r, 
 }
 
 static md_status write_report(const char *path, const ev_args *a, const md_config *cfg, const md_cocoeval_result *r,
-                              const md_coco_gt *gt, int nimg, size_t ndet, double secs, const char *load_msg) {
-    size_t cap = 65536 + (size_t)r->K * 128;
+                              const md_coco_gt *gt, int nimg, size_t ndet, double secs, const char *load_msg,
+                              const int64_t *vis_ids, int n_vis) {
+    size_t cap = 65536 + (size_t)r->K * 128 + (size_t)n_vis * 96;
     char *t = malloc(cap);
     if (!t) return md_set_error(MD_ERR_NOMEM, "report.md: out of memory");
     size_t o = 0;
@@ -200,6 +228,11 @@ static md_status write_report(const char *path, const ev_args *a, const md_confi
             P("| %lld | %s | - |\n", (long long)r->cat_ids[k], ci >= 0 ? gt->cat_names[ci] : "");
         else
             P("| %lld | %s | %.3f |\n", (long long)r->cat_ids[k], ci >= 0 ? gt->cat_names[ci] : "", r->per_category_ap[k]);
+    }
+    if (n_vis) {
+        P("\n## Detections drawn (--vis %d)\n\nScore >= %.2f, at most %d boxes per image, colour = category.\n\n", n_vis,
+          (double)a->vis_score, MD_VIS_MAX_BOXES);
+        for (int i = 0; i < n_vis; i++) P("- [image %lld](vis_%lld.png)\n", (long long)vis_ids[i], (long long)vis_ids[i]);
     }
 #undef P
     md_status s = write_atomic(path, t);
@@ -238,6 +271,38 @@ static md_status det_push(det_list *d, int64_t img, int64_t cat, const float *b,
     return MD_OK;
 }
 
+/* Draws one image's detections (kept ones only: a class the split has) into path; see the top comment. */
+static md_status write_vis(const char *path, const char *image_path, const md_detections *d, const md_coco *coco,
+                           const md_coco_gt *gt, float score_min, int allow_16bit) {
+    md_image img;
+    memset(&img, 0, sizeof img);
+    md_status s = md_image_load(image_path, allow_16bit, &img);
+    if (s) return md_error_prefix(s, "--vis");
+    md_plot_box b[MD_VIS_MAX_BOXES];
+    char text[MD_VIS_MAX_BOXES][80];
+    int n = 0;
+    for (int j = 0; j < d->n && n < MD_VIS_MAX_BOXES; j++) { /* d is sorted by decreasing score */
+        if (d->scores[j] < score_min) break;
+        int ci = md_coco_gt_cat_index(gt, md_coco_category_of_label(coco, d->labels[j]));
+        if (ci < 0) continue;
+        memcpy(b[n].box, d->boxes + 4 * j, sizeof b[n].box);
+        b[n].color = ci;
+        snprintf(text[n], sizeof text[n], "%.60s %.2f", gt->cat_names[ci][0] ? gt->cat_names[ci] : "?", (double)d->scores[j]);
+        b[n].label = text[n];
+        n++;
+    }
+    for (int i = 0; i < n / 2; i++) { /* lowest score first, so the best box ends on top */
+        md_plot_box t = b[i];
+        b[i] = b[n - 1 - i];
+        b[n - 1 - i] = t;
+    }
+    int side = img.width > img.height ? img.width : img.height;
+    md_plot_boxes(img.data, img.width, img.height, 0, 0, 1, b, n, side >= 480 ? 2 : 1);
+    s = md_plot_write_rgb_png(path, img.data, img.width, img.height);
+    md_image_free(&img);
+    return s;
+}
+
 #define TRYG(x) do { if ((s = (x)) != MD_OK) goto done; } while (0)
 
 int md_eval_weights_main(int argc, char **argv) {
@@ -253,6 +318,9 @@ int md_eval_weights_main(int argc, char **argv) {
     det_list dl;
     float *scratch = NULL;
     size_t scratch_cap = 0;
+    int64_t *vis_ids = NULL;
+    int n_vis = 0;
+    double vis_secs = 0;
     uint8_t *bad = NULL;
     int have_det = 0, have_res = 0, created_out = 0;
     char out_dir[MD_PATH_MAX] = "";
@@ -334,6 +402,10 @@ int md_eval_weights_main(int argc, char **argv) {
     int nimg = coco.num_images - nbad;
     if (a.max_images && a.max_images < nimg) nimg = a.max_images;
     TRYG(md_coco_dets_create(gt, &dets));
+    if (a.vis && !(vis_ids = calloc((size_t)a.vis, sizeof(int64_t)))) {
+        s = md_set_error(MD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     TRYG(md_arena_init(&arena, (size_t)2 << 30));
     /* the output directory only once model and data are good (a failed run leaves nothing behind) */
     struct stat osb;
@@ -378,6 +450,16 @@ int md_eval_weights_main(int argc, char **argv) {
                 if (cat < 0 || md_coco_gt_cat_index(gt, cat) < 0) continue; /* a class the split does not have */
                 TRYG(det_push(&dl, batch.info[k].image_id, cat, out[k].boxes + 4 * d, out[k].scores[d]));
             }
+        for (int k = 0; k < n && n_vis < a.vis; k++) { /* --vis: drawn now, its time kept out of the timing */
+            double tv = md_now();
+            const md_coco_image *ci = &coco.images[batch.info[k].index];
+            char ip[2 * MD_PATH_MAX + 2];
+            snprintf(ip, sizeof ip, "%s%s%s", imgdir, imgdir[strlen(imgdir) - 1] == '/' ? "" : "/", ci->file_name);
+            snprintf(path, sizeof path, "%s/vis_%lld.png", out_dir, (long long)batch.info[k].image_id);
+            TRYG(write_vis(path, ip, &out[k], &coco, gt, a.vis_score, dop.allow_16bit));
+            vis_ids[n_vis++] = batch.info[k].image_id;
+            vis_secs += md_now() - tv;
+        }
         done_imgs += n;
         double now = md_now() - t0;
         if (md_log_get_level() <= MD_LOG_INFO && (now - last_print > (tty ? 0.5 : 10.0) || done_imgs == nimg)) {
@@ -387,7 +469,7 @@ int md_eval_weights_main(int argc, char **argv) {
             last_print = now;
         }
     }
-    double secs = md_now() - t0;
+    double secs = md_now() - t0 - vis_secs;
     if (dl.n) TRYG(md_coco_dets_add(dets, dl.n, dl.img, dl.cat, dl.xywh, dl.score));
     TRYG(md_coco_dets_save(dets, res_path));
     TRYG(md_cocoeval_run(gt, dets, &res));
@@ -397,7 +479,8 @@ int md_eval_weights_main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/eval.json", out_dir);
     TRYG(write_eval_json(path, &res, gt, iter, loss, nimg / (secs > 0 ? secs : 1e-9)));
     snprintf(path, sizeof path, "%s/report.md", out_dir);
-    TRYG(write_report(path, &a, &cfg, &res, gt, nimg, dl.n, secs, load_msg));
+    TRYG(write_report(path, &a, &cfg, &res, gt, nimg, dl.n, secs, load_msg, vis_ids, n_vis));
+    if (n_vis) md_log(MD_LOG_INFO, "--vis: %d images drawn (%s/vis_<image id>.png, score >= %.2f)", n_vis, out_dir, (double)a.vis_score);
     md_log(MD_LOG_INFO, "%d images in %.1f s (%.2f img/s), %zu detections -> %s; %s/eval.json, %s/report.md", nimg, secs,
            nimg / (secs > 0 ? secs : 1e-9), dl.n, res_path, out_dir, out_dir);
 done:
@@ -408,6 +491,7 @@ done:
     md_batch_free(&batch);
     free(scratch);
     free(bad);
+    free(vis_ids);
     md_arena_free(&arena);
     if (have_det) md_detector_free(&det);
     free(dl.img);
