@@ -77,6 +77,21 @@ void md_maxpool2d_forward(float *out, int32_t *argmax, const float *in, int N, i
                           int OH, int OW);
 void md_maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, int N, int C, int H, int W, int OH, int OW);
 
+/* ------------------------------------------------------------ average pool 2d (torch nn.AvgPool2d, no divisor_override)
+ * Output size (torch's pooling_output_shape): OH = (H + 2 pad - k + (ceil_mode ? stride - 1 : 0)) / stride + 1,
+ * minus 1 when ceil_mode and the last window would start at or beyond H + pad; returns < 1 when empty.
+ * Window of output oh: rows [oh stride - pad, min(that + k, H + pad)) clipped to [0, H) (same for w). The
+ * divisor is the window's size before clipping to the image (count_include_pad = 1) or after it (= 0).
+ * ResNet-vd's shortcut is k = 2, stride = 2, pad = 0, ceil_mode = 1, count_include_pad = 0: an odd
+ * last row/column is averaged alone. Requires pad <= k / 2 (as torch). */
+int md_avgpool2d_out(int H, int k, int stride, int pad, int ceil_mode);
+/* in: N x C x H x W -> out: N x C x OH x OW (OH, OW from md_avgpool2d_out). */
+void md_avgpool2d_forward(float *out, const float *in, int N, int C, int H, int W, int k, int stride, int pad,
+                          int count_include_pad, int OH, int OW);
+/* dout: N x C x OH x OW -> din: N x C x H x W, accumulated (+=); din NULL: nothing. */
+void md_avgpool2d_backward(float *din, const float *dout, int N, int C, int H, int W, int k, int stride, int pad,
+                           int count_include_pad, int OH, int OW);
+
 /* ------------------------------------------------------------ nearest upsample to a given size
  * F.interpolate(x, size=(OH, OW), mode="nearest"): src = min(floor(dst * (H / OH)), H - 1) with the scale
  * computed in float as PyTorch does. in: N x C x H x W, out: N x C x OH x OW. */
