@@ -11,7 +11,11 @@
            deterministic (batch_size_per_image 10**7, positive_fraction 1.0: every labelled anchor and
            proposal is sampled). Dumps the weights (torchvision state_dict names), the inputs, the four
            training losses of model.rpn / model.roi_heads and the gradients of their sum for a few tensors.
-Usage: /usr/bin/python3 scripts/ref_train.py sgd|loss
+  loss_bn -> tests/fixtures/train_loss_bn.safetensors: the same with trainable nn.BatchNorm2d in train() mode
+           ([model] norm = bn: batch statistics) and random BN weight / bias / running statistics; the weights
+           are dumped BEFORE the step, "after.<bn>.running_mean|var" are the running statistics after it, and
+           the gradients include BN weight / bias.
+Usage: /usr/bin/python3 scripts/ref_train.py sgd|loss|loss_bn
 """
 import os
 import sys
@@ -76,7 +80,7 @@ def sgd():
     print("wrote", path)
 
 
-def loss():
+def loss(bn=False):
     from torch import nn
     from torchvision.models import resnet
     from torchvision.models.detection import FasterRCNN
@@ -92,10 +96,10 @@ def loss():
     class TinyResNet(resnet.ResNet):
         def __init__(self, w):
             nn.Module.__init__(self)
-            self._norm_layer = FrozenBatchNorm2d
+            self._norm_layer = nn.BatchNorm2d if bn else FrozenBatchNorm2d
             self.inplanes, self.dilation, self.groups, self.base_width = w, 1, 1, 64
             self.conv1 = nn.Conv2d(3, w, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = FrozenBatchNorm2d(w)
+            self.bn1 = self._norm_layer(w)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
             self.layer1 = self._make_layer(resnet.BasicBlock, w, 2)
@@ -128,7 +132,12 @@ def loss():
         model.rpn.head.bbox_pred.weight.normal_(0, 0.05, generator=g)
         model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.1, generator=g)
         model.roi_heads.box_predictor.bbox_pred.weight.normal_(0, 0.05, generator=g)
+        if bn:  # trainable BN weights are parameters here: random too
+            for name, p in model.named_parameters():
+                if name.endswith("weight") and p.dim() == 1 and name.startswith("backbone.body."):
+                    p.copy_(0.5 + torch.rand(p.shape, generator=g))
     model.train()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     H, Wd = 64, 96
     x = torch.randn(2, 3, H, Wd, generator=g)
     sizes = [(64, 96), (60, 90)]
@@ -146,10 +155,16 @@ def loss():
     total = sum(losses.values())
     total.backward()
     out = {}
-    for k, v in model.state_dict().items():
+    for k, v in before.items():
         if k.endswith("num_batches_tracked"):
             continue
-        out[k] = v.detach().numpy().copy()
+        out[k] = v.numpy().copy()
+    bn_after = []
+    if bn:
+        for k, v in model.state_dict().items():
+            if k.endswith("running_mean") or k.endswith("running_var"):
+                out["after." + k] = v.detach().numpy().copy()
+                bn_after.append(k)
     out["input.images"] = x.numpy()
     out["input.image_sizes"] = np.array(sizes, dtype=np.int64)
     out["input.boxes"] = torch.cat(boxes).numpy()
@@ -161,16 +176,23 @@ def loss():
              "backbone.fpn.layer_blocks.3.0.bias", "rpn.head.conv.0.0.weight", "rpn.head.cls_logits.weight",
              "rpn.head.bbox_pred.bias", "roi_heads.box_head.fc6.weight", "roi_heads.box_predictor.cls_score.weight",
              "roi_heads.box_predictor.bbox_pred.weight"]
+    if bn:
+        grads += ["backbone.body.bn1.weight", "backbone.body.bn1.bias", "backbone.body.layer1.0.bn2.weight",
+                  "backbone.body.layer2.0.downsample.1.weight", "backbone.body.layer2.0.downsample.1.bias",
+                  "backbone.body.layer3.1.bn1.bias", "backbone.body.layer4.1.bn2.weight", "backbone.body.layer4.1.bn2.bias"]
     named = dict(model.named_parameters())
     for k in grads:
         out["grad." + k] = named[k].grad.numpy().copy()
     print({k: float(v) for k, v in losses.items()})
-    path = os.path.join(ROOT, "tests/fixtures/train_loss.safetensors")
-    st_io.save(path, out, {"source": "scripts/ref_train.py loss (torch %s)" % torch.__version__,
-                           "grads": ",".join(grads), "losses": ",".join(order)})
+    path = os.path.join(ROOT, "tests/fixtures/train_loss_bn.safetensors" if bn else "tests/fixtures/train_loss.safetensors")
+    meta = {"source": "scripts/ref_train.py %s (torch %s)" % ("loss_bn" if bn else "loss", torch.__version__),
+            "grads": ",".join(grads), "losses": ",".join(order)}
+    if bn:
+        meta["bn_after"] = ",".join(bn_after)
+    st_io.save(path, out, meta)
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "sgd"
-    {"sgd": sgd, "loss": loss}[cmd]()
+    {"sgd": sgd, "loss": loss, "loss_bn": lambda: loss(bn=True)}[cmd]()

@@ -44,6 +44,7 @@ static void test_defaults_load_empty(void) {
     CHECK(b.solver.num_steps == 2 && b.solver.steps[0] == 60000 && b.solver.steps[1] == 80000, "default steps");
     for (int l = 0; l < MD_RPN_ANCHOR_LEVELS; l++) /* torchvision AnchorGenerator sizes 32..512 */
         CHECK(b.rpn.anchor_sizes[l] == (float)(32 << l), "default anchor_sizes[%d] = %g", l, (double)b.rpn.anchor_sizes[l]);
+    CHECK(b.model.norm == MD_NORM_FROZEN_BN, "default norm = frozen_bn");
 }
 
 static void test_parse_values(void) {
@@ -51,7 +52,7 @@ static void test_parse_values(void) {
         "[run]\nname = giou_r50\nseed = 18446744073709551615\nthreads = 2\n"
         "[data]\ntrain_ann = data/coco/annotations/instances_train2017.json\nhflip = false\naspect_grouping = true\n"
         "bad_image_policy = skip\n"
-        "[model]\ndepth = 18\nwidth_mult = 0.25\nweights =\nlabel_map = coco_id\nnum_classes = 4\n"
+        "[model]\ndepth = 18\nwidth_mult = 0.25\nweights =\nlabel_map = coco_id\nnum_classes = 4\nnorm = bn\n"
         "[rpn]\nbox_loss = giou\nanchor_sizes = 8, 16,32 ,64,128.5\n"
         "[roi_heads]\nbox_loss = diou ; inline comment\nbox_loss_space = image\n"
         "[solver]\nsteps = 100, 200 ,300\nbase_lr = 0.0025\n"
@@ -65,6 +66,7 @@ static void test_parse_values(void) {
     CHECK(c.data.hflip == 0 && c.data.aspect_grouping == 1 && c.data.bad_image_policy == 1, "bools");
     CHECK(c.model.depth == 18 && c.model.weights[0] == 0 && c.model.label_map == MD_LABELS_COCO_ID, "model");
     CHECK_NEAR(c.model.width_mult, 0.25, 0);
+    CHECK(c.model.norm == MD_NORM_BN, "norm = bn");
     CHECK(c.rpn.box_loss == MD_BOXLOSS_GIOU, "rpn box loss");
     CHECK(c.rpn.anchor_sizes[0] == 8 && c.rpn.anchor_sizes[1] == 16 && c.rpn.anchor_sizes[2] == 32 &&
           c.rpn.anchor_sizes[3] == 64 && c.rpn.anchor_sizes[4] == 128.5f, "anchor_sizes");
@@ -129,7 +131,7 @@ static void test_round_trip(void) {
                   "roi_heads.box_loss=giou", "roi_heads.box_loss_weight=7.25", "roi_heads.ciou_alpha_gate=1",
                   "solver.steps=1,2,3,4,5,6,7,8", "solver.base_lr=0.0123456789", "solver.clip_grad_norm=35",
                   "test.nms=diou", "data.bad_image_policy=skip", "model.label_map=coco_id", "solver.warmup_factor=0.3333333",
-                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000"};
+                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000", "model.norm=bn"};
     CHECK_OK(md_config_load(&a, NULL, (int)(sizeof ov / sizeof *ov), ov));
     char path[512];
     snprintf(path, sizeof path, "%s/rt.cfg", tmpdir);
@@ -140,6 +142,7 @@ static void test_round_trip(void) {
     CHECK_OK(md_config_load(&b, path, 0, NULL));
     CHECK(!memcmp(&a, &b, sizeof a), "write + load is the identity");
     CHECK_NEAR(b.roi_heads.box_loss_weight, 7.25, 0);
+    CHECK(b.model.norm == MD_NORM_BN, "norm round trip");
     /* defaults round trip too */
     md_config d, e;
     md_config_defaults(&d);
@@ -186,6 +189,7 @@ static void test_errors(void) {
     expect_error("[roi_heads]\nbox_loss_space = pixel\n", 0, NULL, "box_loss_space", "proposal, image", NULL);
     expect_error("[test]\nnms = soft\n", 0, NULL, "nms", "greedy, diou", NULL);
     expect_error("[model]\nlabel_map = x\n", 0, NULL, "label_map", "contiguous, coco_id", NULL);
+    expect_error("[model]\nnorm = gn\n", 0, NULL, "norm", "frozen_bn, bn", NULL);
     expect_error("[data]\nhflip = yes\n", 0, NULL, "hflip", "0, 1, true or false", NULL);
     expect_error("[model]\ndepth = 42\n", 0, NULL, "depth", "18, 34, 50 or 101", NULL);
     expect_error("[model]\nmin_size = 900\nmax_size = 800\n", 0, NULL, "max_size", "min_size", NULL);

@@ -2,7 +2,8 @@
  * ResNet-18-FPN, 96x96 synthetic shapes generated into build/shapes96 by the data module):
  *   - every box loss kind: the training loss falls;
  *   - giou trained 600 iterations: AP50 on held-out shapes beats a threshold (MD_TRAIN_AP=long: all five);
- *   - resume: k iterations + --resume gives bit-identical losses at every later iteration;
+ *   - resume: k iterations + --resume gives bit-identical losses at every later iteration, also with
+ *     [model] norm = bn, where the final weights AND BN running statistics must be bit-identical too;
  *   - SIGINT through ./train saves a checkpoint, exits 0 and resumes; a truncated checkpoint is refused;
  *   - a diverging run stops naming the iteration and image ids; missing data names where it looked. */
 #include <cjson/cJSON.h>
@@ -14,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "minidet/config.h"
+#include "minidet/safetensors.h"
 #include "minidet/shapes.h"
 #include "minidet/trainer.h"
 #include "testutil.h"
@@ -171,16 +173,57 @@ static void test_ap_after_training(void) {
     CHECK(ap > 0.10, "giou: AP50 %.4f <= 0.10 after 600 iterations", ap);
 }
 
+/* Every tensor of the two runs' last.safetensors is bitwise equal; returns how many were compared. */
+static int same_last_weights(const char *ra, const char *rb, int *n_running, int *n_moved) {
+    char pa[256], pb[256];
+    snprintf(pa, sizeof pa, "build/test_train_runs/%s/last.safetensors", ra);
+    snprintf(pb, sizeof pb, "build/test_train_runs/%s/last.safetensors", rb);
+    md_st_file fa, fb;
+    int n = 0;
+    *n_running = *n_moved = 0;
+    md_test_checks++;
+    if (md_st_load(pa, &fa) != MD_OK) { md_test_fail(__FILE__, __LINE__, "%s: %s", pa, md_last_error()); return 0; }
+    if (md_st_load(pb, &fb) != MD_OK) { md_test_fail(__FILE__, __LINE__, "%s: %s", pb, md_last_error()); md_st_free(&fa); return 0; }
+    for (int i = 0; i < fa.count; i++) {
+        const md_st_tensor *t = &fa.tensors[i];
+        if (t->dtype != MD_DT_F32) continue;
+        float *x = NULL, *y = NULL;
+        size_t nx = 0, ny = 0;
+        CHECK_OK(md_st_alloc_f32(&fa, t->name, &x, &nx));
+        CHECK_OK(md_st_alloc_f32(&fb, t->name, &y, &ny));
+        CHECK(x && y && nx == ny && !memcmp(x, y, nx * sizeof(float)), "%s differs between %s and %s", t->name, ra, rb);
+        if (strstr(t->name, "running_")) {
+            (*n_running)++;
+            int moved = 0; /* the statistics were updated: running_mean left 0 / running_var left 1 */
+            for (size_t j = 0; x && j < nx; j++) moved |= x[j] != (strstr(t->name, "running_var") ? 1.0f : 0.0f);
+            *n_moved += moved;
+        }
+        free(x);
+        free(y);
+        n++;
+    }
+    md_st_free(&fa);
+    md_st_free(&fb);
+    return n;
+}
+
 /* 30 iterations straight vs 12 + resume to 30: identical losses at every iteration. */
-static void test_resume_bit_exact(void) {
+static void resume_case(int bn) {
     char *ov[] = {"solver.max_iter=30", "solver.ims_per_batch=2", "solver.warmup_iters=5", "solver.steps=20",
-                  "run.log_every=1", "data.val_ann=", "solver.checkpoint_every=0", "roi_heads.box_loss=ciou", "run.threads=2"};
+                  "run.log_every=1", "data.val_ann=", "solver.checkpoint_every=0", "roi_heads.box_loss=ciou", "run.threads=2",
+                  "model.norm=bn"};
+    int nov = bn ? 10 : 9;
     rm_run("straight");
     rm_run("resumed");
-    CHECK_OK(run("straight", 0, 0, 9, ov));
-    CHECK(run("resumed", 0, 12, 9, ov) == MD_ERR_INTERRUPTED, "stop after 12 -> interrupted");
+    CHECK_OK(run("straight", 0, 0, nov, ov));
+    CHECK(run("resumed", 0, 12, nov, ov) == MD_ERR_INTERRUPTED, "stop after 12 -> interrupted");
     CHECK(exists("build/test_train_runs/resumed/checkpoints/iter_0000012.safetensors"), "checkpoint at 12");
-    CHECK_OK(run("resumed", 1, 0, 9, ov));
+    CHECK_OK(run("resumed", 1, 0, nov, ov));
+    if (bn) {
+        int nr = 0, nm = 0, nt = same_last_weights("straight", "resumed", &nr, &nm);
+        CHECK(nt > 50 && nr == 40, "compared %d tensors, %d running statistics (want 40)", nt, nr);
+        CHECK(nm > 0, "no running statistic was updated by training with norm = bn");
+    }
     metrics a, b;
     read_metrics("straight", &a);
     read_metrics("resumed", &b);
@@ -194,10 +237,12 @@ static void test_resume_bit_exact(void) {
             }
     md_test_checks++;
     /* a second start without --resume must refuse to overwrite */
-    CHECK(run("resumed", 0, 0, 9, ov) == MD_ERR_ARG && strstr(md_last_error(), "--resume"), "refuses: %s", md_last_error());
+    CHECK(run("resumed", 0, 0, nov, ov) == MD_ERR_ARG && strstr(md_last_error(), "--resume"), "refuses: %s", md_last_error());
     rm_run("straight");
     rm_run("resumed");
 }
+static void test_resume_bit_exact(void) { resume_case(0); }
+static void test_resume_bit_exact_bn(void) { resume_case(1); }
 
 /* ./train under SIGINT: exits 0 with a resume hint and a checkpoint; --resume finishes; a truncated
  * last.safetensors is refused by --resume with a clear message. */
@@ -282,6 +327,7 @@ int main(int argc, char **argv) {
     make_data();
     RUN_IF(test_divergence_and_missing_data);
     RUN_IF(test_resume_bit_exact);
+    RUN_IF(test_resume_bit_exact_bn);
     RUN_IF(test_sigint_and_truncated);
     RUN_IF(test_loss_falls_every_kind);
     RUN_IF(test_ap_after_training);

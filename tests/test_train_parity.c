@@ -2,7 +2,9 @@
  * (tests/fixtures/train_loss.safetensors from scripts/ref_train.py loss: a tiny Faster R-CNN, two 64x96 inputs,
  * sampling made deterministic by sampling every labelled anchor / proposal). Checks the four loss terms of
  * md_rpn_loss / md_roi_sample / md_roi_loss on the detector's stage outputs, and the gradients that
- * md_detector_backward accumulates from their d-outputs. */
+ * md_detector_backward accumulates from their d-outputs. The same with [model] norm = bn against torchvision
+ * with trainable nn.BatchNorm2d in train() mode (tests/fixtures/train_loss_bn.safetensors, scripts/ref_train.py
+ * loss_bn): losses, gradients including BN weight / bias, and the running statistics after the step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +17,22 @@
 #include "testutil.h"
 
 #define FIX "tests/fixtures/train_loss.safetensors"
+#define FIX_BN "tests/fixtures/train_loss_bn.safetensors"
 
-static void test_losses_and_grads_match_torchvision(void) {
-    if (!md_test_need_path(FIX, "scripts/ref_train.py loss")) return;
+static void parity(const char *FIXP, int bn) {
+    if (!md_test_need_path(FIXP, bn ? "scripts/ref_train.py loss_bn" : "scripts/ref_train.py loss")) return;
     md_st_file f;
-    CHECK_OK(md_st_load(FIX, &f));
+    CHECK_OK(md_st_load(FIXP, &f));
     md_config cfg;
     md_config_defaults(&cfg);
     char *ov[] = {"model.depth=18", "model.width_mult=0.0625", "model.fpn_channels=8", "model.representation_size=16",
                   "model.num_classes=5", "model.trainable_layers=5", "rpn.batch_size_per_image=10000000",
-                  "rpn.positive_fraction=1", "roi_heads.batch_size_per_image=10000000", "roi_heads.positive_fraction=1"};
-    CHECK_OK(md_config_load(&cfg, NULL, (int)(sizeof ov / sizeof *ov), ov));
+                  "rpn.positive_fraction=1", "roi_heads.batch_size_per_image=10000000", "roi_heads.positive_fraction=1", "model.norm=bn"};
+    CHECK_OK(md_config_load(&cfg, NULL, (int)(sizeof ov / sizeof *ov) - (bn ? 0 : 1), ov));
     md_detector det;
     CHECK_OK(md_detector_create(&det, &cfg));
     md_load_report rep;
-    CHECK_OK(md_detector_load_weights(&det, FIX, 0, &rep));
+    CHECK_OK(md_detector_load_weights(&det, FIXP, 0, &rep));
     CHECK(rep.missing == 0 && rep.mismatched == 0, "weights: %d missing, %d mismatched (first missing %s)", rep.missing,
           rep.mismatched, rep.missing ? rep.missing_names[0] : "-");
     const int N = 2, H = 64, W = 96;
@@ -92,13 +95,39 @@ static void test_losses_and_grads_match_torchvision(void) {
         CHECK(e < 1e-3, "grad %s: error %.3g of its scale", tok, e);
         free(r);
     }
+    if (bn) { /* running statistics after the training forward (momentum 0.1, unbiased variance) */
+        const char *after = md_st_meta(&f, "bn_after");
+        static char al[16384];
+        snprintf(al, sizeof al, "%s", after ? after : "");
+        int n = 0;
+        double worst = 0;
+        for (char *tok = strtok(al, ","); tok; tok = strtok(NULL, ","), n++) {
+            md_param *p = md_detector_param(&det, tok);
+            CHECK(p && p->is_buffer, "%s: no BN buffer", tok);
+            if (!p) continue;
+            char key[160];
+            snprintf(key, sizeof key, "after.%s", tok);
+            float *r = malloc(sizeof(float) * p->numel);
+            CHECK_OK(md_st_read_f32(&f, key, -1, NULL, r, p->numel));
+            double e = md_max_rel_err(p->data, r, p->numel, 1e-3, NULL);
+            if (e > worst) worst = e;
+            CHECK(e < 1e-4, "%s after the step: rel err %.3g", tok, e);
+            free(r);
+        }
+        CHECK(n == 2 * 20, "%d running statistics in the fixture, expected 40 (20 BatchNorm2d in a ResNet-18)", n);
+        printf("  BN running_mean/var after the step (%d tensors): max rel err %.2e\n", n, worst);
+    }
     md_arena_free(&ar);
     free(images);
     md_detector_free(&det);
     md_st_free(&f);
 }
 
+static void test_losses_and_grads_match_torchvision(void) { parity(FIX, 0); }
+static void test_trainable_bn_matches_torchvision(void) { parity(FIX_BN, 1); }
+
 int main(void) {
     MD_RUN(test_losses_and_grads_match_torchvision);
+    MD_RUN(test_trainable_bn_matches_torchvision);
     return md_test_summary();
 }

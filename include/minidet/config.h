@@ -20,6 +20,10 @@
 typedef enum { MD_BOXLOSS_SMOOTH_L1 = 0, MD_BOXLOSS_IOU, MD_BOXLOSS_GIOU, MD_BOXLOSS_DIOU, MD_BOXLOSS_CIOU } md_box_loss_kind;
 typedef enum { MD_SPACE_PROPOSAL = 0, MD_SPACE_IMAGE } md_box_loss_space;
 typedef enum { MD_NMS_GREEDY = 0, MD_NMS_DIOU } md_nms_kind;
+/* [model] norm: backbone normalisation. frozen_bn = torchvision FrozenBatchNorm2d (pretrained backbones);
+ * bn = trainable nn.BatchNorm2d (batch statistics in training, running statistics in eval), what torchvision
+ * uses when the backbone is trained from scratch. */
+typedef enum { MD_NORM_FROZEN_BN = 0, MD_NORM_BN } md_norm_kind;
 /* [model] label_map uses coco.h's layouts (MD_LABELS_CONTIGUOUS, MD_LABELS_COCO_ID). */
 typedef md_label_layout md_label_map;
 
@@ -47,6 +51,7 @@ typedef struct {
     int vd;                  /* 1 = ResNet-vd (deep stem, avg-pool shortcut), default 0 */
     float width_mult;        /* channel multiplier for tiny models, default 1.0 */
     int trainable_layers;    /* 0..5, default 3 */
+    md_norm_kind norm;       /* frozen_bn (default) | bn: BatchNorm2d trained in the trainable stages */
     char weights[MD_PATH_MAX]; /* safetensors to load; empty = from scratch */
     int num_classes;         /* including background, default 91 */
     md_label_map label_map;  /* default contiguous */

@@ -4,7 +4,10 @@
  * (design.md §4): ResNet 18/34/50/101 body with frozen BatchNorm folded into
  * the convolutions, FPN P2..P6, anchor generator, RPN head and proposal
  * generation, MultiScaleRoIAlign, TwoMLPHead, FastRCNNPredictor and the
- * inference post-processing. Every learnable tensor and every frozen-BN buffer
+ * inference post-processing. With [model] norm = bn the BatchNorm of the trainable stages is
+ * torch.nn.BatchNorm2d instead: batch statistics while training (running_mean/var updated with
+ * momentum 0.1, bn weight/bias trained), the folded running statistics in eval and inference.
+ * Every learnable tensor and every BN buffer
  * is an entry of a parameter registry named by its torchvision state_dict key
  * ("backbone.body.layer1.0.conv1.weight", "rpn.head.conv.0.0.weight",
  * "roi_heads.box_predictor.bbox_pred.bias", ...), so checkpoints are
@@ -66,7 +69,8 @@ typedef struct {
     float *grad;      /* numel floats, or NULL when the tensor is not trained */
     int trainable;    /* 1: the optimizer updates it (grad != NULL) */
     int weight_decay; /* 1: apply weight decay (every trainable tensor, as torchvision's reference) */
-    int is_buffer;    /* 1: frozen-BN buffer (weight/bias/running_mean/running_var), never trained */
+    int is_buffer;    /* 1: BN buffer (frozen-BN weight/bias, running_mean/var), never touched by the optimizer; the
+                       * running statistics of a [model] norm = bn layer are updated by its training forward */
     int loaded;       /* set by md_detector_load_weights when the checkpoint provided it */
 } md_param;
 

@@ -34,6 +34,7 @@ void md_config_defaults(md_config *c) {
     c->model.vd = 0;
     c->model.width_mult = 1.0f;
     c->model.trainable_layers = 3;
+    c->model.norm = MD_NORM_FROZEN_BN;
     c->model.num_classes = 91;
     c->model.label_map = MD_LABELS_CONTIGUOUS;
     c->model.min_size = 800;

@@ -40,6 +40,7 @@ static const char *const e_space[] = {"proposal", "image", NULL};
 static const char *const e_nms[] = {"greedy", "diou", NULL};
 static const char *const e_labels[] = {"contiguous", "coco_id", NULL};
 static const char *const e_badimg[] = {"fail", "skip", NULL};
+static const char *const e_norm[] = {"frozen_bn", "bn", NULL};
 
 #define OFF(f) offsetof(md_config, f)
 #define STR(s, f) {#s, #f, K_STR, OFF(s.f), sizeof(((md_config *)0)->s.f), 0, 0, 0, NULL}
@@ -60,7 +61,7 @@ static const key_def keys[] = {
     ENUM(data, bad_image_policy, e_badimg),
 
     INT(model, depth, 18, 101), BOOL(model, vd), FLT(model, width_mult, 0, 8, 1),
-    INT(model, trainable_layers, 0, 5), STR(model, weights), INT(model, num_classes, 2, 100000),
+    INT(model, trainable_layers, 0, 5), ENUM(model, norm, e_norm), STR(model, weights), INT(model, num_classes, 2, 100000),
     ENUM(model, label_map, e_labels), INT(model, min_size, 1, 100000), INT(model, max_size, 1, 100000),
     INT(model, fpn_channels, 1, 100000), INT(model, representation_size, 1, 100000),
 

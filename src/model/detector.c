@@ -55,9 +55,12 @@ md_status md_reg_conv(md_detector *det, md_conv *c, const char *prefix, const ch
     }
     if (bn_prefix) {
         static const char *f[4] = {"weight", "bias", "running_mean", "running_var"};
+        /* norm = bn: the BN affine of a trainable conv is trained; running statistics stay buffers */
+        c->bn_train = trainable && det->model.norm == MD_NORM_BN;
         for (int i = 0; i < 4; i++) {
             snprintf(nm, sizeof nm, "%s.%s", bn_prefix, f[i]);
-            int idx = md_reg_add(det, nm, 1, s4, 0, 1);
+            int learn = c->bn_train && i < 2;
+            int idx = md_reg_add(det, nm, 1, s4, learn, !learn);
             if (idx < 0) return MD_ERR_NOMEM;
             if (i == 0) c->bn = idx;
         }
@@ -107,6 +110,8 @@ static void init_params(md_detector *det, unsigned long long seed) {
         if (p->is_buffer) {
             float v = (strstr(nm, ".weight") || strstr(nm, "running_var")) ? 1.0f : 0.0f;
             for (size_t j = 0; j < p->numel; j++) p->data[j] = v;
+        } else if (!strncmp(nm, "backbone.body.", 14) && p->ndim == 1) { /* trained BatchNorm2d: weight 1, bias 0 */
+            for (size_t j = 0; j < p->numel; j++) p->data[j] = is_bias ? 0.0f : 1.0f;
         } else if (!strncmp(nm, "backbone.body.", 14)) { /* kaiming_normal_(fan_out, relu) */
             float sd = sqrtf(2.0f / (float)(p->shape[0] * p->shape[2] * p->shape[3]));
             for (size_t j = 0; j < p->numel; j++) p->data[j] = sd * md_rng_normal(&r);

@@ -12,6 +12,8 @@ typedef struct {
     int w, b, bn;   /* registry indices: weight, bias (-1 none), bn.weight (-1 none; bias/mean/var follow) */
     int ic, oc, k, stride, pad;
     int trainable;
+    int bn_train;   /* 1: [model] norm = bn and trainable: BatchNorm2d with batch statistics while training
+                     * (bn.weight/bias trainable, running_mean/var buffers updated), folded running stats in eval */
     float *wf, *bf; /* weights used by forward: folded copies (bn >= 0) or the registry data */
     float *scale;   /* frozen-BN scale per output channel (bn >= 0) */
 } md_conv;
@@ -55,9 +57,16 @@ struct md_detector_impl {
     size_t fold_floats;
 };
 
+/* What a training-mode BatchNorm keeps for backward: its input (the conv output) and batch statistics. */
+typedef struct {
+    float *x;             /* N x C x H x W, the conv output before BN */
+    float *mean, *invstd; /* C */
+} md_bn_act;
+
 typedef struct {
     const float *in;
     float *t1, *t2, *out;
+    md_bn_act bn[4];   /* c1, c2, c3, down (used when the conv has bn_train) */
     int H, W, OH, OW;  /* input and output spatial size */
     int H1, W1;        /* size of t1 */
 } md_block_act;
@@ -66,6 +75,7 @@ struct md_step_saved {
     const float *images;
     int sH, sW, pH, pW;
     float *stem, *pool;
+    md_bn_act stem_bn;
     int32_t *argmax;
     md_block_act *blk;
     float *C[4];
@@ -87,6 +97,15 @@ md_status md_conv_forward_into(md_detector *det, md_arena *a, const md_conv *c, 
 md_status md_conv_backward_layer(md_detector *det, md_arena *a, const md_conv *c, float *din, const float *dout,
                                  const float *in, int N, int H, int W);
 void md_conv_fold(md_detector *det, md_conv *c);
+/* A conv followed by its BN: with training && c->bn_train, conv with the raw weights into an arena buffer,
+ * then BatchNorm2d in training mode into out (running statistics updated), keeping what backward needs in
+ * *save; otherwise md_conv_forward_into (folded frozen BN / running statistics). */
+md_status md_conv_bn_forward_into(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                                  float *out, int training, md_bn_act *save);
+/* Backward of md_conv_bn_forward_into: through the training BN (accumulating bn weight/bias grads) when
+ * c->bn_train and save->x is set, else md_conv_backward_layer. */
+md_status md_conv_bn_backward_layer(md_detector *det, md_arena *a, const md_conv *c, float *din, const float *dout,
+                                    const float *in, int N, int H, int W, const md_bn_act *save);
 static inline int md_conv_out(int H, int k, int s, int p) { return (H + 2 * p - k) / s + 1; }
 
 /* registry building (detector.c) */

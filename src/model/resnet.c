@@ -1,5 +1,6 @@
 /* resnet.c — torchvision ResNet 18/34/50/101 body (conv1 .. layer4) with frozen BN folded into the
- * convolutions, forward and backward; plus the shared conv-layer helpers. */
+ * convolutions, or ([model] norm = bn) trainable BatchNorm2d with batch statistics in the trainable
+ * stages while training; forward and backward; plus the shared conv-layer helpers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,57 @@ md_status md_conv_forward_into(md_detector *det, md_arena *a, const md_conv *c, 
     float *scratch = ns ? md_arena_floats(a, ns) : NULL;
     if (ns && !scratch) return MD_ERR_NOMEM;
     md_conv2d_forward(out, in, c->wf, c->bf, &p, scratch);
+    md_arena_release(a, mark);
+    return MD_OK;
+}
+
+md_status md_conv_bn_forward_into(md_detector *det, md_arena *a, const md_conv *c, const float *in, int N, int H, int W,
+                                  float *out, int training, md_bn_act *save) {
+    if (!(training && c->bn_train)) {
+        if (save) memset(save, 0, sizeof *save);
+        return md_conv_forward_into(det, a, c, in, N, H, W, out);
+    }
+    md_conv2d_params p;
+    if (!md_conv2d_init(&p, N, c->ic, H, W, c->oc, c->k, c->k, c->stride, c->pad, 1))
+        return md_set_error(MD_ERR_SHAPE, "conv %dx%d on a %dx%d input gives an empty output", c->k, c->k, H, W);
+    md_param *P = det->params;
+    size_t no = (size_t)N * c->oc * p.OH * p.OW;
+    float *x = md_arena_floats(a, no), *mean = md_arena_floats(a, (size_t)c->oc), *invstd = md_arena_floats(a, (size_t)c->oc);
+    if (!x || !mean || !invstd) return MD_ERR_NOMEM;
+    size_t mark = md_arena_mark(a);
+    size_t ns = md_conv2d_scratch_floats(&p);
+    float *scratch = ns ? md_arena_floats(a, ns) : NULL;
+    if (ns && !scratch) return MD_ERR_NOMEM;
+    md_conv2d_forward(x, in, P[c->w].data, NULL, &p, scratch);
+    md_arena_release(a, mark);
+    if (!md_batchnorm_train_forward(out, mean, invstd, P[c->bn + 2].data, P[c->bn + 3].data, x, P[c->bn].data,
+                                    P[c->bn + 1].data, N, c->oc, p.OH * p.OW, 1e-5f, 0.1f))
+        return md_set_error(MD_ERR_SHAPE, "%s: BatchNorm in training needs more than 1 value per channel (batch %d, %dx%d)",
+                            P[c->bn].name, N, p.OH, p.OW);
+    if (save) {
+        save->x = x;
+        save->mean = mean;
+        save->invstd = invstd;
+    }
+    return MD_OK;
+}
+
+md_status md_conv_bn_backward_layer(md_detector *det, md_arena *a, const md_conv *c, float *din, const float *dout,
+                                    const float *in, int N, int H, int W, const md_bn_act *save) {
+    if (!c->bn_train || !save || !save->x) return md_conv_backward_layer(det, a, c, din, dout, in, N, H, W);
+    md_conv2d_params p;
+    if (!md_conv2d_init(&p, N, c->ic, H, W, c->oc, c->k, c->k, c->stride, c->pad, 1))
+        return md_set_error(MD_ERR_INTERNAL, "conv backward: bad geometry");
+    md_param *P = det->params;
+    size_t mark = md_arena_mark(a);
+    size_t no = (size_t)N * c->oc * p.OH * p.OW;
+    float *dx = md_arena_calloc(a, no * sizeof(float));
+    size_t ns = md_conv2d_scratch_floats(&p);
+    float *scratch = ns ? md_arena_floats(a, ns) : NULL;
+    if (!dx || (ns && !scratch)) return MD_ERR_NOMEM;
+    md_batchnorm_train_backward(dx, P[c->bn].grad, P[c->bn + 1].grad, dout, save->x, save->mean, save->invstd,
+                                P[c->bn].data, N, c->oc, p.OH * p.OW);
+    md_conv2d_backward(din, P[c->w].grad, NULL, dx, in, P[c->w].data, &p, scratch);
     md_arena_release(a, mark);
     return MD_OK;
 }
@@ -161,7 +213,7 @@ md_status md_resnet_build(md_detector *det) {
 /* One residual block. keep = 1 stores t1/t2 for backward; keep = 0 computes them in scratch memory
  * released before returning, so only the block output stays in the arena. */
 static md_status block_forward(md_detector *det, md_arena *a, const md_block *b, md_block_act *ba, const float *x, int N,
-                               int H, int W, int keep) {
+                               int H, int W, int keep, int training) {
     const md_conv *lc = b->bottleneck ? &b->c3 : &b->c2;
     int h1 = md_conv_out(H, b->c1.k, b->c1.stride, b->c1.pad), w1 = md_conv_out(W, b->c1.k, b->c1.stride, b->c1.pad);
     int h2 = md_conv_out(h1, b->c2.k, b->c2.stride, b->c2.pad), w2 = md_conv_out(w1, b->c2.k, b->c2.stride, b->c2.pad);
@@ -180,25 +232,25 @@ static md_status block_forward(md_detector *det, md_arena *a, const md_block *b,
     size_t mark = md_arena_mark(a);
     float *t1 = md_arena_floats(a, (size_t)N * b->c1.oc * h1 * w1);
     if (!t1) return MD_ERR_NOMEM;
-    TRY(md_conv_forward_into(det, a, &b->c1, x, N, H, W, t1));
+    TRY(md_conv_bn_forward_into(det, a, &b->c1, x, N, H, W, t1, training, &ba->bn[0]));
     md_relu_forward(t1, t1, (size_t)N * b->c1.oc * h1 * w1);
     float *t2 = NULL;
     if (b->bottleneck) {
         t2 = md_arena_floats(a, (size_t)N * b->c2.oc * h2 * w2);
         if (!t2) return MD_ERR_NOMEM;
-        TRY(md_conv_forward_into(det, a, &b->c2, t1, N, h1, w1, t2));
+        TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, t2, training, &ba->bn[1]));
         md_relu_forward(t2, t2, (size_t)N * b->c2.oc * h2 * w2);
-        TRY(md_conv_forward_into(det, a, &b->c3, t2, N, h2, w2, ba->out));
+        TRY(md_conv_bn_forward_into(det, a, &b->c3, t2, N, h2, w2, ba->out, training, &ba->bn[2]));
     } else {
-        TRY(md_conv_forward_into(det, a, &b->c2, t1, N, h1, w1, ba->out));
+        TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, ba->out, training, &ba->bn[1]));
     }
     if (b->has_down) {
         size_t m2 = md_arena_mark(a);
         float *idn = md_arena_floats(a, no);
         if (!idn) return MD_ERR_NOMEM;
-        TRY(md_conv_forward_into(det, a, &b->down, x, N, H, W, idn));
+        TRY(md_conv_bn_forward_into(det, a, &b->down, x, N, H, W, idn, training, &ba->bn[3]));
         md_add_forward(ba->out, ba->out, idn, no);
-        md_arena_release(a, m2);
+        if (!keep) md_arena_release(a, m2); /* kept: the training BN's saved input lies above idn */
     } else {
         md_add_forward(ba->out, ba->out, x, no);
     }
@@ -231,7 +283,7 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
     size_t mark = md_arena_mark(a);
     sv->stem = md_arena_floats(a, ns);
     if (!sv->stem) return MD_ERR_NOMEM;
-    TRY(md_conv_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem));
+    TRY(md_conv_bn_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem, st->training, &sv->stem_bn));
     md_relu_forward(sv->stem, sv->stem, ns);
     md_maxpool2d_forward(sv->pool, sv->argmax, sv->stem, N, C0, sv->sH, sv->sW, 3, 2, 1, sv->pH, sv->pW);
     if (!keep_stem) {
@@ -246,7 +298,7 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
         md_block *b = &r->blocks[i];
         md_block_act *ba = &sv->blk[i];
         int keep = st->training && b->stage >= r->lowest_trainable;
-        TRY(block_forward(det, a, b, ba, x, N, H, W, keep));
+        TRY(block_forward(det, a, b, ba, x, N, H, W, keep, st->training));
         x = ba->out;
         H = ba->OH;
         W = ba->OW;
@@ -302,20 +354,20 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
             size_t n2 = (size_t)N * b->c2.oc * ba->OH * ba->OW;
             float *dt2 = md_arena_calloc(a, n2 * sizeof(float));
             if (!dt2) return MD_ERR_NOMEM;
-            TRY(md_conv_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW));
+            TRY(md_conv_bn_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW, &ba->bn[2]));
             float *dt2r = md_arena_calloc(a, n2 * sizeof(float));
             if (!dt2r) return MD_ERR_NOMEM;
             md_relu_backward(dt2r, dt2, ba->t2, n2);
-            TRY(md_conv_backward_layer(det, a, &b->c2, dt1, dt2r, ba->t1, N, ba->H1, ba->W1));
+            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dt2r, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         } else {
-            TRY(md_conv_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1));
+            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         }
         float *dt1r = md_arena_calloc(a, n1 * sizeof(float));
         if (!dt1r) return MD_ERR_NOMEM;
         md_relu_backward(dt1r, dt1, ba->t1, n1);
-        TRY(md_conv_backward_layer(det, a, &b->c1, din, dt1r, ba->in, N, ba->H, ba->W));
+        TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1r, ba->in, N, ba->H, ba->W, &ba->bn[0]));
         if (b->has_down) {
-            TRY(md_conv_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W));
+            TRY(md_conv_bn_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W, &ba->bn[3]));
         } else if (din) {
             md_add_forward(din, din, dz, nin);
         }
@@ -331,7 +383,7 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         if (!dstem || !dstem_r) return MD_ERR_NOMEM;
         md_maxpool2d_backward(dstem, dx_next, sv->argmax, N, c->oc, sv->sH, sv->sW, sv->pH, sv->pW);
         md_relu_backward(dstem_r, dstem, sv->stem, ns);
-        TRY(md_conv_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W));
+        TRY(md_conv_bn_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W, &sv->stem_bn));
     }
     return MD_OK;
 }

@@ -240,8 +240,22 @@ static md_status grow_arena(md_arena *a) {
     return md_arena_init(a, cap);
 }
 
+/* Copies every BN buffer (running statistics, frozen-BN affine) to or from snap (NULL: returns the float count). */
+static size_t bn_buffers(md_detector *det, float *snap, int restore) {
+    size_t o = 0;
+    for (int i = 0; i < det->num_params; i++) {
+        md_param *p = &det->params[i];
+        if (!p->is_buffer) continue;
+        if (snap && restore) memcpy(p->data, snap + o, p->numel * sizeof(float));
+        else if (snap) memcpy(snap + o, p->data, p->numel * sizeof(float));
+        o += p->numel;
+    }
+    return o;
+}
+
 /* Sizes the arena: one forward/backward on a synthetic batch of the largest input (min_size x max_size,
- * padded to 32) with a few boxes. Gradients are zeroed afterwards; nothing else changes. */
+ * padded to 32) with a few boxes. Gradients are zeroed and the BN running statistics (which a norm = bn
+ * training forward updates) restored afterwards; nothing else changes. */
 static md_status size_arena(trainer *t) {
     const md_config *c = t->cfg;
     int n = c->solver.ims_per_batch / c->solver.grad_accum;
@@ -252,8 +266,9 @@ static md_status size_arena(trainer *t) {
     int nb = 4 * n;
     float *boxes = malloc(sizeof(float) * 4 * (size_t)nb);
     int *labels = malloc(sizeof(int) * (size_t)nb);
-    if (!images || !info || !boxes || !labels) {
-        free(images); free(info); free(boxes); free(labels);
+    float *bnsnap = malloc((bn_buffers(&t->det, NULL, 0) + 1) * sizeof(float));
+    if (!images || !info || !boxes || !labels || !bnsnap) {
+        free(images); free(info); free(boxes); free(labels); free(bnsnap);
         return md_set_error(MD_ERR_NOMEM, "arena sizing: out of memory");
     }
     md_rng r = md_rng_make(c->run.seed, 99);
@@ -282,6 +297,7 @@ static md_status size_arena(trainer *t) {
     b.labels = labels;
     b.num_boxes = nb;
     md_status s;
+    bn_buffers(&t->det, bnsnap, 0);
     if (!t->arena.cap && (s = md_arena_init(&t->arena, (size_t)1 << 30))) goto done;
     for (;;) {
         md_rng rr = md_rng_make(c->run.seed, 98);
@@ -293,6 +309,7 @@ static md_status size_arena(trainer *t) {
         if ((s = grow_arena(&t->arena))) break;
     }
     md_detector_zero_grad(&t->det);
+    bn_buffers(&t->det, bnsnap, 1);
     if (!s) {
         size_t need = t->arena.peak + t->arena.peak / 4 + ((size_t)64 << 20);
         if (need < t->arena.cap / 2 || need > t->arena.cap) {
@@ -302,7 +319,7 @@ static md_status size_arena(trainer *t) {
         md_log(MD_LOG_DEBUG, "arena: %zu MiB (peak of the sizing step %zu MiB)", t->arena.cap >> 20, t->arena.peak >> 20);
     }
 done:
-    free(images); free(info); free(boxes); free(labels);
+    free(images); free(info); free(boxes); free(labels); free(bnsnap);
     return s;
 }
 
