@@ -12,6 +12,8 @@ state_dict keys (design.md section 3) with these adjustments:
     (rpn.head.conv.weight -> rpn.head.conv.0.0.weight, backbone.fpn.inner_blocks.N.weight -> .N.0.weight,
     same for layer_blocks);
   - num_batches_tracked buffers are dropped (FrozenBatchNorm2d has none).
+timm's ResNet-D ImageNet weights (resnet18d/34d/50d/101d: deep stem conv1.0/.3/.6, avg-pool shortcuts
+downsample.1/.2) convert the same way; train them with [model] vd = 1.
 --backbone-only keeps only backbone.body.* (to start a detector from another detector's ResNet).
 Everything else the detector needs (FPN, RPN, heads) is initialised by minidet as torchvision does, and
 the loader says what it loaded and what it initialised.
@@ -50,6 +52,8 @@ def describe(tensors):
     n3 = len(layer3)
     depth = {2: 18, 6: 50 if bottleneck else 34, 23: 101}.get(n3, f"unknown ({n3} blocks in layer3)")
     parts = [f"ResNet depth {depth}" if n3 else "no ResNet body"]
+    if "backbone.body.conv1.0.weight" in tensors:
+        parts.append("ResNet-vd deep stem and avg-pool shortcuts (use model.vd = 1)")
     if "roi_heads.box_predictor.cls_score.weight" in tensors:
         parts.append(f"num_classes {tensors['roi_heads.box_predictor.cls_score.weight'].shape[0]}")
     if "backbone.fpn.inner_blocks.0.0.weight" in tensors:

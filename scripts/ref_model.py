@@ -38,6 +38,11 @@ VARIANTS = {
                 sizes=[(64, 96), (56, 84)], orig=[(128, 192), (100, 150)], pre=500, post=300, seed=1),
     "r50": dict(depth=50, width_mult=0.03125, fpn=16, rep=16, num_classes=4, trainable=5, H=64, W=64,
                 sizes=[(64, 64)], orig=[(64, 64)], pre=300, post=200, seed=2),
+    # ResNet-vd (deep stem, avg-pool shortcut). 80 x 72 is not a multiple of 32 on purpose: C3 is 10 x 9
+    # and C4 5 x 5, so the shortcut pools of layer3 and layer4 average a lone last row / column
+    # (ceil_mode, count_include_pad=False).
+    "r50vd": dict(depth=50, width_mult=0.047, vd=True, fpn=8, rep=8, num_classes=3, trainable=5, H=80, W=72,
+                  sizes=[(80, 72)], orig=[(80, 72)], pre=200, post=100, seed=4),
 }
 BLOCKS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3]),
           101: (Bottleneck, [3, 4, 23, 3])}
@@ -49,17 +54,31 @@ def width(base, mult):
 
 
 class WideResNet(ResNet):
-    """torchvision ResNet with every channel count scaled by width_mult (torchvision layout and names)."""
+    """torchvision ResNet with every channel count scaled by width_mult (torchvision layout and names).
 
-    def __init__(self, depth, width_mult, norm_layer):
+    vd=True: ResNet-D written here after timm's resnet50d (timm/models/resnet.py, stem_type='deep',
+    stem_width=32, avg_down=True; timm is not a dependency), with timm's state_dict names: conv1 is
+    Sequential(conv 3->32 s2, BN, ReLU, conv 32->32, BN, ReLU, conv 32->64) (indices 0, 1, 3, 4, 6) then
+    bn1; a projection shortcut is Sequential(AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False) or
+    Identity at stride 1, conv1x1 stride 1, BN) (indices 0, 1, 2)."""
+
+    def __init__(self, depth, width_mult, norm_layer, vd=False):
         nn.Module.__init__(self)
         block, layers = BLOCKS[depth]
         self._norm_layer = norm_layer
+        self.vd = vd
         self.inplanes = width(64, width_mult)
         self.dilation = 1
         self.groups = 1
         self.base_width = 64
-        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        if vd:
+            sw = width(32, width_mult)
+            self.conv1 = nn.Sequential(
+                nn.Conv2d(3, sw, 3, stride=2, padding=1, bias=False), norm_layer(sw), nn.ReLU(inplace=True),
+                nn.Conv2d(sw, sw, 3, stride=1, padding=1, bias=False), norm_layer(sw), nn.ReLU(inplace=True),
+                nn.Conv2d(sw, self.inplanes, 3, stride=1, padding=1, bias=False))
+        else:
+            self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -71,6 +90,19 @@ class WideResNet(ResNet):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        if not self.vd:
+            return ResNet._make_layer(self, block, planes, blocks, stride, dilate)
+        out = planes * block.expansion
+        down = None
+        if stride != 1 or self.inplanes != out:
+            pool = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride != 1 else nn.Identity())
+            down = nn.Sequential(pool, nn.Conv2d(self.inplanes, out, 1, stride=1, bias=False), self._norm_layer(out))
+        mods = [block(self.inplanes, planes, stride, down, norm_layer=self._norm_layer)]
+        self.inplanes = out
+        mods += [block(self.inplanes, planes, norm_layer=self._norm_layer) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -81,7 +113,8 @@ def build(v, images):
     torch.manual_seed(v["seed"])
     depth, wm = v["depth"], v["width_mult"]
     # 1. a BatchNorm ResNet: random affine, running stats = statistics of this input (momentum None)
-    bn_net = WideResNet(depth, wm, lambda c: nn.BatchNorm2d(c, momentum=None))
+    vd = v.get("vd", False)
+    bn_net = WideResNet(depth, wm, lambda c: nn.BatchNorm2d(c, momentum=None), vd)
     last_bn = "bn3" if depth >= 50 else "bn2"
     for mname, m in bn_net.named_modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -92,13 +125,14 @@ def build(v, images):
     bn_net.train()
     with torch.no_grad():
         bn_net(images)
-    body = WideResNet(depth, wm, FrozenBatchNorm2d)
+    body = WideResNet(depth, wm, FrozenBatchNorm2d, vd)
     sd = {k: val for k, val in bn_net.state_dict().items() if not k.endswith("num_batches_tracked")}
     with torch.no_grad():
         for k in sd:  # perturb the statistics so that they are not exactly the batch ones
             if k.endswith("running_var"):
                 sd[k] = sd[k] * (0.8 + 0.4 * torch.rand_like(sd[k]))
-    body.load_state_dict(sd, strict=False)
+    missing, unexpected = body.load_state_dict(sd, strict=False)
+    assert not unexpected and all(k.endswith("fc.weight") or k.endswith("fc.bias") for k in missing), (missing, unexpected)
     mult = 4 if depth >= 50 else 1
     in_ch = [width(b, wm) * mult for b in (64, 128, 256, 512)]
     backbone = BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}, in_ch, v["fpn"],
@@ -242,7 +276,7 @@ def dump(v, name, out_dir, images=None):
     meta = {"depth": v["depth"], "width_mult": v["width_mult"], "fpn_channels": v["fpn"],
             "representation_size": v["rep"], "num_classes": v["num_classes"],
             "trainable_layers": v["trainable"], "pre_nms_top_n": v["pre"], "post_nms_top_n": v["post"],
-            "num_grads": ngrad, "generator": "scripts/ref_model.py"}
+            "num_grads": ngrad, "vd": int(v.get("vd", False)), "generator": "scripts/ref_model.py"}
     out = OrderedDict((k, t.detach().contiguous().numpy()) for k, t in out.items())
     weights = OrderedDict((k, t.detach().contiguous().numpy()) for k, t in model.state_dict().items())
     st_io.save(os.path.join(out_dir, f"model_{name}_weights.safetensors"), weights, {"generator": "scripts/ref_model.py"})

@@ -1,6 +1,7 @@
 /* test_model.c — the detector against torchvision 0.14 (fixtures from scripts/ref_model.py):
  * ResNet-18 (basic blocks, 2 images of different sizes, trainable_layers 3) and ResNet-50 (bottleneck,
- * trainable_layers 5) reduced models with random weights and random frozen-BN statistics.
+ * trainable_layers 5) reduced models with random weights and random frozen-BN statistics, and a ResNet-50-vd
+ * (deep stem, avg-pool shortcut, timm resnet50d names; trainable_layers 5, odd feature sizes).
  * Checks C2..C5, P2..P6, anchors, RPN logits/deltas, proposals (same boxes, same order), RoI pooling
  * over all four levels, box-head outputs, final detections rescaled to the original sizes, and the
  * gradients of every trainable parameter for a linear function of the stage outputs. Also: strict and
@@ -38,6 +39,7 @@ static void config_from(md_config *c, const md_st_file *ref) {
     c->model.representation_size = atoi(meta(ref, "representation_size"));
     c->model.num_classes = atoi(meta(ref, "num_classes"));
     c->model.trainable_layers = atoi(meta(ref, "trainable_layers"));
+    c->model.vd = atoi(meta(ref, "vd"));
     c->rpn.pre_nms_top_n_train = c->rpn.pre_nms_top_n_test = atoi(meta(ref, "pre_nms_top_n"));
     c->rpn.post_nms_top_n_train = c->rpn.post_nms_top_n_test = atoi(meta(ref, "post_nms_top_n"));
     c->test.score_thresh = 0.0f;
@@ -260,6 +262,8 @@ static void run_variant(const char *name) {
 
 static void test_r18_parity(void) { run_variant("r18"); }
 static void test_r50_parity(void) { run_variant("r50"); }
+/* ResNet-vd (timm resnet50d layout) at an 80 x 72 input: odd C3/C4 sizes exercise the ceil-mode shortcut pool */
+static void test_r50vd_parity(void) { run_variant("r50vd"); }
 
 /* loading a checkpoint of another architecture: strict fails listing mismatches; strict = 0 loads the rest */
 static void test_bad_checkpoints(void) {
@@ -303,6 +307,26 @@ static void test_bad_checkpoints(void) {
     s = md_detector_load_weights(&det, w18, 1, NULL);
     CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "wrong shape"), "R50 vs R18 file: %s", md_last_error());
     md_detector_free(&det);
+    /* a plain checkpoint for a ResNet-vd model and the reverse: the error says which model.vd fits */
+    cfg.model.depth = 18;
+    cfg.model.vd = 1;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    s = md_detector_load_weights(&det, w18, 1, NULL);
+    CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "(depth 18-vd, 5 classes) (the file has a plain ResNet stem: set model.vd = 0)") &&
+              strstr(md_last_error(), "backbone.body.conv1.0.weight"),
+          "vd model, plain file: %s", md_last_error());
+    md_detector_free(&det);
+    const char *wvd = "tests/fixtures/model_r50vd_weights.safetensors";
+    if (md_test_need_path(wvd, "scripts/ref_model.py --variant r50vd")) {
+        cfg.model.depth = 50;
+        cfg.model.vd = 0;
+        CHECK_OK(md_detector_create(&det, &cfg));
+        s = md_detector_load_weights(&det, wvd, 1, NULL);
+        CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "(the file has a ResNet-vd deep stem: set model.vd = 1)"),
+              "plain model, vd file: %s", md_last_error());
+        md_detector_free(&det);
+    }
+    cfg.model.vd = 0;
     /* save / load round trip */
     cfg.model.depth = 18;
     CHECK_OK(md_detector_create(&det, &cfg));
@@ -351,6 +375,7 @@ int main(void) {
     MD_RUN(test_r50_registry);
     MD_RUN(test_r18_parity);
     MD_RUN(test_r50_parity);
+    MD_RUN(test_r50vd_parity);
     MD_RUN(test_bad_checkpoints);
     return md_test_summary();
 }

@@ -73,6 +73,10 @@ static int all_convs(md_detector *det, md_conv **out, int cap) {
     md_detector_impl *im = det->impl;
     int n = 0;
 #define PUT(c) do { if (n < cap) out[n] = (c); n++; } while (0)
+    if (im->resnet.vd) {
+        PUT(&im->resnet.stem_vd[0]);
+        PUT(&im->resnet.stem_vd[1]);
+    }
     PUT(&im->resnet.stem);
     for (int i = 0; i < im->resnet.nblocks; i++) {
         md_block *b = &im->resnet.blocks[i];
@@ -342,10 +346,17 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
         char msg[768];
         format_report(rep, msg, sizeof msg, 3);
         const char *m = strstr(msg, "; ") ? strstr(msg, "; ") + 2 : msg; /* nothing was loaded: skip "loaded N" */
+        /* a ResNet-vd file for a plain model or the reverse: say which setting fits */
+        int file_vd = md_st_find(&f, "backbone.body.conv1.0.weight") != NULL, file_plain = md_st_find(&f, "backbone.body.conv1.weight") != NULL;
+        const char *hint = file_vd && !det->model.vd    ? " (the file has a ResNet-vd deep stem: set model.vd = 1)"
+                           : file_plain && det->model.vd ? " (the file has a plain ResNet stem: set model.vd = 0)"
+                                                         : "";
+        md_status e = md_set_error(MD_ERR_SHAPE, "%s: checkpoint does not match the model (depth %d%s, %d classes)%s: %s; load with "
+                                   "strict=0 to keep what matches", path, det->model.depth, det->model.vd ? "-vd" : "",
+                                   det->model.num_classes, hint, m);
         free(src);
         md_st_free(&f);
-        return md_set_error(MD_ERR_SHAPE, "%s: checkpoint does not match the model (depth %d, %d classes): %s; load with strict=0 to "
-                            "keep what matches", path, det->model.depth, det->model.num_classes, m);
+        return e;
     }
     for (int i = 0; i < np; i++) {
         det->params[i].loaded = 0;

@@ -21,13 +21,16 @@ typedef struct {
 typedef struct {
     md_conv c1, c2, c3, down;
     int bottleneck, has_down;
+    int down_pool; /* ResNet-vd: the shortcut is avgpool(2, 2, ceil_mode, no pad count) then a 1x1 stride-1 conv */
     int stage; /* 1..4 */
     int first; /* first block of its stage */
 } md_block;
 
 typedef struct {
     int depth, bottleneck;
-    md_conv stem;
+    md_conv stem;    /* conv1 + bn1; ResNet-vd: conv1.6 + bn1, the last conv of the deep stem */
+    int vd;
+    md_conv stem_vd[2]; /* ResNet-vd deep stem: conv1.0 + conv1.1 (stride 2), conv1.3 + conv1.4 */
     int nblocks;
     md_block *blocks;
     int out_ch[4];
@@ -76,6 +79,8 @@ struct md_step_saved {
     int sH, sW, pH, pW;
     float *stem, *pool;
     md_bn_act stem_bn;
+    float *stem_vd[2];       /* ResNet-vd: outputs (after ReLU) of the first two stem convs, kept for backward */
+    md_bn_act stem_vd_bn[2]; /* ... and their training-mode BN state (norm = bn) */
     int32_t *argmax;
     md_block_act *blk;
     float *C[4];

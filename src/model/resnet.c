@@ -1,16 +1,26 @@
 /* resnet.c — torchvision ResNet 18/34/50/101 body (conv1 .. layer4) with frozen BN folded into the
  * convolutions, or ([model] norm = bn) trainable BatchNorm2d with batch statistics in the trainable
- * stages while training; forward and backward; plus the shared conv-layer helpers. */
+ * stages while training; forward and backward; plus the shared conv-layer helpers.
+ *
+ * model.vd = 1 builds ResNet-D (He et al. 2019, "Bag of Tricks"; PaddleDetection's R50-vd) with timm's
+ * resnet50d state_dict names under backbone.body.: a deep stem of three 3x3 convs, each with BN + ReLU
+ * (conv1.0 3->32 stride 2 + conv1.1, conv1.3 32->32 + conv1.4, conv1.6 32->64 + bn1; widths times
+ * width_mult), then the max pool; the projection shortcut of each stage's first block is
+ * AvgPool2d(2, 2, ceil_mode, count_include_pad=False) (only where the block strides) followed by a
+ * 1x1 stride-1 conv downsample.1 + BN downsample.2. The main path is torchvision's (stride on the 3x3).
+ * Both norms apply to every conv of the deep stem and of the shortcut. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minidet/ops.h"
 #include "model_internal.h"
 
-static int planes_of(const md_model_config *m, int stage) { /* stage 0..3 */
-    int v = (int)((float)(64 << stage) * m->width_mult + 0.5f);
+static int scaled(int base, float width_mult) {
+    int v = (int)((float)base * width_mult + 0.5f);
     return v < 1 ? 1 : v;
 }
+
+static int planes_of(const md_model_config *m, int stage) { return scaled(64 << stage, m->width_mult); } /* stage 0..3 */
 
 int md_resnet_out_channels(const md_model_config *m, int stage) {
     return planes_of(m, stage) * (m->depth >= 50 ? 4 : 1);
@@ -155,7 +165,6 @@ md_status md_resnet_build(md_detector *det) {
     case 101: layers = L101; break;
     default: return md_set_error(MD_ERR_ARG, "model.depth = %d: supported depths are 18, 34, 50, 101", m->depth);
     }
-    if (m->vd) return md_set_error(MD_ERR_ARG, "model.vd = 1: the ResNet-vd variant is not implemented");
     if (!(m->width_mult > 0.0f && m->width_mult <= 8.0f))
         return md_set_error(MD_ERR_ARG, "model.width_mult = %g: must be in (0, 8]", (double)m->width_mult);
     if (m->trainable_layers < 0 || m->trainable_layers > 5)
@@ -165,8 +174,18 @@ md_status md_resnet_build(md_detector *det) {
     int tl = m->trainable_layers;
     r->lowest_trainable = 5 - tl; /* layers trained = last tl of [layer4, layer3, layer2, layer1, conv1] */
     int stem_ch = planes_of(m, 0);
-    md_status s = md_reg_conv(det, &r->stem, "backbone.body.conv1", "backbone.body.bn1", 3, stem_ch, 7, 2, 3, 0, tl == 5);
-    if (s) return s;
+    md_status s;
+    r->vd = m->vd != 0;
+    if (r->vd) { /* deep stem (timm stem_type='deep', stem_width 32) */
+        int sw = scaled(32, m->width_mult);
+        if ((s = md_reg_conv(det, &r->stem_vd[0], "backbone.body.conv1.0", "backbone.body.conv1.1", 3, sw, 3, 2, 1, 0, tl == 5)) ||
+            (s = md_reg_conv(det, &r->stem_vd[1], "backbone.body.conv1.3", "backbone.body.conv1.4", sw, sw, 3, 1, 1, 0, tl == 5)) ||
+            (s = md_reg_conv(det, &r->stem, "backbone.body.conv1.6", "backbone.body.bn1", sw, stem_ch, 3, 1, 1, 0, tl == 5)))
+            return s;
+    } else {
+        s = md_reg_conv(det, &r->stem, "backbone.body.conv1", "backbone.body.bn1", 3, stem_ch, 7, 2, 3, 0, tl == 5);
+        if (s) return s;
+    }
     r->nblocks = layers[0] + layers[1] + layers[2] + layers[3];
     r->blocks = calloc((size_t)r->nblocks, sizeof(md_block));
     if (!r->blocks) return md_set_error(MD_ERR_NOMEM, "resnet: out of memory");
@@ -197,7 +216,12 @@ md_status md_resnet_build(md_detector *det) {
             }
             if (j == 0 && (stride != 1 || inpl != planes * exp)) {
                 b->has_down = 1;
-                REG(down, "downsample.0", "downsample.1", inpl, planes * exp, 1, stride, 0);
+                if (r->vd) { /* timm downsample_avg: .0 pool (Identity at stride 1), .1 conv, .2 bn */
+                    b->down_pool = stride != 1;
+                    REG(down, "downsample.1", "downsample.2", inpl, planes * exp, 1, 1, 0);
+                } else {
+                    REG(down, "downsample.0", "downsample.1", inpl, planes * exp, 1, stride, 0);
+                }
             }
 #undef REG
             inpl = planes * exp;
@@ -209,6 +233,24 @@ md_status md_resnet_build(md_detector *det) {
 
 /* ------------------------------------------------------------------ forward */
 #define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
+
+/* ResNet-vd shortcut pool: *src = avgpool2d(x, k 2, stride 2, ceil_mode, count_include_pad = 0) in arena
+ * memory, N x ic x sh x sw; without down_pool *src = x unchanged. */
+static md_status shortcut_pool(md_arena *a, const md_block *b, const float *x, int N, int H, int W, const float **src, int *sh,
+                               int *sw) {
+    *src = x;
+    *sh = H;
+    *sw = W;
+    if (!b->down_pool) return MD_OK;
+    int oh = md_avgpool2d_out(H, 2, 2, 0, 1), ow = md_avgpool2d_out(W, 2, 2, 0, 1);
+    float *p = md_arena_floats(a, (size_t)N * b->down.ic * oh * ow);
+    if (!p) return MD_ERR_NOMEM;
+    md_avgpool2d_forward(p, x, N, b->down.ic, H, W, 2, 2, 0, 0, oh, ow);
+    *src = p;
+    *sh = oh;
+    *sw = ow;
+    return MD_OK;
+}
 
 /* One residual block. keep = 1 stores t1/t2 for backward; keep = 0 computes them in scratch memory
  * released before returning, so only the block output stays in the arena. */
@@ -248,7 +290,12 @@ static md_status block_forward(md_detector *det, md_arena *a, const md_block *b,
         size_t m2 = md_arena_mark(a);
         float *idn = md_arena_floats(a, no);
         if (!idn) return MD_ERR_NOMEM;
-        TRY(md_conv_bn_forward_into(det, a, &b->down, x, N, H, W, idn, training, &ba->bn[3]));
+        const float *src = x;
+        int sh = H, sw = W;
+        TRY(shortcut_pool(a, b, x, N, H, W, &src, &sh, &sw));
+        if (md_conv_out(sh, 1, b->down.stride, 0) != ho || md_conv_out(sw, 1, b->down.stride, 0) != wo)
+            return md_set_error(MD_ERR_INTERNAL, "resnet shortcut: %dx%d vs main path %dx%d", sh, sw, ho, wo);
+        TRY(md_conv_bn_forward_into(det, a, &b->down, src, N, sh, sw, idn, training, &ba->bn[3]));
         md_add_forward(ba->out, ba->out, idn, no);
         if (!keep) md_arena_release(a, m2); /* kept: the training BN's saved input lies above idn */
     } else {
@@ -271,8 +318,9 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
     int N = st->N;
     const md_conv *c = &r->stem;
     int C0 = c->oc;
-    sv->sH = md_conv_out(st->H, 7, 2, 3);
-    sv->sW = md_conv_out(st->W, 7, 2, 3);
+    const md_conv *c0 = r->vd ? &r->stem_vd[0] : c; /* the stride-2 conv on the image */
+    sv->sH = md_conv_out(st->H, c0->k, c0->stride, c0->pad);
+    sv->sW = md_conv_out(st->W, c0->k, c0->stride, c0->pad);
     sv->pH = md_conv_out(sv->sH, 3, 2, 1);
     sv->pW = md_conv_out(sv->sW, 3, 2, 1);
     size_t ns = (size_t)N * C0 * sv->sH * sv->sW, np = (size_t)N * C0 * sv->pH * sv->pW;
@@ -283,11 +331,27 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
     size_t mark = md_arena_mark(a);
     sv->stem = md_arena_floats(a, ns);
     if (!sv->stem) return MD_ERR_NOMEM;
-    TRY(md_conv_bn_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem, st->training, &sv->stem_bn));
+    if (r->vd) { /* deep stem: conv1.0 (stride 2) + ReLU, conv1.3 + ReLU, then conv1.6 below */
+        const float *x = sv->images;
+        int h = st->H, w = st->W;
+        for (int i = 0; i < 2; i++) {
+            const md_conv *ci = &r->stem_vd[i];
+            size_t n = (size_t)N * ci->oc * sv->sH * sv->sW;
+            if (!(sv->stem_vd[i] = md_arena_floats(a, n))) return MD_ERR_NOMEM;
+            TRY(md_conv_bn_forward_into(det, a, ci, x, N, h, w, sv->stem_vd[i], st->training, &sv->stem_vd_bn[i]));
+            md_relu_forward(sv->stem_vd[i], sv->stem_vd[i], n);
+            x = sv->stem_vd[i];
+            h = sv->sH;
+            w = sv->sW;
+        }
+        TRY(md_conv_bn_forward_into(det, a, c, x, N, h, w, sv->stem, st->training, &sv->stem_bn));
+    } else {
+        TRY(md_conv_bn_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem, st->training, &sv->stem_bn));
+    }
     md_relu_forward(sv->stem, sv->stem, ns);
     md_maxpool2d_forward(sv->pool, sv->argmax, sv->stem, N, C0, sv->sH, sv->sW, 3, 2, 1, sv->pH, sv->pW);
     if (!keep_stem) {
-        sv->stem = NULL;
+        sv->stem = sv->stem_vd[0] = sv->stem_vd[1] = NULL;
         md_arena_release(a, mark);
     }
     const float *x = sv->pool;
@@ -366,7 +430,15 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         if (!dt1r) return MD_ERR_NOMEM;
         md_relu_backward(dt1r, dt1, ba->t1, n1);
         TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1r, ba->in, N, ba->H, ba->W, &ba->bn[0]));
-        if (b->has_down) {
+        if (b->has_down && b->down_pool) { /* ResNet-vd: the pooled input is recomputed (cheap), not kept */
+            const float *pooled;
+            int sh, sw;
+            TRY(shortcut_pool(a, b, ba->in, N, ba->H, ba->W, &pooled, &sh, &sw));
+            float *dpool = NULL;
+            if (din && !(dpool = md_arena_calloc(a, (size_t)N * b->down.ic * sh * sw * sizeof(float)))) return MD_ERR_NOMEM;
+            TRY(md_conv_bn_backward_layer(det, a, &b->down, dpool, dz, pooled, N, sh, sw, &ba->bn[3]));
+            md_avgpool2d_backward(din, dpool, N, b->down.ic, ba->H, ba->W, 2, 2, 0, 0, sh, sw);
+        } else if (b->has_down) {
             TRY(md_conv_bn_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W, &ba->bn[3]));
         } else if (din) {
             md_add_forward(din, din, dz, nin);
@@ -383,7 +455,22 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         if (!dstem || !dstem_r) return MD_ERR_NOMEM;
         md_maxpool2d_backward(dstem, dx_next, sv->argmax, N, c->oc, sv->sH, sv->sW, sv->pH, sv->pW);
         md_relu_backward(dstem_r, dstem, sv->stem, ns);
-        TRY(md_conv_bn_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W, &sv->stem_bn));
+        if (r->vd) { /* conv1.6 <- ReLU <- conv1.3 <- ReLU <- conv1.0 <- image (no gradient to the image) */
+            float *dy = dstem_r;
+            for (int i = 1; i >= 0; i--) { /* conv i + 1 of the stem (conv1.6, then conv1.3) reads stem_vd[i] */
+                const md_conv *cn = i == 1 ? c : &r->stem_vd[1];
+                const md_bn_act *bn = i == 1 ? &sv->stem_bn : &sv->stem_vd_bn[1];
+                size_t n = (size_t)N * r->stem_vd[i].oc * sv->sH * sv->sW;
+                float *dx = md_arena_calloc(a, n * sizeof(float)), *dxr = md_arena_calloc(a, n * sizeof(float));
+                if (!dx || !dxr) return MD_ERR_NOMEM;
+                TRY(md_conv_bn_backward_layer(det, a, cn, dx, dy, sv->stem_vd[i], N, sv->sH, sv->sW, bn));
+                md_relu_backward(dxr, dx, sv->stem_vd[i], n);
+                dy = dxr;
+            }
+            TRY(md_conv_bn_backward_layer(det, a, &r->stem_vd[0], NULL, dy, sv->images, N, st->H, st->W, &sv->stem_vd_bn[0]));
+        } else {
+            TRY(md_conv_bn_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W, &sv->stem_bn));
+        }
     }
     return MD_OK;
 }
