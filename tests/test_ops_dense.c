@@ -188,6 +188,11 @@ static void test_conv2d_init(void) {
     CHECK(md_conv2d_init(&p, 2, 8, 5, 6, 4, 1, 1, 1, 0, 1) && md_conv2d_scratch_floats(&p) == 0, "1x1 s1 p0 needs no scratch");
     CHECK(md_conv2d_init(&p, 2, 8, 5, 6, 4, 3, 3, 1, 1, 1) && md_conv2d_scratch_floats(&p) == (size_t)8 * 9 * 5 * 6,
           "scratch is one image's im2col buffer: %zu", md_conv2d_scratch_floats(&p));
+    p.chunk_rows = 2;
+    CHECK(md_conv2d_scratch_floats(&p) == (size_t)8 * 9 * 2 * 6, "chunk_rows 2: scratch %zu", md_conv2d_scratch_floats(&p));
+    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 &&
+              md_conv2d_scratch_floats(&p) <= ((size_t)4 << 20),
+          "FPN P2 3x3: im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
 }
 
 /* ------------------------------------------------------------ conv2d vs a double-precision direct convolution */
@@ -258,20 +263,25 @@ static void test_conv2d_vs_double_random_geometries(void) {
                *rb = calloc((size_t)OC, sizeof(double));
         if (!ry || !rx || !rw || !rb) exit(2);
         conv_direct(ry, rx, rw, rb, x, w, b, gy, &p);
-        size_t ns = md_conv2d_scratch_floats(&p);
-        float *scr = ns ? filled(ns, NAN) : NULL, *y = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)OC);
         const float *bias = (t & 1) ? b : NULL;
         if (!bias)
             for (size_t i = 0; i < ny; i++) ry[i] -= b[(i / ((size_t)p.OH * p.OW)) % (size_t)OC];
-        md_conv2d_forward(y, x, w, bias, &p, scr);
-        md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr);
-        double e[4] = {rel_err_d(y, ry, ny), rel_err_d(dx, rx, nx), rel_err_d(dw, rw, nw), rel_err_d(db, rb, (size_t)OC)};
-        for (int k = 0; k < 4; k++) {
-            if (!(e[k] <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e[k];
-            CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d: %s rel err %.3g", N, C, H, W, OC, KH, KW, s, pad, d,
-                  (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
+        /* pass 0: default im2col chunking (one chunk at these sizes); pass 1: chunks of 1..3 output rows */
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass) p.chunk_rows = 1 + t % 3;
+            size_t ns = md_conv2d_scratch_floats(&p);
+            float *scr = ns ? filled(ns, NAN) : NULL, *y = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)OC);
+            md_conv2d_forward(y, x, w, bias, &p, scr);
+            md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr);
+            double e[4] = {rel_err_d(y, ry, ny), rel_err_d(dx, rx, nx), rel_err_d(dw, rw, nw), rel_err_d(db, rb, (size_t)OC)};
+            for (int k = 0; k < 4; k++) {
+                if (!(e[k] <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e[k];
+                CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d chunk %d rows: %s rel err %.3g", N, C, H, W, OC, KH, KW, s,
+                      pad, d, p.chunk_rows, (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
+            }
+            free(scr), free(y), free(dx), free(dw), free(db);
         }
-        free(x), free(w), free(b), free(gy), free(ry), free(rx), free(rw), free(rb), free(scr), free(y), free(dx), free(dw), free(db);
+        free(x), free(w), free(b), free(gy), free(ry), free(rx), free(rw), free(rb);
     }
     CHECK(tested >= 60, "only %d valid random geometries", tested);
 }

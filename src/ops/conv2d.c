@@ -1,16 +1,22 @@
-/* conv2d.c — 2-D convolution as im2col + one sgemm per image (see include/minidet/ops.h).
+/* conv2d.c — 2-D convolution as im2col + sgemm (see include/minidet/ops.h).
  *
  * Forward, per image n:   out_n (OC x OHOW) = W (OC x CKK) @ col_n (CKK x OHOW) [+ bias]
  * Backward, per image n:  dW   += dout_n (OC x OHOW) @ col_n^T           (beta = 1)
  *                         col   = W^T (CKK x OC) @ dout_n, din_n += col2im(col)
  * with CKK = C*KH*KW. A 1x1, stride-1, pad-0 convolution needs no im2col: the
  * input plane itself is the column matrix (C x HW), and scratch is not used.
+ * Otherwise the column matrix is built and consumed in chunks of whole output rows
+ * (p->chunk_rows, by default enough for >= 1024 GEMM columns and about 16 MB), each
+ * chunk one GEMM writing/reading a column block of out/dout (ldc = OHOW): the
+ * scratch stays cache-sized instead of CKK x OHOW (177 MB at FPN P2 for 480x640).
  * im2col is parallel over the CKK rows (each row written by one thread) and
  * col2im over input channels (each channel's plane accumulated by one thread),
  * so neither races. BLAS threads itself. */
 #include <string.h>
 #include "minidet/gemm.h"
 #include "minidet/ops.h"
+
+static int default_chunk_rows(const md_conv2d_params *p);
 
 int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int dilation) {
     memset(p, 0, sizeof *p);
@@ -23,6 +29,7 @@ int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int 
     p->stride = stride, p->pad = pad, p->dilation = dilation;
     p->OH = (int)(eh / stride + 1);
     p->OW = (int)(ew / stride + 1);
+    p->chunk_rows = default_chunk_rows(p);
     return 1;
 }
 
@@ -30,9 +37,26 @@ static int is_pointwise(const md_conv2d_params *p) {
     return p->KH == 1 && p->KW == 1 && p->stride == 1 && p->pad == 0;
 }
 
+/* Output rows per im2col chunk: enough rows for >= MD_CONV_MIN_COLS GEMM columns, and more while
+ * the chunk's column matrix stays within MD_CONV_CHUNK_FLOATS (so it stays in the last-level
+ * cache); never more than OH. */
+#define MD_CONV_CHUNK_FLOATS ((size_t)4 << 20)
+#define MD_CONV_MIN_COLS 1024
+static int default_chunk_rows(const md_conv2d_params *p) {
+    const size_t ckk = (size_t)p->C * p->KH * p->KW, row = ckk * (size_t)p->OW;
+    size_t r = MD_CONV_CHUNK_FLOATS / row, rmin = ((size_t)MD_CONV_MIN_COLS + p->OW - 1) / p->OW;
+    if (r < rmin) r = rmin;
+    if (r < 1) r = 1;
+    return r > (size_t)p->OH ? p->OH : (int)r;
+}
+
+static int chunk_rows(const md_conv2d_params *p) {
+    return p->chunk_rows >= 1 && p->chunk_rows < p->OH ? p->chunk_rows : p->OH;
+}
+
 size_t md_conv2d_scratch_floats(const md_conv2d_params *p) {
     if (is_pointwise(p)) return 0;
-    return (size_t)p->C * p->KH * p->KW * (size_t)p->OH * p->OW;
+    return (size_t)p->C * p->KH * p->KW * (size_t)chunk_rows(p) * p->OW;
 }
 
 /* First ow in [0, OW) whose input column iw = ow*stride + off is >= 0, and one past the last with iw < W. */
@@ -46,21 +70,23 @@ static void valid_range(int off, int stride, int W, int OW, int *lo, int *hi) {
     *hi = b;
 }
 
-/* col (CKK x OH*OW) <- patches of one image plane stack in (C x H x W). Every element is written. */
-static void im2col(float *col, const float *in, const md_conv2d_params *p) {
-    const int C = p->C, H = p->H, W = p->W, KH = p->KH, KW = p->KW, OH = p->OH, OW = p->OW;
+
+/* col (CKK x ncol, ncol = (oh1-oh0)*OW) <- patches of output rows [oh0, oh1) of one image plane
+ * stack in (C x H x W). Every element is written. */
+static void im2col(float *col, const float *in, const md_conv2d_params *p, int oh0, int oh1) {
+    const int C = p->C, H = p->H, W = p->W, KH = p->KH, KW = p->KW, OW = p->OW;
     const int s = p->stride, pad = p->pad, d = p->dilation;
     const int rows = C * KH * KW;
-    const size_t ohow = (size_t)OH * OW;
-#pragma omp parallel for schedule(static) if (rows * ohow > 32768)
+    const size_t ncol = (size_t)(oh1 - oh0) * OW;
+#pragma omp parallel for schedule(static) if (rows * ncol > 32768)
     for (int r = 0; r < rows; r++) {
         const int c = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW;
         const float *plane = in + (size_t)c * H * W;
-        float *dst = col + (size_t)r * ohow;
+        float *dst = col + (size_t)r * ncol;
         const int woff = kw * d - pad;
         int lo, hi;
         valid_range(woff, s, W, OW, &lo, &hi);
-        for (int oh = 0; oh < OH; oh++, dst += OW) {
+        for (int oh = oh0; oh < oh1; oh++, dst += OW) {
             const int ih = oh * s - pad + kh * d;
             if (ih < 0 || ih >= H) {
                 memset(dst, 0, (size_t)OW * sizeof(float));
@@ -78,21 +104,21 @@ static void im2col(float *col, const float *in, const md_conv2d_params *p) {
     }
 }
 
-/* din (C x H x W) += scatter of col (CKK x OH*OW); parallel over channels. */
-static void col2im_add(float *din, const float *col, const md_conv2d_params *p) {
-    const int C = p->C, H = p->H, W = p->W, KH = p->KH, KW = p->KW, OH = p->OH, OW = p->OW;
+/* din (C x H x W) += scatter of col (CKK x ncol) holding output rows [oh0, oh1); parallel over channels. */
+static void col2im_add(float *din, const float *col, const md_conv2d_params *p, int oh0, int oh1) {
+    const int C = p->C, H = p->H, W = p->W, KH = p->KH, KW = p->KW, OW = p->OW;
     const int s = p->stride, pad = p->pad, d = p->dilation;
-    const size_t ohow = (size_t)OH * OW;
-#pragma omp parallel for schedule(static) if ((size_t)C * KH * KW * ohow > 32768)
+    const size_t ncol = (size_t)(oh1 - oh0) * OW;
+#pragma omp parallel for schedule(static) if ((size_t)C * KH * KW * ncol > 32768)
     for (int c = 0; c < C; c++) {
         float *plane = din + (size_t)c * H * W;
         for (int kh = 0; kh < KH; kh++) {
             for (int kw = 0; kw < KW; kw++) {
-                const float *src = col + ((size_t)(c * KH + kh) * KW + kw) * ohow;
+                const float *src = col + ((size_t)(c * KH + kh) * KW + kw) * ncol;
                 const int woff = kw * d - pad;
                 int lo, hi;
                 valid_range(woff, s, W, OW, &lo, &hi);
-                for (int oh = 0; oh < OH; oh++, src += OW) {
+                for (int oh = oh0; oh < oh1; oh++, src += OW) {
                     const int ih = oh * s - pad + kh * d;
                     if (ih < 0 || ih >= H) continue;
                     float *dst = plane + (size_t)ih * W + woff;
@@ -109,9 +135,9 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p) 
 }
 
 void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch) {
-    const int OC = p->OC, K = p->C * p->KH * p->KW;
-    const size_t ohow = (size_t)p->OH * p->OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
-    const int pointwise = is_pointwise(p);
+    const int OC = p->OC, K = p->C * p->KH * p->KW, OW = p->OW;
+    const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
+    const int pointwise = is_pointwise(p), rows = chunk_rows(p);
     for (int n = 0; n < p->N; n++) {
         float *o = out + (size_t)n * out_sz;
         const float *x = in + (size_t)n * in_sz;
@@ -124,20 +150,23 @@ void md_conv2d_forward(float *out, const float *in, const float *weight, const f
                 for (size_t i = 0; i < ohow; i++) row[i] = b;
             }
         }
-        const float *colm = x;
-        if (!pointwise) {
-            im2col(scratch, x, p);
-            colm = scratch;
+        if (pointwise) {
+            md_sgemm(0, 0, OC, (int)ohow, K, 1.0f, weight, K, x, (int)ohow, bias ? 1.0f : 0.0f, o, (int)ohow);
+            continue;
         }
-        md_sgemm(0, 0, OC, (int)ohow, K, 1.0f, weight, K, colm, (int)ohow, bias ? 1.0f : 0.0f, o, (int)ohow);
+        for (int oh0 = 0; oh0 < p->OH; oh0 += rows) {
+            const int oh1 = oh0 + rows < p->OH ? oh0 + rows : p->OH, ncol = (oh1 - oh0) * OW;
+            im2col(scratch, x, p, oh0, oh1);
+            md_sgemm(0, 0, OC, ncol, K, 1.0f, weight, K, scratch, ncol, bias ? 1.0f : 0.0f, o + (size_t)oh0 * OW, (int)ohow);
+        }
     }
 }
 
 void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout, const float *in, const float *weight,
                         const md_conv2d_params *p, float *scratch) {
-    const int OC = p->OC, K = p->C * p->KH * p->KW;
-    const size_t ohow = (size_t)p->OH * p->OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
-    const int pointwise = is_pointwise(p);
+    const int OC = p->OC, K = p->C * p->KH * p->KW, OW = p->OW;
+    const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
+    const int pointwise = is_pointwise(p), rows = chunk_rows(p);
     if (dbias) {
         for (int n = 0; n < p->N; n++) {
             const float *g = dout + (size_t)n * out_sz;
@@ -154,21 +183,22 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
     for (int n = 0; n < p->N; n++) {
         const float *g = dout + (size_t)n * out_sz;
         const float *x = in + (size_t)n * in_sz;
-        if (dweight) {
-            const float *colm = x;
-            if (!pointwise) {
-                im2col(scratch, x, p);
-                colm = scratch;
-            }
-            md_sgemm(0, 1, OC, K, (int)ohow, 1.0f, g, (int)ohow, colm, (int)ohow, 1.0f, dweight, K);
+        float *dx = din ? din + (size_t)n * in_sz : NULL;
+        if (pointwise) {
+            if (dweight) md_sgemm(0, 1, OC, K, (int)ohow, 1.0f, g, (int)ohow, x, (int)ohow, 1.0f, dweight, K);
+            if (dx) md_sgemm(1, 0, K, (int)ohow, OC, 1.0f, weight, K, g, (int)ohow, 1.0f, dx, (int)ohow);
+            continue;
         }
-        if (din) {
-            float *dx = din + (size_t)n * in_sz;
-            if (pointwise) {
-                md_sgemm(1, 0, K, (int)ohow, OC, 1.0f, weight, K, g, (int)ohow, 1.0f, dx, (int)ohow);
-            } else {
-                md_sgemm(1, 0, K, (int)ohow, OC, 1.0f, weight, K, g, (int)ohow, 0.0f, scratch, (int)ohow);
-                col2im_add(dx, scratch, p);
+        for (int oh0 = 0; oh0 < p->OH; oh0 += rows) {
+            const int oh1 = oh0 + rows < p->OH ? oh0 + rows : p->OH, ncol = (oh1 - oh0) * OW;
+            const float *gc = g + (size_t)oh0 * OW;
+            if (dweight) {
+                im2col(scratch, x, p, oh0, oh1);
+                md_sgemm(0, 1, OC, K, ncol, 1.0f, gc, (int)ohow, scratch, ncol, 1.0f, dweight, K);
+            }
+            if (dx) {
+                md_sgemm(1, 0, K, ncol, OC, 1.0f, weight, K, gc, (int)ohow, 0.0f, scratch, ncol);
+                col2im_add(dx, scratch, p, oh0, oh1);
             }
         }
     }
