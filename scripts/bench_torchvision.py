@@ -7,7 +7,7 @@ Train mode: one SGD step (forward with targets, backward, optimizer step) on ran
 with 3 random boxes each, min_size/max_size set so the images are not resized.
 Infer mode: model.eval() forward at --height x --width.
 Prints one JSON line: {"peer": "torchvision", "mode", "threads", "s_per_iter_median", "s_per_image",
-"peak_rss_mb", "iters"} so scripts/bench_*.sh can compute ratios from the same run.
+"cpu_s_per_iter_median" (process CPU time, all threads), "peak_rss_mb", "iters"} so scripts/bench_*.sh can compute ratios from the same run.
 Random weights (no download): the timing of a step does not depend on the weight values.
 """
 import argparse
@@ -48,13 +48,13 @@ def main():
         xy = torch.rand(3, 2, generator=g) * torch.tensor([a.width * 0.6, a.height * 0.6])
         wh = 32 + torch.rand(3, 2, generator=g) * torch.tensor([a.width * 0.3, a.height * 0.3])
         targets.append({"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(1, 91, (3,), generator=g)})
-    times = []
+    times, cpus = [], []
     if a.mode == "train":
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.SGD(params, lr=0.001, momentum=0.9, weight_decay=1e-4)
         for i in range(a.warmup + a.iters):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             losses = model(imgs, targets)
             loss = sum(losses.values())
             opt.zero_grad()
@@ -62,18 +62,21 @@ def main():
             opt.step()
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
     else:
         model.eval()
         with torch.no_grad():
             for i in range(a.warmup + a.iters):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 model(imgs)
                 if i >= a.warmup:
                     times.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
     med = statistics.median(times)
     print(json.dumps({"peer": "torchvision " + torchvision.__version__, "mode": a.mode, "threads": a.threads,
                       "height": a.height, "width": a.width, "batch": a.batch,
                       "s_per_iter_median": round(med, 4), "s_per_image": round(med / a.batch, 4),
+                      "cpu_s_per_iter_median": round(statistics.median(cpus), 4),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "iters": len(times)}))
 
