@@ -214,6 +214,83 @@ static void bwd_chunk(float *dfeat_img, const float *d, const ra_tap *ty, long k
     }
 }
 
+/* Fast path when a RoI's whole sample grid fits in MD_RA_SAMPLES entries (always for the box
+ * head: 7x7 bins x 2x2 samples = 196): the valid samples of each bin, in torchvision's order
+ * (iy-major), are flattened once per RoI and work item into offsets of the four neighbours in
+ * the plane and the four weights w1..w4 (the same float products hy*hx, ...), so the per-channel
+ * loops do only loads, multiplies and adds. Forward sums use the same expression as fwd_chunk
+ * (bit-identical). Backward with a power-of-two count scales the bin's gradient by 1/count
+ * first: (gb*inv)*w == (gb*w)*inv exactly since both only shift the exponent (barring
+ * subnormal intermediates); other counts take bwd_chunk. */
+#ifndef MD_RA_SAMPLES
+#define MD_RA_SAMPLES 1024
+#endif
+typedef struct {
+    int i0, i1, i2, i3; /* r0+lo, r0+hi, r1+lo, r1+hi as offsets into the plane */
+    float w1, w2, w3, w4;
+} ra_samp;
+
+/* Fills s (in bin order) and bin_end[ph*PW+pw] = one past the bin's last sample; returns the count. */
+static int fill_samples(ra_samp *s, int *bin_end, const ra_tap *ty, const ra_tap *tx, const ra_geom *g, int W, int PH, int PW) {
+    int n = 0;
+    for (int ph = 0; ph < PH; ph++)
+        for (int pw = 0; pw < PW; pw++) {
+            for (int iy = 0; iy < g->gh; iy++) {
+                const ra_tap y = ty[ph * g->gh + iy];
+                if (!y.valid) continue;
+                for (int ix = 0; ix < g->gw; ix++) {
+                    const ra_tap x = tx[pw * g->gw + ix];
+                    if (!x.valid) continue;
+                    ra_samp *e = &s[n++];
+                    e->i0 = y.lo * W + x.lo, e->i1 = y.lo * W + x.hi, e->i2 = y.hi * W + x.lo, e->i3 = y.hi * W + x.hi;
+                    e->w1 = y.h * x.h, e->w2 = y.h * x.l, e->w3 = y.l * x.h, e->w4 = y.l * x.l;
+                }
+            }
+            bin_end[ph * PW + pw] = n;
+        }
+    return n;
+}
+
+static void fwd_table(float *o, const float *feat_img, const ra_samp *s, const int *bin_end, int c0, int c1, size_t HW, int PP) {
+    for (int c = c0; c < c1; c++) {
+        const float *restrict f = feat_img + (size_t)c * HW;
+        float *restrict oc = o + (size_t)c * PP;
+        int k = 0;
+        for (int b = 0; b < PP; b++) {
+            float acc = 0.0f;
+            for (; k < bin_end[b]; k++) {
+                const ra_samp e = s[k];
+                acc += e.w1 * f[e.i0] + e.w2 * f[e.i1] + e.w3 * f[e.i2] + e.w4 * f[e.i3];
+            }
+            oc[b] += acc;
+        }
+    }
+}
+
+static void bwd_table(float *dfeat_img, const float *d, const ra_samp *s, const int *bin_end, float inv, int c0, int c1, size_t HW,
+                      int PP) {
+    for (int c = c0; c < c1; c++) {
+        float *restrict f = dfeat_img + (size_t)c * HW;
+        const float *restrict dc = d + (size_t)c * PP;
+        int k = 0;
+        for (int b = 0; b < PP; b++) {
+            const float gb = dc[b];
+            if (gb == 0.0f) {
+                k = bin_end[b];
+                continue;
+            }
+            const float gs = gb * inv;
+            for (; k < bin_end[b]; k++) {
+                const ra_samp e = s[k];
+                f[e.i0] += gs * e.w1;
+                f[e.i1] += gs * e.w2;
+                f[e.i2] += gs * e.w3;
+                f[e.i3] += gs * e.w4;
+            }
+        }
+    }
+}
+
 /* Shared driver: work items (image n, channel block), each looping over the RoIs of image n
  * in order. Forward (dout == NULL): out += sums, then /= count. Backward: dfeat += adjoint. */
 static void roi_align_run(float *out, const float *feat, float *dfeat, const float *dout, const float *rois, int R, int N, int C, int H, int W,
@@ -230,6 +307,21 @@ static void roi_align_run(float *out, const float *feat, float *dfeat, const flo
             float *o = out ? out + (size_t)r * C * PP : NULL;
             if (o) memset(o + (size_t)c0 * PP, 0, (size_t)(c1 - c0) * PP * sizeof *o);
             const long KY = (long)PH * g.gh, KX = (long)PW * g.gw;
+            const int n_ = g.gh * g.gw, pow2 = (n_ & (n_ - 1)) == 0;
+            if (KY <= MD_RA_TAB && KX <= MD_RA_TAB && KY * KX <= MD_RA_SAMPLES && PH * PW <= MD_RA_SAMPLES && (o || pow2)) {
+                ra_samp smp[MD_RA_SAMPLES];
+                int bin_end[MD_RA_SAMPLES];
+                fill_taps(ty, 0, KY, g.gh, g.start_h, g.bin_h, H);
+                fill_taps(tx, 0, KX, g.gw, g.start_w, g.bin_w, W);
+                fill_samples(smp, bin_end, ty, tx, &g, W, PH, PW);
+                if (o) {
+                    fwd_table(o, feat + (size_t)n * C * HW, smp, bin_end, c0, c1, HW, (int)PP);
+                    for (size_t i = (size_t)c0 * PP; i < (size_t)c1 * PP; i++) o[i] /= g.count;
+                } else {
+                    bwd_table(dfeat + (size_t)n * C * HW, dout + (size_t)r * C * PP, smp, bin_end, 1.0f / g.count, c0, c1, HW, (int)PP);
+                }
+                continue;
+            }
             for (long ky0 = 0; ky0 < KY; ky0 += MD_RA_TAB) {
                 long ny = KY - ky0 < MD_RA_TAB ? KY - ky0 : MD_RA_TAB;
                 fill_taps(ty, ky0, ky0 + ny, g.gh, g.start_h, g.bin_h, H);
