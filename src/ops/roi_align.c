@@ -28,6 +28,7 @@
  * RoIs with a batch index outside [0, N) or non-finite coordinates give zero output and
  * no gradient (torchvision would read out of bounds). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "minidet/ops.h"
 
@@ -214,9 +215,10 @@ static void bwd_chunk(float *dfeat_img, const float *d, const ra_tap *ty, long k
     }
 }
 
-/* Fast path when a RoI's whole sample grid fits in MD_RA_SAMPLES entries (always for the box
+/* Fast path for a fixed sampling_ratio whose grid fits in MD_RA_SAMPLES entries (the box
  * head: 7x7 bins x 2x2 samples = 196): the valid samples of each bin, in torchvision's order
- * (iy-major), are flattened once per RoI and work item into offsets of the four neighbours in
+ * (iy-major), are flattened once per RoI (one parallel pass, R x 196 x 32 bytes on the heap,
+ * shared by every work item; if that allocation fails the generic path runs) into offsets of the four neighbours in
  * the plane and the four weights w1..w4 (the same float products hy*hx, ...), so the per-channel
  * loops do only loads, multiplies and adds. Forward sums use the same expression as fwd_chunk
  * (bit-identical). Backward with a power-of-two count scales the bin's gradient by 1/count
@@ -297,6 +299,29 @@ static void roi_align_run(float *out, const float *feat, float *dfeat, const flo
                           int PH, int PW, float spatial_scale, int sampling_ratio, int aligned) {
     const size_t HW = (size_t)H * W, PP = (size_t)PH * PW;
     const int cb = channel_block(C, H, W), nblk = (C + cb - 1) / cb;
+    /* sample tables for every RoI, built once (in parallel) and shared by all work items */
+    const int sr = sampling_ratio, cnt = sr * sr;
+    const size_t S = sr > 0 ? (size_t)PH * sr * PW * sr : 0;
+    ra_samp *tab = NULL;
+    int *tab_end = NULL;
+    if (sr > 0 && (long)PH * sr <= MD_RA_TAB && (long)PW * sr <= MD_RA_TAB && S <= MD_RA_SAMPLES && (out || (cnt & (cnt - 1)) == 0)) {
+        tab = malloc((size_t)R * S * sizeof *tab);
+        tab_end = malloc((size_t)R * PP * sizeof *tab_end);
+        if (!tab || !tab_end) { /* out of memory: the generic path needs none */
+            free(tab), free(tab_end);
+            tab = NULL, tab_end = NULL;
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < R; r++) {
+                ra_geom g;
+                ra_tap ty[MD_RA_TAB], tx[MD_RA_TAB];
+                if (!roi_geom(&g, rois + (size_t)r * 5, N, PH, PW, spatial_scale, sampling_ratio, aligned)) continue;
+                fill_taps(ty, 0, (long)PH * g.gh, g.gh, g.start_h, g.bin_h, H);
+                fill_taps(tx, 0, (long)PW * g.gw, g.gw, g.start_w, g.bin_w, W);
+                fill_samples(tab + (size_t)r * S, tab_end + (size_t)r * PP, ty, tx, &g, W, PH, PW);
+            }
+        }
+    }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int item = 0; item < N * nblk; item++) {
         const int n = item / nblk, c0 = (item % nblk) * cb, c1 = c0 + cb < C ? c0 + cb : C;
@@ -307,18 +332,14 @@ static void roi_align_run(float *out, const float *feat, float *dfeat, const flo
             float *o = out ? out + (size_t)r * C * PP : NULL;
             if (o) memset(o + (size_t)c0 * PP, 0, (size_t)(c1 - c0) * PP * sizeof *o);
             const long KY = (long)PH * g.gh, KX = (long)PW * g.gw;
-            const int n_ = g.gh * g.gw, pow2 = (n_ & (n_ - 1)) == 0;
-            if (KY <= MD_RA_TAB && KX <= MD_RA_TAB && KY * KX <= MD_RA_SAMPLES && PH * PW <= MD_RA_SAMPLES && (o || pow2)) {
-                ra_samp smp[MD_RA_SAMPLES];
-                int bin_end[MD_RA_SAMPLES];
-                fill_taps(ty, 0, KY, g.gh, g.start_h, g.bin_h, H);
-                fill_taps(tx, 0, KX, g.gw, g.start_w, g.bin_w, W);
-                fill_samples(smp, bin_end, ty, tx, &g, W, PH, PW);
+            if (tab) {
+                const ra_samp *smp = tab + (size_t)r * S;
+                const int *be = tab_end + (size_t)r * PP;
                 if (o) {
-                    fwd_table(o, feat + (size_t)n * C * HW, smp, bin_end, c0, c1, HW, (int)PP);
+                    fwd_table(o, feat + (size_t)n * C * HW, smp, be, c0, c1, HW, (int)PP);
                     for (size_t i = (size_t)c0 * PP; i < (size_t)c1 * PP; i++) o[i] /= g.count;
                 } else {
-                    bwd_table(dfeat + (size_t)n * C * HW, dout + (size_t)r * C * PP, smp, bin_end, 1.0f / g.count, c0, c1, HW, (int)PP);
+                    bwd_table(dfeat + (size_t)n * C * HW, dout + (size_t)r * C * PP, smp, be, 1.0f / g.count, c0, c1, HW, (int)PP);
                 }
                 continue;
             }
@@ -336,6 +357,8 @@ static void roi_align_run(float *out, const float *feat, float *dfeat, const flo
                 for (size_t i = (size_t)c0 * PP; i < (size_t)c1 * PP; i++) o[i] /= g.count;
         }
     }
+    free(tab);
+    free(tab_end);
 }
 
 void md_roi_align_forward(float *out, const float *feat, const float *rois, int R, int N, int C, int H, int W, int PH, int PW,
