@@ -10,7 +10,8 @@ linear function of the RPN and box-head outputs (tests/fixtures/model_<variant>_
 The images are fed to model.backbone / model.rpn / model.roi_heads directly (no GeneralizedRCNNTransform),
 so the test is independent of the data pipeline.
 
-  /usr/bin/python3 scripts/ref_model.py [--out-dir tests/fixtures] [--variant r18|r50|all]
+  /usr/bin/python3 scripts/ref_model.py [--out-dir tests/fixtures] [--variant r18|r50|r50vd|all]
+  /usr/bin/python3 scripts/ref_model.py --vd-bn     (after r50vd: the R50-vd body with trainable BatchNorm)
   /usr/bin/python3 scripts/ref_model.py --full-r50 IMAGE.jpg --out-dir /tmp/x   (800x1333 R50-FPN, not committed;
       compare with build/bin/tool_model_compare /tmp/x/model_full_r50_{weights,ref}.safetensors)
 """
@@ -285,6 +286,42 @@ def dump(v, name, out_dir, images=None):
           f"dets {[len(d['boxes']) for d in dets]}")
 
 
+def vd_bn(out_dir):
+    """ResNet-vd with trainable BatchNorm in train() mode ([model] norm = bn, trainable_layers 5): the r50vd
+    fixture's weights and image through the body with nn.BatchNorm2d (momentum 0.1) using batch statistics;
+    C2..C5, the gradients of sum_l sum(C_l * loss_weights(C_l, 10 + l)) for the deep stem, every shortcut
+    and the last block (BN weight / bias included), and those BNs' running statistics after the forward
+    -> model_r50vd_bn_ref.safetensors."""
+    v = VARIANTS["r50vd"]
+    w, _ = st_io.load(os.path.join(out_dir, "model_r50vd_weights.safetensors"))
+    ref, _ = st_io.load(os.path.join(out_dir, "model_r50vd_ref.safetensors"))
+    body = WideResNet(v["depth"], v["width_mult"], lambda c: nn.BatchNorm2d(c, momentum=0.1), True)
+    pre = "backbone.body."
+    missing, unexpected = body.load_state_dict({k[len(pre):]: torch.from_numpy(a) for k, a in w.items()
+                                                if k.startswith(pre)}, strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
+    body.train()
+    x = torch.from_numpy(ref["images"])
+    x = body.maxpool(body.relu(body.bn1(body.conv1(x))))
+    out, loss = OrderedDict(), 0
+    for l, name in enumerate(["layer1", "layer2", "layer3", "layer4"]):
+        x = getattr(body, name)(x)
+        out["C%d" % (l + 2)] = x
+        loss = loss + (x * loss_weights(x.shape, 10 + l)).sum()
+    loss.backward()
+    keep = lambda n: n.startswith(("conv1.", "bn1.", "layer4.2.")) or ".downsample." in n
+    for n, p in body.named_parameters():
+        if keep(n):
+            out["grad." + pre + n] = p.grad
+    for n, b in body.named_buffers():
+        if keep(n) and ("running_mean" in n or "running_var" in n):
+            out["after." + pre + n] = b
+    out = OrderedDict((k, t.detach().contiguous().numpy()) for k, t in out.items())
+    st_io.save(os.path.join(out_dir, "model_r50vd_bn_ref.safetensors"), out,
+               {"generator": "scripts/ref_model.py --vd-bn", "loss_phase0": 10})
+    print("r50vd_bn: %d tensors, %d bytes" % (len(out), sum(a.nbytes for a in out.values())))
+
+
 def full_r50(out_dir, image_path, weights=None, min_size=800, max_size=1333):
     """Full-size R50-FPN (torchvision defaults, 91 classes) on one real image transformed by torchvision's
     GeneralizedRCNNTransform (800 / 1333): for the one-off large-scale check (tool_model_compare)."""
@@ -308,6 +345,7 @@ def main():
     ap.add_argument("--out-dir", default="tests/fixtures")
     ap.add_argument("--variant", default="all")
     ap.add_argument("--full-r50", metavar="IMAGE", help="dump the full-size R50-FPN check for IMAGE into --out-dir")
+    ap.add_argument("--vd-bn", action="store_true", help="dump model_r50vd_bn_ref.safetensors (needs the r50vd fixtures)")
     ap.add_argument("--weights", help="with --full-r50: use these weights (torchvision names) instead of random ones")
     ap.add_argument("--min-size", type=int, default=800)
     ap.add_argument("--max-size", type=int, default=1333)
@@ -317,6 +355,9 @@ def main():
         full_r50(args.out_dir, args.full_r50, args.weights, args.min_size, args.max_size)
         return
     torch.set_num_threads(1)
+    if args.vd_bn:
+        vd_bn(args.out_dir)
+        return
     names = list(VARIANTS) if args.variant == "all" else [args.variant]
     for n in names:
         dump(VARIANTS[n], n, args.out_dir)

@@ -1,7 +1,8 @@
 /* test_model.c — the detector against torchvision 0.14 (fixtures from scripts/ref_model.py):
  * ResNet-18 (basic blocks, 2 images of different sizes, trainable_layers 3) and ResNet-50 (bottleneck,
  * trainable_layers 5) reduced models with random weights and random frozen-BN statistics, and a ResNet-50-vd
- * (deep stem, avg-pool shortcut, timm resnet50d names; trainable_layers 5, odd feature sizes).
+ * (deep stem, avg-pool shortcut, timm resnet50d names; trainable_layers 5, odd feature sizes), also with
+ * norm = bn in training mode (batch statistics, BN gradients, running statistics).
  * Checks C2..C5, P2..P6, anchors, RPN logits/deltas, proposals (same boxes, same order), RoI pooling
  * over all four levels, box-head outputs, final detections rescaled to the original sizes, and the
  * gradients of every trainable parameter for a linear function of the stage outputs. Also: strict and
@@ -265,6 +266,86 @@ static void test_r50_parity(void) { run_variant("r50"); }
 /* ResNet-vd (timm resnet50d layout) at an 80 x 72 input: odd C3/C4 sizes exercise the ceil-mode shortcut pool */
 static void test_r50vd_parity(void) { run_variant("r50vd"); }
 
+/* ResNet-vd with [model] norm = bn (trainable BatchNorm2d with batch statistics, trainable_layers 5): the
+ * r50vd weights and image in training mode against torch nn.BatchNorm2d.train() (scripts/ref_model.py --vd-bn):
+ * C2..C5, the gradients of sum_l sum(C_l * w_l) for the deep stem, every shortcut and the last block (BN
+ * weight / bias included), and those BNs' running statistics after the forward. */
+static void test_r50vd_bn_train(void) {
+    const char *wp = "tests/fixtures/model_r50vd_weights.safetensors", *rp = "tests/fixtures/model_r50vd_ref.safetensors",
+               *bp = "tests/fixtures/model_r50vd_bn_ref.safetensors";
+    if (!md_test_need_path(wp, "scripts/ref_model.py") || !md_test_need_path(rp, "scripts/ref_model.py") ||
+        !md_test_need_path(bp, "scripts/ref_model.py --vd-bn"))
+        return;
+    md_st_file ref, bref;
+    CHECK_OK(md_st_load(rp, &ref));
+    CHECK_OK(md_st_load(bp, &bref));
+    md_config cfg;
+    config_from(&cfg, &ref);
+    cfg.model.norm = MD_NORM_BN;
+    md_detector det;
+    md_status s = md_detector_create(&det, &cfg);
+    CHECK_OK(s);
+    if (s) {
+        md_st_free(&ref);
+        md_st_free(&bref);
+        return;
+    }
+    CHECK_OK(md_detector_load_weights(&det, wp, 1, NULL));
+    float *images = get(&ref, "images", NULL);
+    const md_st_tensor *it = md_st_find(&ref, "images");
+    int N = (int)it->shape[0], H = (int)it->shape[2], W = (int)it->shape[3], sizes[2 * MD_MAX_BATCH];
+    for (int i = 0; i < N; i++) {
+        sizes[2 * i] = H;
+        sizes[2 * i + 1] = W;
+    }
+    md_arena arena;
+    CHECK_OK(md_arena_init(&arena, (size_t)64 << 20));
+    md_detector_zero_grad(&det);
+    md_step st;
+    CHECK_OK(md_detector_forward_rpn(&det, &arena, images, N, H, W, sizes, 1, &st));
+    static const char *cn[4] = {"C2", "C3", "C4", "C5"};
+    float *dC[4];
+    for (int l = 0; l < 4; l++) {
+        size_t n = (size_t)N * det.impl->resnet.out_ch[l] * st.saved->cH[l] * st.saved->cW[l];
+        cmp(cn[l], st.saved->C[l], &bref, cn[l], n, 1e-4);
+        dC[l] = md_arena_floats(&arena, n);
+        if (dC[l])
+            for (size_t i = 0; i < n; i++) dC[l][i] = loss_weight(i, 10 + l);
+    }
+    if (dC[0] && dC[1] && dC[2] && dC[3]) CHECK_OK(md_resnet_backward(&det, &arena, &st, dC));
+    int ng = 0, nr = 0;
+    double worst = 0, worst_rs = 0;
+    for (int t = 0; t < bref.count; t++) {
+        const char *tn = bref.tensors[t].name;
+        int is_grad = !strncmp(tn, "grad.", 5), is_after = !strncmp(tn, "after.", 6);
+        if (!is_grad && !is_after) continue;
+        md_param *p = md_detector_param(&det, tn + (is_grad ? 5 : 6));
+        CHECK(p && (!is_grad || p->grad), "%s: no such %s tensor here", tn, is_grad ? "trainable" : "");
+        if (!p || (is_grad && !p->grad)) continue;
+        float *b = get(&bref, tn, NULL);
+        if (!b) continue;
+        double e = rel_to_max(is_grad ? p->grad : p->data, b, p->numel);
+        CHECK(e <= (is_grad ? 1e-3 : 1e-4), "%s: error %.3g", tn, e);
+        if (is_grad) {
+            ng++;
+            worst = fmax(worst, e);
+        } else {
+            nr++;
+            worst_rs = fmax(worst_rs, e);
+        }
+        free(b);
+    }
+    CHECK(ng >= 30 && nr >= 20, "%d gradients, %d running statistics compared", ng, nr);
+    CHECK(md_detector_param(&det, "backbone.body.conv1.1.weight")->grad != NULL, "the deep stem's BN is trained with norm = bn");
+    printf("    %-28s %d tensors, worst rel err %.2e; running stats %d tensors, worst %.2e\n", "vd + bn gradients", ng, worst,
+           nr, worst_rs);
+    free(images);
+    md_arena_free(&arena);
+    md_detector_free(&det);
+    md_st_free(&bref);
+    md_st_free(&ref);
+}
+
 /* loading a checkpoint of another architecture: strict fails listing mismatches; strict = 0 loads the rest */
 static void test_bad_checkpoints(void) {
     const char *w18 = "tests/fixtures/model_r18_weights.safetensors", *r18 = "tests/fixtures/model_r18_ref.safetensors";
@@ -376,6 +457,7 @@ int main(void) {
     MD_RUN(test_r18_parity);
     MD_RUN(test_r50_parity);
     MD_RUN(test_r50vd_parity);
+    MD_RUN(test_r50vd_bn_train);
     MD_RUN(test_bad_checkpoints);
     return md_test_summary();
 }
