@@ -4,7 +4,9 @@
 # optimizer step and loss maths are < 1% and not included) and torchvision 0.14 CPU
 # (scripts/bench_torchvision.py: full training step incl. losses and SGD) one after the
 # other in the same run. Prints medians over ITERS iterations (after one warm-up) and
-# the ratio torchvision / minidet (> 1 means minidet is faster).
+# the ratio torchvision / minidet (> 1 means minidet is faster), by wall time and by process CPU
+# time (user+sys of all threads: on a machine shared with other jobs the wall time also measures
+# their load, the CPU time much less so).
 # Needs /usr/bin/python3 with torchvision (make deps-dev) for the peer figure.
 set -eu
 THREADS=${THREADS:-2}
@@ -14,14 +16,16 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 md_log=$(mktemp)
 build/bin/tool_bench_model --depth 50 --batch 2 --h 480 --w 640 --iters $((ITERS + 1)) --threads "$THREADS" | tee "$md_log"
 md=$(grep '^iter' "$md_log" | tail -n +2 | sed 's/.*(\([0-9.]*\) s\/image).*/\1/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+md_cpu=$(grep '^iter' "$md_log" | tail -n +2 | sed 's/.*cpu \([0-9.]*\) s.*/\1/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 md_rss=$(grep '^iter' "$md_log" | tail -1 | sed 's/.*peak RSS \([0-9]*\) MiB.*/\1/')
 rm -f "$md_log"
-echo "minidet:     ${md} s/image (median), peak RSS ${md_rss} MiB"
+echo "minidet:     ${md} s/image (median), CPU ${md_cpu} s/step (median), peak RSS ${md_rss} MiB"
 if /usr/bin/python3 -c 'import torchvision' 2>/dev/null; then
     tv=$(/usr/bin/python3 scripts/bench_torchvision.py --mode train --threads "$THREADS" --iters "$ITERS" 2>/dev/null)
     echo "torchvision: $tv"
     tvs=$(echo "$tv" | sed 's/.*"s_per_image": \([0-9.]*\).*/\1/')
-    awk -v a="$tvs" -v b="$md" 'BEGIN { printf "ratio torchvision/minidet: %.2fx (target >= 2x)\n", a / b }'
+    tvc=$(echo "$tv" | sed 's/.*"cpu_s_per_iter_median": \([0-9.]*\).*/\1/')
+    awk -v a="$tvs" -v b="$md" -v c="$tvc" -v d="$md_cpu" 'BEGIN { printf "ratio torchvision/minidet: %.2fx wall, %.2fx CPU time (target >= 2x)\n", a / b, c / d }'
 else
     echo "torchvision: not installed (make deps-dev) — no peer figure this run"
 fi
