@@ -190,9 +190,12 @@ static void test_conv2d_init(void) {
           "scratch is one image's im2col buffer: %zu", md_conv2d_scratch_floats(&p));
     p.chunk_rows = 2;
     CHECK(md_conv2d_scratch_floats(&p) == (size_t)8 * 9 * 2 * 6, "chunk_rows 2: scratch %zu", md_conv2d_scratch_floats(&p));
-    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 &&
-              md_conv2d_scratch_floats(&p) <= ((size_t)4 << 20),
-          "FPN P2 3x3: im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
+    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 && p.winograd &&
+              md_conv2d_scratch_floats(&p) <= ((size_t)8 << 20),
+          "FPN P2 3x3: Winograd, im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
+    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 2, 1, 1) && !p.winograd, "stride 2: no Winograd");
+    CHECK(md_conv2d_init(&p, 2, 64, 120, 160, 256, 3, 3, 1, 1, 1) && !p.winograd, "64 input channels: no Winograd by default");
+    CHECK(md_conv2d_init(&p, 2, 512, 15, 20, 512, 3, 3, 1, 1, 1) && !p.winograd, "15x20 map: no Winograd by default");
 }
 
 /* ------------------------------------------------------------ conv2d vs a double-precision direct convolution */
@@ -239,10 +242,14 @@ static void rand_fill(md_rng *r, float *a, size_t n, float scale) {
 static void test_conv2d_vs_double_random_geometries(void) {
     /* larger maps (thousands of output pixels, several channels: the OpenMP paths), then random small ones */
     static const int big[][10] = {{1, 3, 70, 50, 4, 3, 3, 1, 1, 1}, {2, 2, 61, 45, 3, 3, 3, 2, 1, 2}, {1, 3, 65, 47, 4, 7, 7, 2, 3, 1},
-                                  {1, 24, 33, 29, 5, 3, 3, 1, 1, 1}, {1, 40, 31, 37, 3, 1, 1, 1, 0, 1}, {1, 16, 40, 36, 6, 1, 1, 2, 0, 1}};
+                                  {1, 24, 33, 29, 5, 3, 3, 1, 1, 1}, {1, 40, 31, 37, 3, 1, 1, 1, 0, 1}, {1, 16, 40, 36, 6, 1, 1, 2, 0, 1},
+                                  /* 3x3 stride 1 pad 1 (Winograd forced on in pass 2): odd/even sizes, 1-pixel rows */
+                                  {2, 16, 21, 19, 24, 3, 3, 1, 1, 1}, {2, 20, 1, 7, 17, 3, 3, 1, 1, 1}, {1, 5, 9, 8, 3, 3, 3, 1, 1, 1},
+                                  {2, 32, 2, 2, 16, 3, 3, 1, 1, 1}};
     const int nbig = (int)(sizeof big / sizeof big[0]);
     md_rng r = md_rng_make(1234, 99);
     int tested = 0;
+    int wino_tested = 0;
     for (int t = 0; t < 120 + nbig; t++) {
         int N = 1 + (int)md_rng_below(&r, 2), C = 1 + (int)md_rng_below(&r, 4), OC = 1 + (int)md_rng_below(&r, 4);
         int H = 1 + (int)md_rng_below(&r, 11), W = 1 + (int)md_rng_below(&r, 11);
@@ -266,9 +273,14 @@ static void test_conv2d_vs_double_random_geometries(void) {
         const float *bias = (t & 1) ? b : NULL;
         if (!bias)
             for (size_t i = 0; i < ny; i++) ry[i] -= b[(i / ((size_t)p.OH * p.OW)) % (size_t)OC];
-        /* pass 0: default im2col chunking (one chunk at these sizes); pass 1: chunks of 1..3 output rows */
-        for (int pass = 0; pass < 2; pass++) {
-            if (pass) p.chunk_rows = 1 + t % 3;
+        /* pass 0: defaults (one im2col chunk at these sizes); pass 1: im2col in chunks of 1..3 output rows;
+         * pass 2: Winograd forced on (used only for 3x3 stride-1 pad-1 dilation-1) */
+        const int def_wino = p.winograd;
+        for (int pass = 0; pass < 3; pass++) {
+            if (pass == 1) p.chunk_rows = 1 + t % 3, p.winograd = 0;
+            if (pass == 2) p.winograd = 1;
+            if (pass == 2 && !(KH == 3 && KW == 3 && s == 1 && pad == 1 && d == 1)) break;
+            wino_tested += pass == 2 || (pass == 0 && def_wino);
             size_t ns = md_conv2d_scratch_floats(&p);
             float *scr = ns ? filled(ns, NAN) : NULL, *y = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)OC);
             md_conv2d_forward(y, x, w, bias, &p, scr);
@@ -276,14 +288,15 @@ static void test_conv2d_vs_double_random_geometries(void) {
             double e[4] = {rel_err_d(y, ry, ny), rel_err_d(dx, rx, nx), rel_err_d(dw, rw, nw), rel_err_d(db, rb, (size_t)OC)};
             for (int k = 0; k < 4; k++) {
                 if (!(e[k] <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e[k];
-                CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d chunk %d rows: %s rel err %.3g", N, C, H, W, OC, KH, KW, s,
-                      pad, d, p.chunk_rows, (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
+                CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d chunk %d rows winograd %d: %s rel err %.3g", N, C, H, W, OC, KH,
+                      KW, s, pad, d, p.chunk_rows, p.winograd, (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
             }
             free(scr), free(y), free(dx), free(dw), free(db);
         }
         free(x), free(w), free(b), free(gy), free(ry), free(rx), free(rw), free(rb);
     }
     CHECK(tested >= 60, "only %d valid random geometries", tested);
+    CHECK(wino_tested >= 5, "only %d Winograd runs", wino_tested);
 }
 
 /* ------------------------------------------------------------ finite differences (float ops, central, eps 1e-2)

@@ -17,6 +17,9 @@
 #include "minidet/ops.h"
 
 static int default_chunk_rows(const md_conv2d_params *p);
+static int wino_geometry(const md_conv2d_params *p);
+static int use_wino(const md_conv2d_params *p);
+static size_t wino_scratch_floats(const md_conv2d_params *p);
 
 int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int dilation) {
     memset(p, 0, sizeof *p);
@@ -30,6 +33,9 @@ int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int 
     p->OH = (int)(eh / stride + 1);
     p->OW = (int)(ew / stride + 1);
     p->chunk_rows = default_chunk_rows(p);
+    /* where it pays on 2 AMD cores (R50-FPN at 480x640, CPU time vs im2col): 256 ch at 120x160 1.4-1.7x,
+     * at 30x40 ~1.2x; 512 ch at 15x20 and 64 ch at 120x160 no gain (transforms and edge tiles dominate) */
+    p->winograd = wino_geometry(p) && C >= 128 && OC >= 128 && (long)p->OH * p->OW >= 1024;
     return 1;
 }
 
@@ -56,7 +62,9 @@ static int chunk_rows(const md_conv2d_params *p) {
 
 size_t md_conv2d_scratch_floats(const md_conv2d_params *p) {
     if (is_pointwise(p)) return 0;
-    return (size_t)p->C * p->KH * p->KW * (size_t)chunk_rows(p) * p->OW;
+    size_t n = (size_t)p->C * p->KH * p->KW * (size_t)chunk_rows(p) * p->OW;
+    if (use_wino(p) && wino_scratch_floats(p) > n) n = wino_scratch_floats(p);
+    return n;
 }
 
 /* First ow in [0, OW) whose input column iw = ow*stride + off is >= 0, and one past the last with iw < W. */
@@ -134,10 +142,158 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p, 
     }
 }
 
+/* ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+ * For 3x3, stride-1, pad-1, dilation-1 convolutions (p->winograd, set by md_conv2d_init when
+ * C, OC >= 128 and OH*OW >= 1024): each 2x2 output tile is A^T [ (G g G^T) .* (B^T d B) ] A over its 4x4 input
+ * tile d, so the 16 element-wise products over channels become 16 GEMMs
+ *   M[xi] (Cout x tiles) = U[xi] (Cout x Cin) @ V[xi] (Cin x tiles),   xi = 0..15,
+ * with 2.25x fewer multiply-adds than im2col. The transforms use only +-1 and 0.5, so results
+ * differ from im2col at float-rounding level (a few ulps of the largest term). Tiles of all N
+ * images are numbered together (tile row gr = n*TH + ty), so small maps make wide GEMMs; they
+ * are processed in chunks of whole tile rows. The input gradient of such a conv is the same
+ * kind of conv of dout with W' [c][oc] = W[oc][c] rotated by 180 degrees, accumulated into din.
+ * Scratch: U (16 x Cout x Cin) then V and M (16 x (Cin + Cout) x tiles of a chunk). */
+#define WINO_CHUNK_FLOATS ((size_t)6 << 20)
+
+static int wino_geometry(const md_conv2d_params *p) {
+    return p->KH == 3 && p->KW == 3 && p->stride == 1 && p->pad == 1 && p->dilation == 1;
+}
+
+static int use_wino(const md_conv2d_params *p) { return p->winograd && wino_geometry(p); }
+
+/* Tile rows per chunk (C and OC enter symmetrically, so forward and input gradient agree). */
+static int wino_chunk_rows(const md_conv2d_params *p) {
+    const int TW = (p->OW + 1) / 2, TR = p->N * ((p->OH + 1) / 2);
+    size_t r = WINO_CHUNK_FLOATS / (16 * ((size_t)p->C + p->OC) * (size_t)TW);
+    if (r < 1) r = 1;
+    return r > (size_t)TR ? TR : (int)r;
+}
+
+/* The 16 planes of V and M lie WINO_SKEW floats further apart than their size: with a
+ * power-of-two plane size the 16 streams of a transform would all map to the same cache sets. */
+#define WINO_SKEW 48
+
+static size_t wino_scratch_floats(const md_conv2d_params *p) {
+    const size_t nt = (size_t)wino_chunk_rows(p) * ((p->OW + 1) / 2);
+    return 16 * (size_t)p->C * p->OC + 16 * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
+}
+
+/* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i] (flip = 0) or of w[i][o] rotated by
+ * 180 degrees (flip = 1, the input-gradient conv; then w is stored as [i][o] = [OC][C]). */
+static void wino_weights(float *U, const float *w, int Cout, int Cin, int flip) {
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp parallel for schedule(static) if (plane > 4096)
+    for (int o = 0; o < Cout; o++)
+        for (int i = 0; i < Cin; i++) {
+            const float *src = flip ? w + ((size_t)i * Cout + o) * 9 : w + ((size_t)o * Cin + i) * 9;
+            float g[9];
+            for (int k = 0; k < 9; k++) g[k] = flip ? src[8 - k] : src[k];
+            float t[4][3];
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[j];
+                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            float *u = U + (size_t)o * Cin + i;
+            for (int r = 0; r < 4; r++) {
+                u[(size_t)(r * 4 + 0) * plane] = t[r][0];
+                u[(size_t)(r * 4 + 1) * plane] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+                u[(size_t)(r * 4 + 2) * plane] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+                u[(size_t)(r * 4 + 3) * plane] = t[r][2];
+            }
+        }
+}
+
+/* out (N x Cout x H x W) = [or +=, accumulate] 3x3 pad-1 conv of in (N x Cin x H x W) with the
+ * transformed weights U [+ bias]. */
+static void wino_run(float *out, int accumulate, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
+                     int W, int chunk_rows, float *scratch) {
+    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
+    const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW;
+    float *V = scratch, *M = scratch + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
+        const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
+        const int nt = (gr1 - gr0) * TW;
+        /* V[xi][c][t] = (B^T d B)[xi] */
+#pragma omp parallel for schedule(static) if ((size_t)Cin * nt > 2048)
+        for (int c = 0; c < Cin; c++) {
+            for (int gr = gr0; gr < gr1; gr++) {
+                const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
+                const float *plane = in + ((size_t)n * Cin + c) * HW;
+                float *v = V + (size_t)c * nt + (size_t)(gr - gr0) * TW;
+                for (int tx = 0; tx < TW; tx++) {
+                    const int x0 = 2 * tx - 1;
+                    float d[4][4];
+                    if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++) d[r][k] = plane[(size_t)(y0 + r) * W + x0 + k];
+                    } else {
+                        for (int r = 0; r < 4; r++)
+                            for (int k = 0; k < 4; k++) {
+                                const int yy = y0 + r, xx = x0 + k;
+                                d[r][k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
+                            }
+                    }
+                    float t[4][4];
+                    for (int k = 0; k < 4; k++) {
+                        t[0][k] = d[0][k] - d[2][k];
+                        t[1][k] = d[1][k] + d[2][k];
+                        t[2][k] = d[2][k] - d[1][k];
+                        t[3][k] = d[1][k] - d[3][k];
+                    }
+                    const size_t st = (size_t)Cin * nt + WINO_SKEW;
+                    for (int r = 0; r < 4; r++) {
+                        v[(size_t)(r * 4 + 0) * st + tx] = t[r][0] - t[r][2];
+                        v[(size_t)(r * 4 + 1) * st + tx] = t[r][1] + t[r][2];
+                        v[(size_t)(r * 4 + 2) * st + tx] = t[r][2] - t[r][1];
+                        v[(size_t)(r * 4 + 3) * st + tx] = t[r][1] - t[r][3];
+                    }
+                }
+            }
+        }
+        for (int xi = 0; xi < 16; xi++)
+            md_sgemm(0, 0, Cout, nt, Cin, 1.0f, U + (size_t)xi * Cout * Cin, Cin, V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt,
+                     0.0f, M + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW), nt);
+        /* out tile = A^T m A (+ bias), cropped at the right and bottom edges */
+#pragma omp parallel for schedule(static) if ((size_t)Cout * nt > 2048)
+        for (int o = 0; o < Cout; o++) {
+            const float b = bias ? bias[o] : 0.0f;
+            const size_t st = (size_t)Cout * nt + WINO_SKEW;
+            for (int gr = gr0; gr < gr1; gr++) {
+                const int n = gr / TH, y = 2 * (gr % TH);
+                float *plane = out + ((size_t)n * Cout + o) * HW;
+                const float *m = M + (size_t)o * nt + (size_t)(gr - gr0) * TW;
+                for (int tx = 0; tx < TW; tx++) {
+                    float q[16];
+                    for (int k = 0; k < 16; k++) q[k] = m[(size_t)k * st + tx];
+                    float r0[4], r1[4];
+                    for (int k = 0; k < 4; k++) {
+                        r0[k] = q[k] + q[4 + k] + q[8 + k];
+                        r1[k] = q[4 + k] - q[8 + k] - q[12 + k];
+                    }
+                    const float yv[2][2] = {{r0[0] + r0[1] + r0[2], r0[1] - r0[2] - r0[3]}, {r1[0] + r1[1] + r1[2], r1[1] - r1[2] - r1[3]}};
+                    const int x = 2 * tx;
+                    for (int i = 0; i < 2 && y + i < H; i++)
+                        for (int j = 0; j < 2 && x + j < W; j++) {
+                            float *dst = plane + (size_t)(y + i) * W + x + j;
+                            *dst = accumulate ? *dst + yv[i][j] : yv[i][j] + b;
+                        }
+                }
+            }
+        }
+    }
+}
+
 void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch) {
     const int OC = p->OC, K = p->C * p->KH * p->KW, OW = p->OW;
     const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
     const int pointwise = is_pointwise(p), rows = chunk_rows(p);
+    if (use_wino(p)) {
+        wino_weights(scratch, weight, OC, p->C, 0);
+        wino_run(out, 0, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
+        return;
+    }
     for (int n = 0; n < p->N; n++) {
         float *o = out + (size_t)n * out_sz;
         const float *x = in + (size_t)n * in_sz;
@@ -180,10 +336,11 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
         }
     }
     if (!dweight && !din) return;
-    for (int n = 0; n < p->N; n++) {
+    const int wino = use_wino(p);
+    for (int n = 0; n < p->N && (dweight || !wino); n++) {
         const float *g = dout + (size_t)n * out_sz;
         const float *x = in + (size_t)n * in_sz;
-        float *dx = din ? din + (size_t)n * in_sz : NULL;
+        float *dx = din && !wino ? din + (size_t)n * in_sz : NULL;
         if (pointwise) {
             if (dweight) md_sgemm(0, 1, OC, K, (int)ohow, 1.0f, g, (int)ohow, x, (int)ohow, 1.0f, dweight, K);
             if (dx) md_sgemm(1, 0, K, (int)ohow, OC, 1.0f, weight, K, g, (int)ohow, 1.0f, dx, (int)ohow);
@@ -201,5 +358,9 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
                 col2im_add(dx, scratch, p, oh0, oh1);
             }
         }
+    }
+    if (din && wino) { /* din += conv3x3(dout, W rotated, channels swapped), pad 1: also a Winograd conv */
+        wino_weights(scratch, weight, p->C, OC, 1);
+        wino_run(din, 1, dout, scratch, NULL, p->N, OC, p->C, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
     }
 }
