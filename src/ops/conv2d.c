@@ -151,8 +151,9 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p, 
  * differ from im2col at float-rounding level (a few ulps of the largest term). Tiles of all N
  * images are numbered together (tile row gr = n*TH + ty), so small maps make wide GEMMs; they
  * are processed in chunks of whole tile rows. The input gradient of such a conv is the same
- * kind of conv of dout with W' [c][oc] = W[oc][c] rotated by 180 degrees, accumulated into din.
- * Scratch: U (16 x Cout x Cin) then V and M (16 x (Cin + Cout) x tiles of a chunk). */
+ * kind of conv of dout with W' [c][oc] = W[oc][c] rotated by 180 degrees, accumulated into din;
+ * the weight gradient is the adjoint, G^T [sum over tiles (A dY A^T) .* V] G (wino_dweight).
+ * Scratch: U or dU (16 x Cout x Cin), then V and M (16 x (Cin + Cout) x tiles of a chunk). */
 #define WINO_CHUNK_FLOATS ((size_t)6 << 20)
 
 static int wino_geometry(const md_conv2d_params *p) {
@@ -205,6 +206,49 @@ static void wino_weights(float *U, const float *w, int Cout, int Cin, int flip) 
         }
 }
 
+/* V[xi][c][t] = (B^T d B)[xi] for the 4x4 input tiles d of tile rows [gr0, gr1) (all N images
+ * numbered together, TH tile rows each), plane stride Cin*nt + WINO_SKEW. */
+static void wino_input(float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
+    const int TH = (H + 1) / 2, TW = (W + 1) / 2, nt = (gr1 - gr0) * TW;
+    const size_t HW = (size_t)H * W;
+#pragma omp parallel for schedule(static) if ((size_t)Cin * nt > 2048)
+    for (int c = 0; c < Cin; c++) {
+        for (int gr = gr0; gr < gr1; gr++) {
+            const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
+            const float *plane = in + ((size_t)n * Cin + c) * HW;
+            float *v = V + (size_t)c * nt + (size_t)(gr - gr0) * TW;
+            for (int tx = 0; tx < TW; tx++) {
+                const int x0 = 2 * tx - 1;
+                float d[4][4];
+                if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
+                    for (int r = 0; r < 4; r++)
+                        for (int k = 0; k < 4; k++) d[r][k] = plane[(size_t)(y0 + r) * W + x0 + k];
+                } else {
+                    for (int r = 0; r < 4; r++)
+                        for (int k = 0; k < 4; k++) {
+                            const int yy = y0 + r, xx = x0 + k;
+                            d[r][k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
+                        }
+                }
+                float t[4][4];
+                for (int k = 0; k < 4; k++) {
+                    t[0][k] = d[0][k] - d[2][k];
+                    t[1][k] = d[1][k] + d[2][k];
+                    t[2][k] = d[2][k] - d[1][k];
+                    t[3][k] = d[1][k] - d[3][k];
+                }
+                const size_t st = (size_t)Cin * nt + WINO_SKEW;
+                for (int r = 0; r < 4; r++) {
+                    v[(size_t)(r * 4 + 0) * st + tx] = t[r][0] - t[r][2];
+                    v[(size_t)(r * 4 + 1) * st + tx] = t[r][1] + t[r][2];
+                    v[(size_t)(r * 4 + 2) * st + tx] = t[r][2] - t[r][1];
+                    v[(size_t)(r * 4 + 3) * st + tx] = t[r][1] - t[r][3];
+                }
+            }
+        }
+    }
+}
+
 /* out (N x Cout x H x W) = [or +=, accumulate] 3x3 pad-1 conv of in (N x Cin x H x W) with the
  * transformed weights U [+ bias]. */
 static void wino_run(float *out, int accumulate, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
@@ -215,43 +259,7 @@ static void wino_run(float *out, int accumulate, const float *in, const float *U
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
-        /* V[xi][c][t] = (B^T d B)[xi] */
-#pragma omp parallel for schedule(static) if ((size_t)Cin * nt > 2048)
-        for (int c = 0; c < Cin; c++) {
-            for (int gr = gr0; gr < gr1; gr++) {
-                const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
-                const float *plane = in + ((size_t)n * Cin + c) * HW;
-                float *v = V + (size_t)c * nt + (size_t)(gr - gr0) * TW;
-                for (int tx = 0; tx < TW; tx++) {
-                    const int x0 = 2 * tx - 1;
-                    float d[4][4];
-                    if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++) d[r][k] = plane[(size_t)(y0 + r) * W + x0 + k];
-                    } else {
-                        for (int r = 0; r < 4; r++)
-                            for (int k = 0; k < 4; k++) {
-                                const int yy = y0 + r, xx = x0 + k;
-                                d[r][k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
-                            }
-                    }
-                    float t[4][4];
-                    for (int k = 0; k < 4; k++) {
-                        t[0][k] = d[0][k] - d[2][k];
-                        t[1][k] = d[1][k] + d[2][k];
-                        t[2][k] = d[2][k] - d[1][k];
-                        t[3][k] = d[1][k] - d[3][k];
-                    }
-                    const size_t st = (size_t)Cin * nt + WINO_SKEW;
-                    for (int r = 0; r < 4; r++) {
-                        v[(size_t)(r * 4 + 0) * st + tx] = t[r][0] - t[r][2];
-                        v[(size_t)(r * 4 + 1) * st + tx] = t[r][1] + t[r][2];
-                        v[(size_t)(r * 4 + 2) * st + tx] = t[r][2] - t[r][1];
-                        v[(size_t)(r * 4 + 3) * st + tx] = t[r][1] - t[r][3];
-                    }
-                }
-            }
-        }
+        wino_input(V, in, Cin, H, W, gr0, gr1);
         for (int xi = 0; xi < 16; xi++)
             md_sgemm(0, 0, Cout, nt, Cin, 1.0f, U + (size_t)xi * Cout * Cin, Cin, V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt,
                      0.0f, M + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW), nt);
@@ -283,6 +291,71 @@ static void wino_run(float *out, int accumulate, const float *in, const float *U
             }
         }
     }
+}
+
+/* dweight (Cout x Cin x 3 x 3) += G^T [ sum over tiles (A dY A^T) .* (B^T d B) ] G: the adjoint of
+ * wino_run's forward, as 16 GEMMs dU[xi] (Cout x Cin) += Mg[xi] (Cout x tiles) @ V[xi]^T. */
+static void wino_dweight(float *dweight, const float *in, const float *dout, int N, int Cin, int Cout, int H, int W, int chunk_rows,
+                         float *scratch) {
+    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
+    const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW, plane = (size_t)Cout * Cin;
+    float *dU = scratch, *V = scratch + 16 * plane, *Mg = V + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
+        const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
+        const int nt = (gr1 - gr0) * TW;
+        wino_input(V, in, Cin, H, W, gr0, gr1);
+        /* Mg[xi][o][t] = (A dy A^T)[xi] of the 2x2 output-gradient tile (0 outside the map) */
+#pragma omp parallel for schedule(static) if ((size_t)Cout * nt > 2048)
+        for (int o = 0; o < Cout; o++) {
+            const size_t st = (size_t)Cout * nt + WINO_SKEW;
+            for (int gr = gr0; gr < gr1; gr++) {
+                const int n = gr / TH, y = 2 * (gr % TH);
+                const float *plane_g = dout + ((size_t)n * Cout + o) * HW;
+                float *m = Mg + (size_t)o * nt + (size_t)(gr - gr0) * TW;
+                for (int tx = 0; tx < TW; tx++) {
+                    const int x = 2 * tx;
+                    float g[2][2];
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) g[i][j] = (y + i < H && x + j < W) ? plane_g[(size_t)(y + i) * W + x + j] : 0.0f;
+                    float a[4][2];
+                    for (int j = 0; j < 2; j++) {
+                        a[0][j] = g[0][j];
+                        a[1][j] = g[0][j] + g[1][j];
+                        a[2][j] = g[0][j] - g[1][j];
+                        a[3][j] = -g[1][j];
+                    }
+                    for (int r = 0; r < 4; r++) {
+                        m[(size_t)(r * 4 + 0) * st + tx] = a[r][0];
+                        m[(size_t)(r * 4 + 1) * st + tx] = a[r][0] + a[r][1];
+                        m[(size_t)(r * 4 + 2) * st + tx] = a[r][0] - a[r][1];
+                        m[(size_t)(r * 4 + 3) * st + tx] = -a[r][1];
+                    }
+                }
+            }
+        }
+        for (int xi = 0; xi < 16; xi++)
+            md_sgemm(0, 1, Cout, Cin, nt, 1.0f, Mg + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW), nt,
+                     V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt, gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane, Cin);
+    }
+    /* dweight[o][i] += G^T dU G */
+#pragma omp parallel for schedule(static) if (plane > 4096)
+    for (int o = 0; o < Cout; o++)
+        for (int i = 0; i < Cin; i++) {
+            float u[4][4];
+            for (int k = 0; k < 16; k++) u[k / 4][k % 4] = dU[(size_t)k * plane + (size_t)o * Cin + i];
+            float t[3][4];
+            for (int k = 0; k < 4; k++) {
+                t[0][k] = u[0][k] + 0.5f * (u[1][k] + u[2][k]);
+                t[1][k] = 0.5f * (u[1][k] - u[2][k]);
+                t[2][k] = 0.5f * (u[1][k] + u[2][k]) + u[3][k];
+            }
+            float *dg = dweight + ((size_t)o * Cin + i) * 9;
+            for (int r = 0; r < 3; r++) {
+                dg[r * 3 + 0] += t[r][0] + 0.5f * (t[r][1] + t[r][2]);
+                dg[r * 3 + 1] += 0.5f * (t[r][1] - t[r][2]);
+                dg[r * 3 + 2] += 0.5f * (t[r][1] + t[r][2]) + t[r][3];
+            }
+        }
 }
 
 void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch) {
@@ -337,10 +410,10 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
     }
     if (!dweight && !din) return;
     const int wino = use_wino(p);
-    for (int n = 0; n < p->N && (dweight || !wino); n++) {
+    for (int n = 0; n < p->N && !wino; n++) {
         const float *g = dout + (size_t)n * out_sz;
         const float *x = in + (size_t)n * in_sz;
-        float *dx = din && !wino ? din + (size_t)n * in_sz : NULL;
+        float *dx = din ? din + (size_t)n * in_sz : NULL;
         if (pointwise) {
             if (dweight) md_sgemm(0, 1, OC, K, (int)ohow, 1.0f, g, (int)ohow, x, (int)ohow, 1.0f, dweight, K);
             if (dx) md_sgemm(1, 0, K, (int)ohow, OC, 1.0f, weight, K, g, (int)ohow, 1.0f, dx, (int)ohow);
@@ -359,6 +432,7 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
             }
         }
     }
+    if (dweight && wino) wino_dweight(dweight, in, dout, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch);
     if (din && wino) { /* din += conv3x3(dout, W rotated, channels swapped), pad 1: also a Winograd conv */
         wino_weights(scratch, weight, p->C, OC, 1);
         wino_run(din, 1, dout, scratch, NULL, p->N, OC, p->C, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
