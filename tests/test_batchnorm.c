@@ -22,34 +22,12 @@
 static md_st_file F;
 static double worst_fwd, worst_stats, worst_bwd, worst_fd;
 
-static double maxabs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
 
 static void cmp(double *worst, const char *cs, const char *what, const float *got, const float *ref, size_t n) {
-    double floor = fmax(1e-2 * maxabs(ref, n), 1e-7);
-    size_t wi = 0;
-    double e = md_max_rel_err(got, ref, n, floor, &wi);
-    if (!(e <= *worst)) *worst = e;
-    CHECK(e <= REL_TOL, "%s %s: max rel err %.3g at %zu (got %.9g, want %.9g)", cs, what, e, wi, n ? got[wi] : 0.0,
-          n ? ref[wi] : 0.0);
+    CHECK_REL(worst, REL_TOL, cs, what, got, ref, n);
 }
 
-static float *fx(const char *cs, const char *t, size_t *n) {
-    char name[128];
-    snprintf(name, sizeof name, "%s.%s", cs, t);
-    float *p = NULL;
-    size_t cnt = 0;
-    md_test_checks++;
-    if (md_st_alloc_f32(&F, name, &p, &cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
+static float *fx(const char *cs, const char *t, size_t *n) { return md_test_fixture_f32(&F, cs, t, n); }
 
 static float *dup(const float *a, size_t n, float add) {
     float *p = malloc(n * sizeof(float));

@@ -36,37 +36,14 @@ static const char *op_names[OP_COUNT] = {"conv2d", "frozen_bn", "relu", "maxpool
 static double worst_fwd[OP_COUNT], worst_bwd[OP_COUNT], worst_fd[OP_COUNT], worst_dbl[OP_COUNT];
 static int n_cases[OP_COUNT];
 
-static double maxabs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
 
 /* Compares got to ref (n floats); records the error under op (bwd selects the column). */
 static void cmp(int op, int bwd, const char *cs, const char *what, const float *got, const float *ref, size_t n) {
-    double floor = fmax(1e-2 * maxabs(ref, n), 1e-7);
-    size_t wi = 0;
-    double e = md_max_rel_err(got, ref, n, floor, &wi);
-    double *w = bwd ? &worst_bwd[op] : &worst_fwd[op];
-    if (!(e <= *w)) *w = e;
-    CHECK(e <= REL_TOL, "%s %s: max rel err %.3g at %zu (got %.9g, want %.9g)", cs, what, e, wi, n ? got[wi] : 0.0,
-          n ? ref[wi] : 0.0);
+    CHECK_REL(bwd ? &worst_bwd[op] : &worst_fwd[op], REL_TOL, cs, what, got, ref, n);
 }
 
 /* ------------------------------------------------------------ fixture access */
-static float *fx(const char *cs, const char *t, size_t *n) {
-    char name[240];
-    snprintf(name, sizeof name, "%s.%s", cs, t);
-    float *p = NULL;
-    size_t cnt = 0;
-    md_test_checks++;
-    if (md_st_alloc_f32(&F, name, &p, &cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
+static float *fx(const char *cs, const char *t, size_t *n) { return md_test_fixture_f32(&F, cs, t, n); }
 
 static int geom(const char *cs, int64_t *g, int want) {
     char name[200];
@@ -310,7 +287,7 @@ static double dot_d(const float *a, const float *b, size_t n) {
 }
 
 static void fd_check(int op, const char *what, loss_fn L, void *ctx, float *v, const float *grad, size_t n) {
-    double gmax = maxabs(grad, n), worst = 0;
+    double gmax = md_max_abs(grad, n), worst = 0;
     size_t wi = 0;
     double fd_w = 0;
     for (size_t i = 0; i < n; i++) {
@@ -408,7 +385,7 @@ static void fd_double_one(const char *what, double *v, size_t n, const float *gr
         v[i] = keep;
         fd[i] = (float)((lp - lm) / (2 * eps));
     }
-    double e = md_max_rel_err(grad, fd, n, fmax(1e-2 * maxabs(fd, n), 1e-7), NULL);
+    double e = md_max_rel_err(grad, fd, n, fmax(1e-2 * md_max_abs(fd, n), 1e-7), NULL);
     if (!(e <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e;
     CHECK(e <= REL_TOL, "%s: float backward vs double finite differences: rel err %.3g", what, e);
     free(fd);
@@ -830,9 +807,9 @@ static void test_thread_count_invariance(void) {
     CHECK(memcmp(a.y, b.y, exact * sizeof(float)) == 0, "forward outputs differ between 1 and 2 threads");
     CHECK(memcmp(a.dx, b.dx, exact * sizeof(float)) == 0, "backward outputs differ between 1 and 2 threads");
     /* OpenBLAS may block the GEMM differently per thread count: equal up to float rounding */
-    double e1 = md_max_rel_err(b.y + exact, a.y + exact, n, 1e-2 * maxabs(a.y + exact, n), NULL);
-    double e2 = md_max_rel_err(b.dx + exact, a.dx + exact, n, 1e-2 * maxabs(a.dx + exact, n), NULL);
-    double e3 = md_max_rel_err(w2 + 1000, w1 + 1000, 3000, 1e-2 * maxabs(w1 + 1000, 3000), NULL);
+    double e1 = md_max_rel_err(b.y + exact, a.y + exact, n, 1e-2 * md_max_abs(a.y + exact, n), NULL);
+    double e2 = md_max_rel_err(b.dx + exact, a.dx + exact, n, 1e-2 * md_max_abs(a.dx + exact, n), NULL);
+    double e3 = md_max_rel_err(w2 + 1000, w1 + 1000, 3000, 1e-2 * md_max_abs(w1 + 1000, 3000), NULL);
     CHECK(e1 <= REL_TOL && e2 <= REL_TOL && e3 <= REL_TOL, "conv 1 vs 2 threads: forward %.3g dinput %.3g dweight/dbias %.3g", e1, e2, e3);
     free(x), free(g), free(w1), free(w2), free(scr), free(am), free(a.y), free(a.dx), free(b.y), free(b.dx);
 }

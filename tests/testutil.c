@@ -52,3 +52,35 @@ int md_test_need_path(const char *path, const char *what) {
     md_test_fail(__FILE__, __LINE__, "required input %s is missing (%s) — this test cannot run without it", path, what);
     return 0;
 }
+
+double md_max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+double md_test_cmp_rel_at(const char *file, int line, double *worst, double tol, const char *cs, const char *what,
+                          const float *got, const float *ref, size_t n) {
+    size_t wi = 0;
+    double e = md_max_rel_err(got, ref, n, fmax(1e-2 * md_max_abs(ref, n), 1e-7), &wi);
+    if (worst && !(e <= *worst)) *worst = e;
+    md_test_checks++;
+    if (!(e <= tol))
+        md_test_fail(file, line, "%s %s: max rel err %.3g at %zu (got %.9g, want %.9g)", cs, what, e, wi, n ? got[wi] : 0.0,
+                     n ? ref[wi] : 0.0);
+    return e;
+}
+
+float *md_test_fixture_f32(const md_st_file *f, const char *cs, const char *t, size_t *n) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", cs, t);
+    float *p = NULL;
+    size_t cnt = 0;
+    md_test_checks++;
+    if (md_st_alloc_f32(f, name, &p, &cnt) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
+        return NULL;
+    }
+    if (n) *n = cnt;
+    return p;
+}

@@ -10,6 +10,7 @@
 #define MINIDET_TESTUTIL_H
 #include <stddef.h>
 #include <stdio.h>
+#include "minidet/safetensors.h"
 
 extern int md_test_checks, md_test_failures;
 
@@ -18,6 +19,17 @@ int md_test_summary(void);
 /* Max over i of |a-b| / max(|b|, floor). Reports the index of the worst element in *worst (may be NULL). */
 double md_max_rel_err(const float *a, const float *b, size_t n, double floor, size_t *worst);
 double md_max_abs_err(const float *a, const float *b, size_t n);
+/* max |a[i]| over n floats (0 for n = 0). */
+double md_max_abs(const float *a, size_t n);
+/* Compares got to a reference (n floats) as the fixture tests do: max relative error with the floor
+ * 1e-2 * max|ref| (at least 1e-7), a check that it is <= tol naming case, what and the worst
+ * element; folds it into *worst (may be NULL) and returns it. Use through CHECK_REL. */
+double md_test_cmp_rel_at(const char *file, int line, double *worst, double tol, const char *cs, const char *what,
+                          const float *got, const float *ref, size_t n);
+#define CHECK_REL(worst, tol, cs, what, got, ref, n) md_test_cmp_rel_at(__FILE__, __LINE__, worst, tol, cs, what, got, ref, n)
+/* The float32 fixture tensor "<cs>.<t>" of f, malloc'd (numel in *n, may be NULL); a failed check
+ * and NULL when it is missing or not float32. */
+float *md_test_fixture_f32(const md_st_file *f, const char *cs, const char *t, size_t *n);
 /* Fails (and returns 0) when path does not exist, with a message saying what provides it. */
 int md_test_need_path(const char *path, const char *what);
 
