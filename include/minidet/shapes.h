@@ -30,6 +30,12 @@ typedef struct {
     int jpeg;         /* 0: PNG (default), 1: JPEG quality 95 */
     int min_shapes, max_shapes; /* per image, default 1..5 */
     int noise;        /* per-pixel noise amplitude (+-), default 12 */
+    /* Object scale: each shape's nominal size s is log-uniform in [min_size, max_size_frac x the
+       shorter image side] px (rectangles/ellipses/triangles are 0.6-1.4 s wide and high); default
+       6 px and 0.6. Thin bars are bar_thick_min..bar_thick_max px thick (default 2..4) and 20-80 %
+       of the shorter side long. */
+    float min_size, max_size_frac;
+    int bar_thick_min, bar_thick_max;
 } md_shapes_options;
 
 typedef struct {

@@ -25,17 +25,21 @@ void md_shapes_options_default(md_shapes_options *o) {
     o->min_shapes = 1;
     o->max_shapes = 5;
     o->noise = 12;
+    o->min_size = 6.0f;
+    o->max_size_frac = 0.6f;
+    o->bar_thick_min = 2;
+    o->bar_thick_max = 4;
 }
 
 static float urange(md_rng *r, float a, float b) { return a + (b - a) * md_rng_uniform(r); }
 static int irange(md_rng *r, int a, int b) { return a + (int)md_rng_below(r, (uint32_t)(b - a + 1)); } /* [a, b] */
 
 /* Rasterises one random shape of class cat into mask (W x H, 0/1). Returns the pixel count. */
-static int draw_shape(md_rng *r, int cat, int W, int H, uint8_t *mask) {
+static int draw_shape(const md_shapes_options *o, md_rng *r, int cat, int W, int H, uint8_t *mask) {
     memset(mask, 0, (size_t)W * H);
     int side = W < H ? W : H;
     /* log-uniform size: many small objects, some large */
-    float s = expf(urange(r, logf(6.0f), logf(0.6f * (float)side)));
+    float s = expf(urange(r, logf(o->min_size), logf(o->max_size_frac * (float)side)));
     int n = 0;
     if (cat == MD_SHAPE_RECTANGLE) {
         int w = (int)fmaxf(4, s * urange(r, 0.6f, 1.4f)), h = (int)fmaxf(4, s * urange(r, 0.6f, 1.4f));
@@ -70,8 +74,8 @@ static int draw_shape(md_rng *r, int cat, int W, int H, uint8_t *mask) {
                 int in = area2 > 0 ? (e0 >= 0 && e1 >= 0 && e2 >= 0) : (e0 <= 0 && e1 <= 0 && e2 <= 0);
                 if (in) mask[y * W + x] = 1, n++;
             }
-    } else { /* thin bar: 2-4 px thick, 20-80 % of the image side long, horizontal or vertical */
-        int t = irange(r, 2, 4);
+    } else { /* thin bar: bar_thick_min..max px thick, 20-80 % of the image side long, horizontal or vertical */
+        int t = irange(r, o->bar_thick_min, o->bar_thick_max);
         int len = (int)(urange(r, 0.2f, 0.8f) * (float)side);
         int horiz = (int)md_rng_below(r, 2);
         int w = horiz ? len : t, h = horiz ? t : len;
@@ -89,6 +93,12 @@ md_status md_shapes_render(const md_shapes_options *o, int index, uint8_t *rgb, 
     if (W < 16 || H < 16 || W > 4096 || H > 4096) return md_set_error(MD_ERR_ARG, "shapes: image size %dx%d not in 16..4096", W, H);
     if (o->min_shapes < 0 || o->max_shapes < o->min_shapes || o->max_shapes > MD_SHAPES_MAX)
         return md_set_error(MD_ERR_ARG, "shapes: shapes per image %d..%d not within 0..%d", o->min_shapes, o->max_shapes, MD_SHAPES_MAX);
+    int side = W < H ? W : H;
+    if (!(o->min_size >= 2.0f) || !(o->max_size_frac <= 1.0f) || !(o->max_size_frac * (float)side >= o->min_size))
+        return md_set_error(MD_ERR_ARG, "shapes: object size range %g px .. %g x %d px is empty or outside 2 px .. the image side",
+                            (double)o->min_size, (double)o->max_size_frac, side);
+    if (o->bar_thick_min < 1 || o->bar_thick_max < o->bar_thick_min || o->bar_thick_max > side / 4)
+        return md_set_error(MD_ERR_ARG, "shapes: bar thickness %d..%d px not within 1..%d", o->bar_thick_min, o->bar_thick_max, side / 4);
     size_t npx = (size_t)W * H;
     uint8_t *mask = malloc(npx), *owner = owner_out ? owner_out : malloc(npx);
     if (!mask || !owner) {
@@ -110,7 +120,7 @@ md_status md_shapes_render(const md_shapes_options *o, int index, uint8_t *rgb, 
     for (int s = 0; s < want; s++) {
         int cat = irange(&r, 1, MD_SHAPE_NUM_CLASSES);
         for (int tries = 0; tries < MAX_TRIES; tries++) {
-            int px = draw_shape(&r, cat, W, H, mask);
+            int px = draw_shape(o, &r, cat, W, H, mask);
             if (px < MIN_VISIBLE) continue;
             int hidden[MD_SHAPES_MAX] = {0};
             for (size_t i = 0; i < npx; i++)
