@@ -44,6 +44,8 @@ static void test_defaults_load_empty(void) {
     CHECK(b.solver.num_steps == 2 && b.solver.steps[0] == 60000 && b.solver.steps[1] == 80000, "default steps");
     for (int l = 0; l < MD_RPN_ANCHOR_LEVELS; l++) /* torchvision AnchorGenerator sizes 32..512 */
         CHECK(b.rpn.anchor_sizes[l] == (float)(32 << l), "default anchor_sizes[%d] = %g", l, (double)b.rpn.anchor_sizes[l]);
+    CHECK(b.rpn.num_aspect_ratios == 3 && b.rpn.aspect_ratios[0] == 0.5f && b.rpn.aspect_ratios[1] == 1.0f &&
+          b.rpn.aspect_ratios[2] == 2.0f, "default aspect_ratios (torchvision 0.5, 1, 2)");
     CHECK(b.model.norm == MD_NORM_FROZEN_BN, "default norm = frozen_bn");
 }
 
@@ -53,7 +55,7 @@ static void test_parse_values(void) {
         "[data]\ntrain_ann = data/coco/annotations/instances_train2017.json\nhflip = false\naspect_grouping = true\n"
         "bad_image_policy = skip\n"
         "[model]\ndepth = 18\nwidth_mult = 0.25\nweights =\nlabel_map = coco_id\nnum_classes = 4\nnorm = bn\n"
-        "[rpn]\nbox_loss = giou\nanchor_sizes = 8, 16,32 ,64,128.5\n"
+        "[rpn]\nbox_loss = giou\nanchor_sizes = 8, 16,32 ,64,128.5\naspect_ratios = 0.25, 0.5,1 ,2,4\n"
         "[roi_heads]\nbox_loss = diou ; inline comment\nbox_loss_space = image\n"
         "[solver]\nsteps = 100, 200 ,300\nbase_lr = 0.0025\n"
         "[test]\nnms = diou\ndiou_beta = 0.6\n";
@@ -70,6 +72,9 @@ static void test_parse_values(void) {
     CHECK(c.rpn.box_loss == MD_BOXLOSS_GIOU, "rpn box loss");
     CHECK(c.rpn.anchor_sizes[0] == 8 && c.rpn.anchor_sizes[1] == 16 && c.rpn.anchor_sizes[2] == 32 &&
           c.rpn.anchor_sizes[3] == 64 && c.rpn.anchor_sizes[4] == 128.5f, "anchor_sizes");
+    CHECK(c.rpn.num_aspect_ratios == 5 && c.rpn.aspect_ratios[0] == 0.25f && c.rpn.aspect_ratios[1] == 0.5f &&
+          c.rpn.aspect_ratios[2] == 1 && c.rpn.aspect_ratios[3] == 2 && c.rpn.aspect_ratios[4] == 4 && c.rpn.aspect_ratios[5] == 0,
+          "aspect_ratios: %d", c.rpn.num_aspect_ratios);
     CHECK_NEAR(c.rpn.box_loss_weight, 1.0, 0); /* the rpn weight is not tied to the loss */
     CHECK(c.roi_heads.box_loss == MD_BOXLOSS_DIOU && c.roi_heads.box_loss_space == MD_SPACE_IMAGE, "roi loss");
     CHECK_NEAR(c.roi_heads.box_loss_weight, 12.0, 0);
@@ -131,7 +136,7 @@ static void test_round_trip(void) {
                   "roi_heads.box_loss=giou", "roi_heads.box_loss_weight=7.25", "roi_heads.ciou_alpha_gate=1",
                   "solver.steps=1,2,3,4,5,6,7,8", "solver.base_lr=0.0123456789", "solver.clip_grad_norm=35",
                   "test.nms=diou", "data.bad_image_policy=skip", "model.label_map=coco_id", "solver.warmup_factor=0.3333333",
-                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000", "model.norm=bn"};
+                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000", "model.norm=bn", "rpn.aspect_ratios=0.1,0.333333333,1.7"};
     CHECK_OK(md_config_load(&a, NULL, (int)(sizeof ov / sizeof *ov), ov));
     char path[512];
     snprintf(path, sizeof path, "%s/rt.cfg", tmpdir);
@@ -185,6 +190,15 @@ static void test_errors(void) {
     expect_error("[rpn]\nanchor_sizes = 8,16,32,64,1e9\n", 0, NULL, "anchor_sizes", NULL, NULL);
     expect_error("[rpn]\nanchor_sizes =\n", 0, NULL, "anchor_sizes", NULL, NULL);
     expect_error(NULL, 1, (char *[]){"rpn.anchor_sizes=8,16,,64,128"}, "override", "anchor_sizes", NULL);
+    expect_error("[rpn]\naspect_ratios =\n", 0, NULL, "bad.cfg:2", "aspect_ratios", "1 to 8 comma-separated");
+    expect_error("[rpn]\naspect_ratios = 1,2,3,4,5,6,7,8,9\n", 0, NULL, "aspect_ratios", "1 to 8", NULL);
+    expect_error("[rpn]\naspect_ratios = 0.5,0,2\n", 0, NULL, "aspect_ratios", "'0.5,0,2'", "(0,");
+    expect_error("[rpn]\naspect_ratios = 0.5,-1,2\n", 0, NULL, "aspect_ratios", NULL, NULL);
+    expect_error("[rpn]\naspect_ratios = 0.5 1 2\n", 0, NULL, "aspect_ratios", "comma", NULL);
+    expect_error("[rpn]\naspect_ratios = 0.5,1,2,\n", 0, NULL, "aspect_ratios", NULL, NULL);
+    expect_error("[rpn]\naspect_ratios = 0.5,inf\n", 0, NULL, "aspect_ratios", NULL, NULL);
+    expect_error("[rpn]\naspect_ratios = 1e5\n", 0, NULL, "aspect_ratios", NULL, NULL);
+    expect_error(NULL, 1, (char *[]){"rpn.aspect_ratios=0.5,,2"}, "override", "aspect_ratios", NULL);
     expect_error("[roi_heads]\nbox_loss = l2\n", 0, NULL, "box_loss", "smooth_l1, iou, giou, diou, ciou", NULL);
     expect_error("[roi_heads]\nbox_loss_space = pixel\n", 0, NULL, "box_loss_space", "proposal, image", NULL);
     expect_error("[test]\nnms = soft\n", 0, NULL, "nms", "greedy, diou", NULL);
@@ -229,6 +243,33 @@ static void test_shipped_configs(void) {
     CHECK_OK(md_config_load(&c, "configs/tiny_shapes_test.cfg", 0, NULL));
 }
 
+/* md_config_check_anchors: a checkpoint's resolved config against the run's anchors. */
+static void test_check_anchors(void) {
+    md_config c, d;
+    md_config_defaults(&c);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_OK(md_config_write(&c, f));
+    fclose(f);
+    CHECK_OK(md_config_check_anchors(&c, buf, "ck.safetensors"));
+    CHECK_OK(md_config_check_anchors(&c, "[rpn]\nnms_thresh = 0.7\n", "old.safetensors")); /* keys absent: defaults */
+    char *ov[] = {"rpn.aspect_ratios=0.25,0.5,1,2,4"};
+    CHECK_OK(md_config_load(&d, NULL, 1, ov));
+    md_status s = md_config_check_anchors(&d, buf, "ck.safetensors");
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "ck.safetensors") && strstr(md_last_error(), "aspect_ratios = 0.5,1,2") &&
+              strstr(md_last_error(), "0.25,0.5,1,2,4") && strstr(md_last_error(), "rpn.aspect_ratios=0.5,1,2"),
+          "other ratios: %s", md_last_error());
+    s = md_config_check_anchors(&c, "[rpn]\naspect_ratios = 0.5, 1, 3\n", "ck.safetensors"); /* same count, other values */
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "aspect_ratios = 0.5,1,3"), "same count: %s", md_last_error());
+    s = md_config_check_anchors(&c, "[rpn]\nanchor_sizes = 8,16,32,64,128\n[test]\naspect_ratios = 1\n", "ck.safetensors");
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "anchor_sizes = 8,16,32,64,128") && strstr(md_last_error(), "rpn.anchor_sizes="),
+          "other sizes (a key of another section is not read): %s", md_last_error());
+    s = md_config_check_anchors(&c, "[rpn]\naspect_ratios = x\n", "ck.safetensors");
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "minidet.config"), "malformed: %s", md_last_error());
+    free(buf);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_config_%d", (int)getpid());
     char cmd[300];
@@ -241,6 +282,7 @@ int main(void) {
     MD_RUN(test_round_trip);
     MD_RUN(test_errors);
     MD_RUN(test_shipped_configs);
+    MD_RUN(test_check_anchors);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) return 1;
     return md_test_summary();

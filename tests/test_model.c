@@ -408,6 +408,24 @@ static void test_bad_checkpoints(void) {
         md_detector_free(&det);
     }
     cfg.model.vd = 0;
+    /* an RPN head for another number of [rpn] aspect_ratios: the error says so */
+    cfg.model.depth = 18;
+    cfg.rpn.num_aspect_ratios = 5;
+    const float r5[5] = {0.25f, 0.5f, 1, 2, 4};
+    memcpy(cfg.rpn.aspect_ratios, r5, sizeof r5);
+    CHECK_OK(md_detector_create(&det, &cfg));
+    s = md_detector_load_weights(&det, w18, 1, NULL);
+    CHECK(s == MD_ERR_SHAPE && strstr(md_last_error(), "rpn.head.cls_logits.weight: file [3, 16, 1, 1] vs model [5, 16, 1, 1]") &&
+              strstr(md_last_error(), "the file's RPN head has 3 anchors per location, the model 5: set rpn.aspect_ratios"),
+          "5-ratio model, 3-ratio file: %s", md_last_error());
+    md_detector_free(&det);
+    md_config_defaults(&cfg); /* back to the fixture's config */
+    {
+        md_st_file rf;
+        CHECK_OK(md_st_load(r18, &rf));
+        config_from(&cfg, &rf);
+        md_st_free(&rf);
+    }
     /* save / load round trip */
     cfg.model.depth = 18;
     CHECK_OK(md_detector_create(&det, &cfg));
@@ -425,6 +443,116 @@ static void test_bad_checkpoints(void) {
     md_detector_free(&d2);
     md_detector_free(&det);
     remove("build/tmp_model_rt.safetensors");
+}
+
+/* [rpn] aspect_ratios: the anchors of a tiny model at a 64 x 96 input equal torchvision's AnchorGenerator
+ * exactly (tests/fixtures/anchors.safetensors, scripts/ref_anchors.py) for 3 (default), 5, 1 and 8 ratios;
+ * the RPN head has A objectness and 4A box outputs per location, laid out (level, y, x, ratio) both ways:
+ * with zero head weights the objectness of anchor k is the cls bias k, and the backward of a linear loss
+ * puts into cls / bbox bias k exactly the sum of the loss weights of the anchors of ratio k. */
+static void test_anchor_ratios(void) {
+    const char *fx = "tests/fixtures/anchors.safetensors";
+    if (!md_test_need_path(fx, "scripts/ref_anchors.py")) return;
+    md_st_file ref;
+    CHECK_OK(md_st_load(fx, &ref));
+    const char *cases[] = {"default", "r5", "r1", "r8"};
+    md_arena arena;
+    CHECK_OK(md_arena_init(&arena, (size_t)64 << 20));
+    for (int ci = 0; ci < 4; ci++) {
+        const char *cs = cases[ci];
+        size_t nr = 0, ns = 0, na = 0;
+        float *ratios = md_test_fixture_f32(&ref, cs, "ratios", &nr);
+        float *sizes = md_test_fixture_f32(&ref, cs, "sizes", &ns);
+        float *anchors = md_test_fixture_f32(&ref, cs, "anchors", &na);
+        char gname[64];
+        snprintf(gname, sizeof gname, "%s.geom", cs);
+        int64_t geom[12];
+        CHECK_OK(md_st_read_i64(&ref, gname, -1, NULL, geom, 12));
+        if (!ratios || !sizes || !anchors || ns != MD_RPN_ANCHOR_LEVELS || nr < 1 || nr > MD_RPN_MAX_RATIOS) {
+            free(ratios); free(sizes); free(anchors);
+            continue;
+        }
+        md_config cfg;
+        md_config_defaults(&cfg);
+        cfg.model.depth = 18;
+        cfg.model.width_mult = 0.25f;
+        cfg.model.fpn_channels = 8;
+        cfg.model.representation_size = 16;
+        cfg.model.num_classes = 3;
+        cfg.model.trainable_layers = 5;
+        memcpy(cfg.rpn.anchor_sizes, sizes, sizeof cfg.rpn.anchor_sizes);
+        if (ci > 0) { /* "default" checks that the defaults are torchvision's */
+            memset(cfg.rpn.aspect_ratios, 0, sizeof cfg.rpn.aspect_ratios);
+            memcpy(cfg.rpn.aspect_ratios, ratios, nr * sizeof(float));
+            cfg.rpn.num_aspect_ratios = (int)nr;
+        }
+        int NA = (int)nr, H = (int)geom[0], W = (int)geom[1];
+        CHECK(cfg.rpn.num_aspect_ratios == NA, "%s: %d ratios in the config, fixture %d", cs, cfg.rpn.num_aspect_ratios, NA);
+        md_detector det;
+        CHECK_OK(md_detector_create(&det, &cfg));
+        md_param *cw = md_detector_param(&det, "rpn.head.cls_logits.weight"), *cb = md_detector_param(&det, "rpn.head.cls_logits.bias");
+        md_param *bw = md_detector_param(&det, "rpn.head.bbox_pred.weight"), *bb = md_detector_param(&det, "rpn.head.bbox_pred.bias");
+        CHECK(cw && cb && bw && bb, "%s: RPN head tensors", cs);
+        if (!cw || !cb || !bw || !bb) { md_detector_free(&det); free(ratios); free(sizes); free(anchors); continue; }
+        CHECK(cw->shape[0] == NA && cw->shape[1] == 8 && cw->shape[2] == 1 && cb->numel == (size_t)NA, "%s: cls_logits [%d, %d, 1, 1]", cs,
+              cw->shape[0], cw->shape[1]);
+        CHECK(bw->shape[0] == 4 * NA && bb->numel == (size_t)(4 * NA), "%s: bbox_pred has %d outputs, want %d", cs, bw->shape[0], 4 * NA);
+        /* zero head weights, bias k (objectness) and 4k+c (deltas) tell which output lands where */
+        memset(cw->data, 0, cw->numel * sizeof(float));
+        memset(bw->data, 0, bw->numel * sizeof(float));
+        for (int k = 0; k < NA; k++) cb->data[k] = (float)(k + 1);
+        for (int k = 0; k < 4 * NA; k++) bb->data[k] = (float)(100 + k);
+        float *img = calloc((size_t)2 * 3 * H * W, sizeof(float));
+        int sz[4] = {H, W, H - 5, W - 9};
+        md_arena_reset(&arena);
+        md_step st;
+        CHECK_OK(md_detector_forward_rpn(&det, &arena, img, 2, H, W, sz, 1, &st));
+        size_t A = (size_t)st.num_anchors;
+        CHECK(A * 4 == na, "%s: %zu anchors, torchvision %zu", cs, A, na / 4);
+        for (int l = 0; l < MD_FPN_LEVELS; l++)
+            CHECK(st.level_h[l] == geom[2 + 2 * l] && st.level_w[l] == geom[3 + 2 * l], "%s: level %d is %dx%d, fixture %lldx%lld", cs,
+                  l, st.level_h[l], st.level_w[l], (long long)geom[2 + 2 * l], (long long)geom[3 + 2 * l]);
+        if (A * 4 == na) {
+            size_t bad = 0, first = 0;
+            for (size_t j = 0; j < na; j++)
+                if (st.anchors[j] != anchors[j] && !bad++) first = j;
+            CHECK(bad == 0, "%s: %zu anchor coordinates differ from torchvision (first: anchor %zu coord %zu: %g vs %g)", cs, bad,
+                  first / 4, first % 4, (double)st.anchors[first], (double)anchors[first]);
+            size_t lay = 0;
+            for (int n = 0; n < 2; n++)
+                for (size_t j = 0; j < A; j++) {
+                    int k = (int)(j % (size_t)NA); /* within a level, p * NA + k; levels start at multiples of NA */
+                    lay += st.objectness[n * A + j] != (float)(k + 1);
+                    for (int c = 0; c < 4; c++) lay += st.rpn_deltas[(n * A + j) * 4 + c] != (float)(100 + 4 * k + c);
+                }
+            CHECK(lay == 0, "%s: %zu RPN outputs are not where torchvision's layout puts them", cs, lay);
+            /* backward: linear loss sum w * objectness + v * deltas */
+            float *w = md_arena_floats(&arena, 2 * A), *v = md_arena_floats(&arena, 2 * A * 4);
+            double gcb[MD_RPN_MAX_RATIOS] = {0}, gbb[4 * MD_RPN_MAX_RATIOS] = {0};
+            for (size_t j = 0; j < 2 * A; j++) {
+                w[j] = (float)sin(0.37 * (double)j);
+                gcb[j % (size_t)NA] += w[j];
+                for (int c = 0; c < 4; c++) {
+                    v[j * 4 + c] = (float)cos(0.11 * (double)(j * 4 + c));
+                    gbb[(j % (size_t)NA) * 4 + c] += v[j * 4 + c];
+                }
+            }
+            md_detector_zero_grad(&det);
+            CHECK_OK(md_detector_backward(&det, &arena, &st, w, v, NULL, NULL));
+            double e = 0;
+            for (int k = 0; k < NA; k++) e = fmax(e, fabs(cb->grad[k] - gcb[k]) / (1 + fabs(gcb[k])));
+            for (int k = 0; k < 4 * NA; k++) e = fmax(e, fabs(bb->grad[k] - gbb[k]) / (1 + fabs(gbb[k])));
+            CHECK(e < 1e-4, "%s: RPN head bias gradients off by %.3g (layout of the backward)", cs, e);
+            printf("    %-8s %d ratios, %zu anchors equal torchvision's; head bias grad err %.1e\n", cs, NA, A, e);
+        }
+        free(img);
+        md_detector_free(&det);
+        free(ratios);
+        free(sizes);
+        free(anchors);
+    }
+    md_arena_free(&arena);
+    md_st_free(&ref);
 }
 
 /* torchvision defaults: the R50-FPN registry has torchvision's 348 state_dict entries minus the 53
@@ -459,5 +587,6 @@ int main(void) {
     MD_RUN(test_r50vd_parity);
     MD_RUN(test_r50vd_bn_train);
     MD_RUN(test_bad_checkpoints);
+    MD_RUN(test_anchor_ratios);
     return md_test_summary();
 }

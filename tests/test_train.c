@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "minidet/config.h"
+#include "minidet/model.h"
 #include "minidet/safetensors.h"
 #include "minidet/shapes.h"
 #include "minidet/trainer.h"
@@ -312,6 +313,48 @@ static void test_divergence_and_missing_data(void) {
 }
 
 /* With arguments, runs only the named cases (e.g. test_train test_resume_bit_exact). */
+/* [rpn] aspect_ratios = 0.25, 0.5, 1, 2, 4: the tiny model trains (finite, falling-or-not losses) with an RPN
+ * head of A = 5 anchors per location, its checkpoint carries the ratios (config and head shapes), and a
+ * resume or an evaluation with other ratios fails naming them. */
+static void test_aspect_ratios_train(void) {
+    char *ov[] = {"solver.max_iter=4", "solver.warmup_iters=2", "run.log_every=1", "data.val_ann=", "solver.checkpoint_every=0",
+                  "rpn.aspect_ratios=0.25,0.5,1,2,4"};
+    rm_run("ratios5");
+    CHECK_OK(run("ratios5", 0, 0, 6, ov));
+    metrics m;
+    read_metrics("ratios5", &m);
+    CHECK(m.n == 4, "trained %d iterations", m.n);
+    for (int i = 1; i <= m.n; i++) CHECK(isfinite(m.total[i]) && m.total[i] > 0, "iteration %d loss %g", i, m.total[i]);
+    const char *ck = "build/test_train_runs/ratios5/last.safetensors";
+    md_st_file f;
+    if (md_st_load(ck, &f) == MD_OK) {
+        const md_st_tensor *c = md_st_find(&f, "rpn.head.cls_logits.weight"), *b = md_st_find(&f, "rpn.head.bbox_pred.weight");
+        CHECK(c && c->shape[0] == 5 && b && b->shape[0] == 20, "head shapes: cls %lld bbox %lld", c ? (long long)c->shape[0] : -1,
+              b ? (long long)b->shape[0] : -1);
+        const char *cfgtxt = md_st_meta(&f, "minidet.config");
+        CHECK(cfgtxt && strstr(cfgtxt, "aspect_ratios = 0.25,0.5,1,2,4\n"), "checkpoint config carries the ratios");
+        md_st_free(&f);
+    } else {
+        md_test_fail(__FILE__, __LINE__, "%s: %s", ck, md_last_error());
+    }
+    /* resume with other ratios (same count too): refused, naming the checkpoint's ratios */
+    char *ov3[] = {"solver.max_iter=6", "data.val_ann=", "solver.checkpoint_every=0", "rpn.aspect_ratios=0.5,1,2"};
+    md_status s = run("ratios5", 1, 0, 4, ov3);
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "aspect_ratios = 0.25,0.5,1,2,4") && strstr(md_last_error(), "rpn.aspect_ratios=0.25"),
+          "resume with 3 ratios: %s", md_last_error());
+    ov3[3] = "rpn.aspect_ratios=0.2,0.5,1,2,5";
+    s = run("ratios5", 1, 0, 4, ov3);
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "aspect_ratios"), "resume with other 5 ratios: %s", md_last_error());
+    /* ./eval --weights with the default ratios: refused; with the run's config.cfg it evaluates */
+    char *av[] = {"eval", "--weights", (char *)ck, "--config", CFG, "--out", "build/test_train_runs/ratios5/r.json", "--max-images", "4",
+                  "--ann", "build/shapes96/val/annotations.json", "--images", "build/shapes96/val/images", "run.threads=1"};
+    CHECK(md_eval_weights_main(14, av) != 0 && strstr(md_last_error(), "aspect_ratios = 0.25,0.5,1,2,4"), "eval with 3 ratios: %s",
+          md_last_error());
+    av[4] = "build/test_train_runs/ratios5/config.cfg";
+    CHECK(md_eval_weights_main(14, av) == 0, "eval with the run's config: %s", md_last_error());
+    rm_run("ratios5");
+}
+
 static int argc_, sel_;
 static char **argv_;
 static int want(const char *name) {
@@ -326,6 +369,7 @@ int main(int argc, char **argv) {
     argv_ = argv;
     make_data();
     RUN_IF(test_divergence_and_missing_data);
+    RUN_IF(test_aspect_ratios_train);
     RUN_IF(test_resume_bit_exact);
     RUN_IF(test_resume_bit_exact_bn);
     RUN_IF(test_sigint_and_truncated);

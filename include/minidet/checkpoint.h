@@ -50,6 +50,9 @@ typedef struct {
 /* Writes path atomically. opt may be NULL (weights only). label_map_json may be NULL. */
 md_status md_checkpoint_save(const char *path, const md_ckpt_tensor *t, int n, const md_sgd *opt, const md_config *cfg,
                              const md_train_state *st, const char *label_map_json);
+/* The resolved configuration stored in a checkpoint (metadata minidet.config) as a malloc'd string
+ * (caller frees); *text = NULL when the file has none (a weights-only file). Errors: unreadable file. */
+md_status md_checkpoint_config_text(const char *path, char **text);
 /* Loads path into t[0..n) (every one must be present with the same shape), the momentum of every
  * opt tensor (opt may be NULL) and st (may be NULL). config_text (may be NULL) receives a malloc'd copy
  * of the stored resolved configuration (caller frees). Nothing is modified unless everything validates. */

@@ -61,6 +61,7 @@ typedef struct {
 } md_model_config;
 
 #define MD_RPN_ANCHOR_LEVELS 5 /* P2..P6 */
+#define MD_RPN_MAX_RATIOS 8    /* [rpn] aspect_ratios: at most this many anchors per location */
 
 typedef struct {
     md_box_loss_kind box_loss; /* default smooth_l1 */
@@ -73,9 +74,14 @@ typedef struct {
     int batch_size_per_image;  /* 256 */
     float positive_fraction;   /* 0.5 */
     float score_thresh;        /* 0.0 */
-    /* AnchorGenerator size (pixels) of each FPN level P2..P6, one size and the ratios
-     * 0.5, 1, 2 per level (3 anchors per location); default 32, 64, 128, 256, 512 (torchvision). */
+    /* AnchorGenerator size (pixels) of each FPN level P2..P6, one size per level;
+     * default 32, 64, 128, 256, 512 (torchvision). */
     float anchor_sizes[MD_RPN_ANCHOR_LEVELS];
+    /* AnchorGenerator aspect ratios (height / width), the same on every level: each location gets
+     * num_aspect_ratios anchors (the RPN head has that many objectness outputs and 4x box outputs).
+     * Default 0.5, 1, 2 (torchvision). Entries past num_aspect_ratios are 0. */
+    float aspect_ratios[MD_RPN_MAX_RATIOS];
+    int num_aspect_ratios;
 } md_rpn_config;
 
 typedef struct {
@@ -135,6 +141,12 @@ md_status md_config_load(md_config *c, const char *path, int n_overrides, char *
 md_status md_config_set(md_config *c, const char *section, const char *key, const char *value);
 /* Writes the fully resolved configuration as INI. */
 md_status md_config_write(const md_config *c, FILE *f);
+/* Anchor geometry check for resume / evaluation of a checkpoint: ckpt_config_text is the resolved
+ * configuration a checkpoint carries (metadata minidet.config, INI as md_config_write). If its [rpn]
+ * anchor_sizes or aspect_ratios (keys it lacks count as their defaults: older checkpoints) differ from
+ * c's, returns MD_ERR_ARG with a message naming what, both values, and the override that matches the
+ * checkpoint (what = the checkpoint path, for the message). */
+md_status md_config_check_anchors(const md_config *c, const char *ckpt_config_text, const char *what);
 const char *md_box_loss_name(md_box_loss_kind k);
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k);
 /* Reference default [roi_heads] box_loss_weight of a loss: 1 smooth_l1, 10 iou/giou, 12 diou/ciou.

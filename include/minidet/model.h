@@ -55,7 +55,6 @@
 
 #define MD_FPN_LEVELS 5 /* P2, P3, P4, P5, P6 (torchvision names '0','1','2','3','pool') */
 #define MD_ROI_LEVELS 4 /* RoIAlign pools from P2..P5 */
-#define MD_NUM_CELL_ANCHORS 3 /* aspect ratios (0.5, 1, 2) per location, one size per level */
 #define MD_PARAM_NAME_MAX 96
 #define MD_MAX_BATCH 64
 
@@ -141,7 +140,7 @@ typedef struct {
     float *features[MD_FPN_LEVELS];
 
     /* (a) RPN. Anchors are identical for every image of the batch and are ordered as torchvision
-     * concatenates them: level-major, then (y, x) location, then the 3 aspect ratios.
+     * concatenates them: level-major, then (y, x) location, then the [rpn] aspect_ratios (default 0.5, 1, 2).
      * level_start[l] .. level_start[l+1]-1 are the anchors of level l. */
     int num_anchors;                    /* A: per image, all levels */
     int level_start[MD_FPN_LEVELS + 1];

@@ -45,6 +45,10 @@ void md_config_defaults(md_config *c) {
     c->rpn.box_loss = MD_BOXLOSS_SMOOTH_L1;
     c->rpn.box_loss_weight = 1.0f;
     for (int l = 0; l < MD_RPN_ANCHOR_LEVELS; l++) c->rpn.anchor_sizes[l] = (float)(32 << l);
+    c->rpn.aspect_ratios[0] = 0.5f;
+    c->rpn.aspect_ratios[1] = 1.0f;
+    c->rpn.aspect_ratios[2] = 2.0f;
+    c->rpn.num_aspect_ratios = 3;
     c->rpn.smooth_l1_beta = 1.0f / 9.0f;
     c->rpn.pre_nms_top_n_train = 2000;
     c->rpn.post_nms_top_n_train = 2000;

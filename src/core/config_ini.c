@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS, K_ANCHORS } key_type;
+typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS, K_ANCHORS, K_RATIOS } key_type;
 
 typedef struct {
     const char *section, *name;
@@ -71,6 +71,7 @@ static const key_def keys[] = {
     FLT(rpn, nms_thresh, 0, 1, 1), FLT(rpn, fg_iou_thresh, 0, 1, 0), FLT(rpn, bg_iou_thresh, 0, 1, 0),
     INT(rpn, batch_size_per_image, 1, BIG), FLT(rpn, positive_fraction, 0, 1, 1), FLT(rpn, score_thresh, 0, 1, 0),
     {"rpn", "anchor_sizes", K_ANCHORS, OFF(rpn.anchor_sizes), 0, 0, 100000, 1, NULL},
+    {"rpn", "aspect_ratios", K_RATIOS, OFF(rpn.aspect_ratios), 0, 0, 10000, 1, NULL},
 
     ENUM(roi_heads, box_loss, e_loss), FLT(roi_heads, box_loss_weight, 0, BIG, 0),
     ENUM(roi_heads, box_loss_space, e_space), FLT(roi_heads, smooth_l1_beta, 0, BIG, 0),
@@ -168,6 +169,30 @@ static md_status parse_long(const key_def *k, const char *value, long long *out)
     return MD_OK;
 }
 
+/* Parses "a, b, c" (comma-separated numbers, spaces allowed around them) into out[0..max-1], each finite and
+ * in (0, hi]. Returns the count, or -1 for a bad, empty or surplus entry or a bad separator. */
+static int parse_floats(const char *value, float *out, int max, double hi) {
+    int n = 0;
+    const char *s = value;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (end == s || errno || !isfinite(v) || v <= 0 || v > hi || n == max) return -1;
+        out[n++] = (float)v;
+        s = end;
+        while (*s == ' ') s++;
+        if (*s == ',') {
+            s++;
+            while (*s == ' ') s++;
+            if (!*s) return -1; /* trailing comma */
+        } else if (*s) return -1;
+    }
+    return n;
+}
+
 static md_status set_value(md_config *c, const key_def *k, const char *value) {
     char *p = (char *)c + k->offset;
     char buf[256];
@@ -261,26 +286,21 @@ static md_status set_value(md_config *c, const key_def *k, const char *value) {
     case K_ANCHORS: {
         /* exactly one size per FPN level P2..P6, each in (0, hi] pixels */
         float sz[MD_RPN_ANCHOR_LEVELS];
-        int n = 0;
-        const char *s = value;
         snprintf(buf, sizeof buf, "expected %d comma-separated sizes in pixels (one per level P2..P6), each in (0, %g]",
                  MD_RPN_ANCHOR_LEVELS, k->hi);
-        while (*s) {
-            while (*s == ' ') s++;
-            if (!*s) break;
-            char *end;
-            errno = 0;
-            double v = strtod(s, &end);
-            if (end == s || errno || !isfinite(v) || v <= 0 || v > k->hi || n == MD_RPN_ANCHOR_LEVELS)
-                return bad_value(k, value, buf);
-            sz[n++] = (float)v;
-            s = end;
-            while (*s == ' ') s++;
-            if (*s == ',') s++;
-            else if (*s) return bad_value(k, value, buf);
-        }
-        if (n != MD_RPN_ANCHOR_LEVELS) return bad_value(k, value, buf);
+        if (parse_floats(value, sz, MD_RPN_ANCHOR_LEVELS, k->hi) != MD_RPN_ANCHOR_LEVELS) return bad_value(k, value, buf);
         memcpy(p, sz, sizeof sz);
+        return MD_OK;
+    }
+    case K_RATIOS: {
+        /* 1..MD_RPN_MAX_RATIOS aspect ratios (height / width), each in (0, hi] */
+        float r[MD_RPN_MAX_RATIOS] = {0};
+        snprintf(buf, sizeof buf, "expected 1 to %d comma-separated aspect ratios (height / width), each in (0, %g]",
+                 MD_RPN_MAX_RATIOS, k->hi);
+        int n = parse_floats(value, r, MD_RPN_MAX_RATIOS, k->hi);
+        if (n < 1) return bad_value(k, value, buf);
+        memcpy(c->rpn.aspect_ratios, r, sizeof r);
+        c->rpn.num_aspect_ratios = n;
         return MD_OK;
     }
     }
@@ -462,6 +482,9 @@ static void write_value(const md_config *c, const key_def *k, FILE *f) {
     case K_ANCHORS:
         for (int i = 0; i < MD_RPN_ANCHOR_LEVELS; i++) fprintf(f, "%s%.9g", i ? "," : "", (double)((const float *)p)[i]);
         break;
+    case K_RATIOS:
+        for (int i = 0; i < c->rpn.num_aspect_ratios; i++) fprintf(f, "%s%.9g", i ? "," : "", (double)c->rpn.aspect_ratios[i]);
+        break;
     }
 }
 
@@ -478,5 +501,65 @@ md_status md_config_write(const md_config *c, FILE *f) {
         fputc('\n', f);
     }
     if (ferror(f)) return md_set_error(MD_ERR_IO, "writing configuration failed");
+    return MD_OK;
+}
+
+/* ---- checkpoint anchor geometry ---- */
+
+static void format_list(char *buf, size_t n, const float *v, int count) {
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < count && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%.9g", i ? "," : "", (double)v[i]);
+}
+
+md_status md_config_check_anchors(const md_config *c, const char *text, const char *what) {
+    md_config ck;
+    md_config_defaults(&ck); /* keys the text lacks: the defaults (checkpoints from before the key existed) */
+    char section[64] = "", line[INI_MAX_LINE];
+    const char *p = text ? text : "";
+    while (*p) {
+        size_t l = strcspn(p, "\n");
+        size_t m = l < sizeof line - 1 ? l : sizeof line - 1;
+        memcpy(line, p, m);
+        line[m] = 0;
+        p += l + (p[l] == '\n');
+        char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s == '[') {
+            char *e = strchr(s, ']');
+            if (e && (size_t)(e - s - 1) < sizeof section) {
+                memcpy(section, s + 1, (size_t)(e - s - 1));
+                section[e - s - 1] = 0;
+            }
+            continue;
+        }
+        if (strcmp(section, "rpn")) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) continue;
+        char *ke = eq;
+        while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+        *ke = 0;
+        char *v = eq + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        for (size_t e = strlen(v); e && (v[e - 1] == ' ' || v[e - 1] == '\r' || v[e - 1] == '\t'); e--) v[e - 1] = 0;
+        if (!strcmp(s, "anchor_sizes") || !strcmp(s, "aspect_ratios")) {
+            md_status st = set_value(&ck, find_key("rpn", s), v);
+            if (st) return md_error_prefix(st, "%s: the checkpoint's configuration (metadata minidet.config)", what);
+        }
+    }
+    char a[160], b[160];
+    if (ck.rpn.num_aspect_ratios != c->rpn.num_aspect_ratios ||
+        memcmp(ck.rpn.aspect_ratios, c->rpn.aspect_ratios, sizeof ck.rpn.aspect_ratios)) {
+        format_list(a, sizeof a, ck.rpn.aspect_ratios, ck.rpn.num_aspect_ratios);
+        format_list(b, sizeof b, c->rpn.aspect_ratios, c->rpn.num_aspect_ratios);
+        return md_set_error(MD_ERR_ARG, "%s: the checkpoint was trained with [rpn] aspect_ratios = %s but the configuration has %s "
+                            "(anchors would not match its RPN head; add rpn.aspect_ratios=%s)", what, a, b, a);
+    }
+    if (memcmp(ck.rpn.anchor_sizes, c->rpn.anchor_sizes, sizeof ck.rpn.anchor_sizes)) {
+        format_list(a, sizeof a, ck.rpn.anchor_sizes, MD_RPN_ANCHOR_LEVELS);
+        format_list(b, sizeof b, c->rpn.anchor_sizes, MD_RPN_ANCHOR_LEVELS);
+        return md_set_error(MD_ERR_ARG, "%s: the checkpoint was trained with [rpn] anchor_sizes = %s but the configuration has %s "
+                            "(anchors would not match its RPN head; add rpn.anchor_sizes=%s)", what, a, b, a);
+    }
     return MD_OK;
 }

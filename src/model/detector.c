@@ -139,6 +139,13 @@ md_status md_detector_create(md_detector *det, const md_config *cfg) {
         if (!(cfg->rpn.anchor_sizes[l] > 0.0f) || !isfinite(cfg->rpn.anchor_sizes[l]))
             return md_set_error(MD_ERR_ARG, "detector: [rpn] anchor_sizes[%d] = %g must be a positive size in pixels",
                                 l, (double)cfg->rpn.anchor_sizes[l]);
+    int nr = cfg->rpn.num_aspect_ratios;
+    if (nr < 1 || nr > MD_RPN_MAX_RATIOS)
+        return md_set_error(MD_ERR_ARG, "detector: [rpn] aspect_ratios has %d values (1..%d)", nr, MD_RPN_MAX_RATIOS);
+    for (int i = 0; i < nr; i++)
+        if (!(cfg->rpn.aspect_ratios[i] > 0.0f) || !isfinite(cfg->rpn.aspect_ratios[i]))
+            return md_set_error(MD_ERR_ARG, "detector: [rpn] aspect_ratios[%d] = %g must be a positive ratio", i,
+                                (double)cfg->rpn.aspect_ratios[i]);
     det->model = cfg->model;
     det->rpn = cfg->rpn;
     det->roi = cfg->roi_heads;
@@ -351,6 +358,14 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
         const char *hint = file_vd && !det->model.vd    ? " (the file has a ResNet-vd deep stem: set model.vd = 1)"
                            : file_plain && det->model.vd ? " (the file has a plain ResNet stem: set model.vd = 0)"
                                                          : "";
+        /* an RPN head for another number of [rpn] aspect_ratios */
+        char rhint[192];
+        const md_st_tensor *fc = md_st_find(&f, "rpn.head.cls_logits.weight");
+        if (!hint[0] && fc && fc->ndim >= 1 && fc->shape[0] != det->rpn.num_aspect_ratios) {
+            snprintf(rhint, sizeof rhint, " (the file's RPN head has %lld anchors per location, the model %d: set rpn.aspect_ratios "
+                     "to the %lld ratios it was trained with)", (long long)fc->shape[0], det->rpn.num_aspect_ratios, (long long)fc->shape[0]);
+            hint = rhint;
+        }
         md_status e = md_set_error(MD_ERR_SHAPE, "%s: checkpoint does not match the model (depth %d%s, %d classes)%s: %s; load with "
                                    "strict=0 to keep what matches", path, det->model.depth, det->model.vd ? "-vd" : "",
                                    det->model.num_classes, hint, m);

@@ -356,6 +356,16 @@ int md_eval_weights_main(int argc, char **argv) {
     /* model */
     TRYG(md_detector_create(&det, &cfg));
     have_det = 1;
+    {
+        /* a minidet checkpoint names its anchors: evaluating it with others is an error, not a silent bad AP */
+        md_st_file f;
+        if (md_st_load(a.weights, &f) == MD_OK) {
+            const char *ct = md_st_meta(&f, "minidet.config");
+            s = ct ? md_config_check_anchors(&cfg, ct, a.weights) : MD_OK;
+            md_st_free(&f);
+            if (s) goto done;
+        }
+    }
     md_load_report rep;
     TRYG(md_detector_load_weights(&det, a.weights, a.strict, &rep));
     char load_msg[2048];

@@ -9,22 +9,22 @@
 #include "model_internal.h"
 
 #define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
-#define NA MD_NUM_CELL_ANCHORS
 _Static_assert(MD_RPN_ANCHOR_LEVELS == MD_FPN_LEVELS, "one [rpn] anchor size per FPN level");
 
 md_status md_rpn_build(md_detector *det) {
     md_rpn_head *h = &det->impl->rpn;
-    int F = det->model.fpn_channels;
+    int F = det->model.fpn_channels, NA = det->rpn.num_aspect_ratios; /* anchors per location */
     TRY(md_reg_conv(det, &h->conv, "rpn.head.conv.0.0", NULL, F, F, 3, 1, 1, 1, 1));
     TRY(md_reg_conv(det, &h->cls, "rpn.head.cls_logits", NULL, F, NA, 1, 1, 0, 1, 1));
     TRY(md_reg_conv(det, &h->bbox, "rpn.head.bbox_pred", NULL, F, 4 * NA, 1, 1, 0, 1, 1));
     return MD_OK;
 }
 
-/* torchvision AnchorGenerator.generate_anchors for one size and ratios (0.5, 1, 2), in float32. */
-static void cell_anchors(float size, float out[NA][4]) {
-    static const float ratios[NA] = {0.5f, 1.0f, 2.0f};
-    for (int i = 0; i < NA; i++) {
+/* torchvision AnchorGenerator.generate_anchors for one size and the [rpn] aspect_ratios, in float32:
+ * h_ratios = sqrt(ratios), w_ratios = 1 / h_ratios, ws = w_ratios * size, hs = h_ratios * size,
+ * base = round(stack([-ws, -hs, ws, hs]) / 2) (round half to even, as torch.round). */
+static void cell_anchors(float size, const float *ratios, int na, float out[][4]) {
+    for (int i = 0; i < na; i++) {
         float hr = sqrtf(ratios[i]);
         float wr = 1.0f / hr;
         float ws = wr * size, hs = hr * size;
@@ -38,7 +38,7 @@ static void cell_anchors(float size, float out[NA][4]) {
 md_status md_rpn_forward(md_detector *det, md_arena *a, md_step *st) {
     md_rpn_head *h = &det->impl->rpn;
     md_step_saved *sv = st->saved;
-    int N = st->N;
+    int N = st->N, NA = h->cls.oc; /* anchors per location = [rpn] aspect_ratios the head was built with */
     int A = 0;
     for (int l = 0; l < MD_FPN_LEVELS; l++) {
         st->level_start[l] = A;
@@ -52,8 +52,8 @@ md_status md_rpn_forward(md_detector *det, md_arena *a, md_step *st) {
     if (!st->anchors || !st->objectness || !st->rpn_deltas) return MD_ERR_NOMEM;
     for (int l = 0; l < MD_FPN_LEVELS; l++) {
         int Hl = st->level_h[l], Wl = st->level_w[l], h1, w1;
-        float cell[NA][4];
-        cell_anchors(det->rpn.anchor_sizes[l], cell); /* [rpn] anchor_sizes, default 32 << l */
+        float cell[MD_RPN_MAX_RATIOS][4];
+        cell_anchors(det->rpn.anchor_sizes[l], det->rpn.aspect_ratios, NA, cell); /* [rpn] anchor_sizes, aspect_ratios */
         int sy = st->H / Hl, sx = st->W / Wl; /* torchvision: padded image size // feature size */
         float *an = st->anchors + (size_t)st->level_start[l] * 4;
         for (int y = 0; y < Hl; y++)
@@ -89,7 +89,7 @@ md_status md_rpn_backward(md_detector *det, md_arena *a, md_step *st, const floa
                           float *dP[MD_FPN_LEVELS]) {
     md_rpn_head *h = &det->impl->rpn;
     md_step_saved *sv = st->saved;
-    int N = st->N, A = st->num_anchors, F = h->conv.oc;
+    int N = st->N, A = st->num_anchors, F = h->conv.oc, NA = h->cls.oc;
     for (int l = 0; l < MD_FPN_LEVELS; l++) {
         int Hl = st->level_h[l], Wl = st->level_w[l];
         size_t HW = (size_t)Hl * Wl;

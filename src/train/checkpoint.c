@@ -116,6 +116,17 @@ static md_status check_tensor(const md_st_file *f, const char *name, int ndim, c
     return MD_OK;
 }
 
+md_status md_checkpoint_config_text(const char *path, char **text) {
+    *text = NULL;
+    md_st_file f;
+    md_status s = md_st_load(path, &f);
+    if (s) return s;
+    const char *c = md_st_meta(&f, "minidet.config");
+    if (c && !(*text = strdup(c))) s = md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
+    md_st_free(&f);
+    return s;
+}
+
 md_status md_checkpoint_load(const char *path, const md_ckpt_tensor *t, int n, md_sgd *opt, md_train_state *st,
                              char **config_text_out) {
     md_st_file f;

@@ -562,6 +562,13 @@ static md_status setup(trainer *t, const md_train_options *o) {
         if (!path_exists(path))
             return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
         char *txt = NULL;
+        /* anchor geometry first: another count of aspect ratios would otherwise be a bare shape error, and other
+           values of the same count would silently train the checkpoint's RPN head on other anchors */
+        if ((s = md_checkpoint_config_text(path, &txt))) return s;
+        s = md_config_check_anchors(c, txt, path);
+        free(txt);
+        txt = NULL;
+        if (s) return md_error_prefix(s, "--resume");
         if ((s = md_checkpoint_load(path, t->ck, t->nck, &t->opt, &t->st, &txt))) return s;
         md_detector_refold(&t->det);
         char *now = config_to_text(c);
