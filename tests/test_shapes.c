@@ -74,6 +74,58 @@ static void test_boxes_are_tight(void) {
     free(owner);
 }
 
+/* --obj-size / --bar-thick: bars are exactly bar_thick_min..max thick (when unoccluded along their
+   thickness), other shapes never smaller than 0.6 x min_size on a side (their nominal size times the
+   0.6-1.4 jitter), none larger than 1.4 x max_size_frac x side; defaults unchanged; bad ranges rejected. */
+static void test_size_options(void) {
+    md_shapes_options o;
+    md_shapes_options_default(&o);
+    CHECK(o.min_size == 6.0f && o.max_size_frac == 0.6f && o.bar_thick_min == 2 && o.bar_thick_max == 4, "defaults");
+    o.seed = 11;
+    o.min_size = 12.0f;
+    o.max_size_frac = 0.4f;
+    o.bar_thick_min = 5;
+    o.bar_thick_max = 7;
+    int W = o.width, H = o.height, bars = 0, thick_seen[8] = {0}, others = 0, min_side = 1000, max_side = 0;
+    uint8_t *rgb = malloc((size_t)W * H * 3);
+    for (int idx = 0; idx < 60; idx++) {
+        md_shape sh[MD_SHAPES_MAX];
+        int n;
+        CHECK_OK(md_shapes_render(&o, idx, rgb, NULL, sh, &n));
+        for (int j = 0; j < n; j++) {
+            int w = sh[j].x1 - sh[j].x0, h = sh[j].y1 - sh[j].y0, t = w < h ? w : h, l = w < h ? h : w;
+            if (sh[j].category == MD_SHAPE_BAR) {
+                bars++;
+                CHECK(t <= 7, "image %d bar %d: %dx%d thicker than 7", idx, j, w, h);
+                if (t >= 5) thick_seen[t]++;
+                (void)l;
+            } else {
+                others++;
+                /* occlusion only hides pixels, so only the upper bound holds for every visible box */
+                if (l > max_side) max_side = l;
+                if (sh[j].area == (int)(w * h) && sh[j].category == MD_SHAPE_RECTANGLE && t < min_side) min_side = t;
+            }
+        }
+    }
+    CHECK(bars > 10 && others > 40, "%d bars, %d others", bars, others);
+    CHECK(thick_seen[5] && thick_seen[6] && thick_seen[7], "bar thickness 5/6/7 seen %d/%d/%d", thick_seen[5], thick_seen[6], thick_seen[7]);
+    CHECK(min_side >= 7 && min_side < 1000, "smallest unoccluded rectangle side %d (>= 0.6 x 12)", min_side);
+    CHECK(max_side <= (int)(1.4f * 0.4f * 128.0f) + 1, "largest side %d (<= 1.4 x 0.4 x 128)", max_side);
+    md_shape shb[MD_SHAPES_MAX];
+    int nb;
+    md_shapes_options b = o;
+    b.min_size = 1.0f;
+    CHECK(md_shapes_render(&b, 0, rgb, NULL, shb, &nb) == MD_ERR_ARG, "min_size 1 accepted");
+    b = o;
+    b.max_size_frac = 0.05f; /* 6.4 px < 12 px: empty range */
+    CHECK(md_shapes_render(&b, 0, rgb, NULL, shb, &nb) == MD_ERR_ARG, "empty size range accepted");
+    b = o;
+    b.bar_thick_min = 4;
+    b.bar_thick_max = 3;
+    CHECK(md_shapes_render(&b, 0, rgb, NULL, shb, &nb) == MD_ERR_ARG, "bar thickness 4..3 accepted");
+    free(rgb);
+}
+
 /* The written dataset: loads as COCO, PNG pixels equal the rendering, boxes equal the render's. */
 static void test_generate_roundtrip(void) {
     md_shapes_options o;
@@ -176,6 +228,7 @@ int main(void) {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/md_test_shapes_XXXXXX");
     if (!mkdtemp(g_tmp)) { perror("mkdtemp"); return 1; }
     MD_RUN(test_boxes_are_tight);
+    MD_RUN(test_size_options);
     MD_RUN(test_generate_roundtrip);
     MD_RUN(test_cli);
     char cmd[128];
