@@ -136,7 +136,8 @@ static void test_round_trip(void) {
                   "roi_heads.box_loss=giou", "roi_heads.box_loss_weight=7.25", "roi_heads.ciou_alpha_gate=1",
                   "solver.steps=1,2,3,4,5,6,7,8", "solver.base_lr=0.0123456789", "solver.clip_grad_norm=35",
                   "test.nms=diou", "data.bad_image_policy=skip", "model.label_map=coco_id", "solver.warmup_factor=0.3333333",
-                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000", "model.norm=bn", "rpn.aspect_ratios=0.1,0.333333333,1.7"};
+                  "rpn.anchor_sizes=4.25,9,17.333333,70,1000", "model.norm=bn", "rpn.aspect_ratios=0.1,0.333333333,1.7",
+                  "model.weights_exclude=roi_heads., rpn.head.cls_logits"};
     CHECK_OK(md_config_load(&a, NULL, (int)(sizeof ov / sizeof *ov), ov));
     char path[512];
     snprintf(path, sizeof path, "%s/rt.cfg", tmpdir);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "minidet/config.h"
 #include "minidet/model.h"
+#include "minidet/optim.h"
 #include "minidet/safetensors.h"
 #include "minidet/shapes.h"
 #include "minidet/trainer.h"
@@ -355,6 +356,157 @@ static void test_aspect_ratios_train(void) {
     rm_run("ratios5");
 }
 
+/* [model] weights_exclude: a run's last.safetensors (with optimizer.momentum.* and training metadata) as
+ * [model] weights of a new run with another seed. Detector level: with "roi_heads., backbone.body.layer4."
+ * excluded every other tensor equals the file's, every excluded one (BN running statistics of layer4
+ * included) equals a fresh initialisation with the new seed, bit for bit; the report counts them.
+ * Trainer level (weights_exclude = roi_heads., 1 step at lr 0.02): each tensor before the step
+ * (w_after + lr * momentum for trained tensors, w_after for frozen BN buffers) is the file's / the fresh
+ * init's; the run starts at iteration 0 with fresh momentum (sgd_steps 1). Bad syntax and a prefix that
+ * matches nothing are errors naming it. */
+static int excluded_name(const char *n) { return !strncmp(n, "roi_heads.", 10) || !strncmp(n, "backbone.body.layer4.", 21); }
+
+static void test_weights_exclude(void) {
+    const char *src = "build/test_train_runs/excl_src/last.safetensors";
+    char *ov_src[] = {"solver.max_iter=3", "solver.warmup_iters=2", "run.log_every=1", "data.val_ann=", "solver.checkpoint_every=0",
+                      "model.norm=bn"};
+    rm_run("excl_src");
+    rm_run("excl_ft");
+    CHECK_OK(run("excl_src", 0, 0, 6, ov_src));
+    md_st_file f;
+    if (md_st_load(src, &f) != MD_OK) { md_test_fail(__FILE__, __LINE__, "%s: %s", src, md_last_error()); return; }
+    CHECK(md_st_find(&f, "optimizer.momentum.roi_heads.box_head.fc6.weight") != NULL, "the source checkpoint holds optimizer state");
+    /* detector level */
+    md_config cfg;
+    char *ov_det[] = {"model.norm=bn", "run.seed=7"};
+    CHECK_OK(md_config_load(&cfg, CFG, 2, ov_det));
+    md_detector det, fresh;
+    CHECK_OK(md_detector_create(&det, &cfg));
+    CHECK_OK(md_detector_create(&fresh, &cfg));
+    md_load_report rep;
+    CHECK_OK(md_detector_load_weights_ex(&det, src, 0, "roi_heads., backbone.body.layer4.", &rep));
+    int nex = 0, bad_ex = 0, bad_in = 0, ex_differs = 0, in_differs = 0, ex_running = 0;
+    for (int i = 0; i < det.num_params; i++) {
+        const md_param *p = &det.params[i];
+        float *fv = NULL;
+        size_t nf = 0;
+        CHECK_OK(md_st_alloc_f32(&f, p->name, &fv, &nf));
+        if (!fv || nf != p->numel) { free(fv); continue; }
+        int same_file = !memcmp(p->data, fv, nf * sizeof(float)), same_fresh = !memcmp(p->data, fresh.params[i].data, nf * sizeof(float));
+        int file_is_init = !memcmp(fv, fresh.params[i].data, nf * sizeof(float));
+        if (excluded_name(p->name)) {
+            nex++;
+            bad_ex += !same_fresh;
+            ex_differs += !file_is_init;
+            ex_running += strstr(p->name, "running_") && !file_is_init;
+        } else {
+            bad_in += !same_file;
+            in_differs += !file_is_init;
+        }
+        free(fv);
+    }
+    CHECK(nex > 10 && bad_ex == 0, "%d of %d excluded tensors differ from a fresh initialisation", bad_ex, nex);
+    CHECK(bad_in == 0, "%d loaded tensors differ from the file", bad_in);
+    CHECK(ex_differs > 10 && ex_running >= 4 && in_differs > 10, "the file must differ from the initialisation (%d, %d running, %d)",
+          ex_differs, ex_running, in_differs);
+    CHECK(rep.excluded == nex && rep.loaded == det.num_params - nex && !rep.missing && !rep.unexpected && !rep.mismatched,
+          "report: loaded %d excluded %d missing %d unexpected %d mismatched %d", rep.loaded, rep.excluded, rep.missing, rep.unexpected,
+          rep.mismatched);
+    char buf[2048];
+    md_load_report_format(&rep, buf, sizeof buf);
+    char want[128];
+    snprintf(want, sizeof want, "%d excluded by [model] weights_exclude = roi_heads., backbone.body.layer4.", nex);
+    CHECK(strstr(buf, want) != NULL, "report line: %s", buf);
+    /* errors: the model is left as it was */
+    md_detector_free(&det);
+    CHECK_OK(md_detector_create(&det, &cfg)); /* a second fresh model: the failed loads must leave fresh untouched */
+    md_status s = md_detector_load_weights_ex(&fresh, src, 0, "roi_heads.,roi_head.", NULL);
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "prefix 'roi_head.' matches no tensor"), "typo: %s", md_last_error());
+    s = md_detector_load_weights_ex(&fresh, src, 0, "roi_heads.*", NULL);
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "'roi_heads.*' has '*'"), "syntax: %s", md_last_error());
+    int untouched = 1;
+    for (int i = 0; i < det.num_params; i++)
+        untouched &= !memcmp(det.params[i].data, fresh.params[i].data, det.params[i].numel * sizeof(float));
+    CHECK(untouched, "a refused load changed the model");
+    md_config c2;
+    char *bad1[] = {"model.weights_exclude=roi_heads.;rpn."}, *bad2[] = {"model.weights_exclude=roi_heads.,,rpn."},
+         *bad3[] = {"model.weights_exclude=roi heads."}, *ok1[] = {"model.weights_exclude= roi_heads. , rpn.head. "};
+    CHECK(md_config_load(&c2, CFG, 1, bad1) == MD_ERR_ARG && strstr(md_last_error(), "weights_exclude") && strstr(md_last_error(), "';'"),
+          "';': %s", md_last_error());
+    CHECK(md_config_load(&c2, CFG, 1, bad2) == MD_ERR_ARG && strstr(md_last_error(), "empty prefix"), "',,': %s", md_last_error());
+    CHECK(md_config_load(&c2, CFG, 1, bad3) == MD_ERR_ARG && strstr(md_last_error(), "' '"), "space: %s", md_last_error());
+    CHECK_OK(md_config_load(&c2, CFG, 1, ok1));
+    md_detector_free(&det);
+    md_detector_free(&fresh);
+    /* trainer level: a new run from the checkpoint, RoI heads fresh */
+    char wov[160];
+    snprintf(wov, sizeof wov, "model.weights=%s", src);
+    char *ov_ft[] = {wov, "model.weights_exclude=roi_heads.", "run.seed=7", "solver.max_iter=1", "solver.warmup_iters=0", "run.log_every=1",
+                     "data.val_ann=", "solver.checkpoint_every=0"};
+    char *typo[] = {wov, "model.weights_exclude=roi_heads.,rpn.heads.", "data.val_ann="};
+    s = run("excl_ft", 0, 0, 3, typo);
+    CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "'rpn.heads.'"), "trainer, typo: %s", md_last_error());
+    rm_run("excl_ft");
+    CHECK_OK(run("excl_ft", 0, 0, 8, ov_ft));
+    CHECK_OK(md_config_load(&cfg, CFG, 8, ov_ft));
+    CHECK_OK(md_detector_create(&fresh, &cfg));
+    float lr = md_lr_at(&cfg.solver, 0);
+    md_st_file g;
+    const char *ft = "build/test_train_runs/excl_ft/last.safetensors";
+    if (md_st_load(ft, &g) == MD_OK) {
+        CHECK(!strcmp(md_st_meta(&g, "minidet.iteration") ? md_st_meta(&g, "minidet.iteration") : "", "1") &&
+                  !strcmp(md_st_meta(&g, "minidet.sgd_steps") ? md_st_meta(&g, "minidet.sgd_steps") : "", "1"),
+              "the new run starts at iteration 0 with fresh momentum");
+        int ntr = 0, nfz = 0, bad = 0, nroi = 0;
+        double worst = 0;
+        for (int i = 0; i < fresh.num_params; i++) {
+            const md_param *p = &fresh.params[i];
+            float *w = NULL, *m = NULL, *e = NULL;
+            size_t nw = 0, nm = 0, ne = 0;
+            char mn[160];
+            snprintf(mn, sizeof mn, "optimizer.momentum.%s", p->name);
+            int roi = !strncmp(p->name, "roi_heads.", 10);
+            nroi += roi;
+            CHECK_OK(md_st_alloc_f32(&g, p->name, &w, &nw));
+            if (roi) {
+                e = malloc(p->numel * sizeof(float));
+                if (e) memcpy(e, p->data, p->numel * sizeof(float));
+                ne = p->numel;
+            } else {
+                CHECK_OK(md_st_alloc_f32(&f, p->name, &e, &ne));
+            }
+            if (md_st_find(&g, mn)) CHECK_OK(md_st_alloc_f32(&g, mn, &m, &nm));
+            if (w && e && nw == p->numel && ne == nw && (!m || nm == nw)) {
+                if (m) ntr++;
+                else nfz++;
+                for (size_t j = 0; j < nw; j++) {
+                    double before_step = m ? (double)w[j] + (double)lr * m[j] : (double)w[j];
+                    double d = fabs(before_step - e[j]), tol = m ? 1e-6 * (fabs(e[j]) + fabs(lr * m[j])) + 1e-12 : 0;
+                    if (d > tol) bad++;
+                    if (d > worst) worst = d;
+                }
+            } else {
+                bad++;
+            }
+            free(w);
+            free(m);
+            free(e);
+        }
+        CHECK(bad == 0 && ntr > 20 && nfz > 10 && nroi == 8, "%d values are not the file's / a fresh init (worst %.3g; %d trained, %d frozen, %d roi)",
+              bad, worst, ntr, nfz, nroi);
+        md_st_free(&g);
+    } else {
+        md_test_fail(__FILE__, __LINE__, "%s: %s", ft, md_last_error());
+    }
+    metrics mt;
+    read_metrics("excl_ft", &mt);
+    CHECK(mt.n == 1 && isfinite(mt.total[1]), "the new run logged iteration %d", mt.n);
+    md_detector_free(&fresh);
+    md_st_free(&f);
+    rm_run("excl_src");
+    rm_run("excl_ft");
+}
+
 static int argc_, sel_;
 static char **argv_;
 static int want(const char *name) {
@@ -370,6 +522,7 @@ int main(int argc, char **argv) {
     make_data();
     RUN_IF(test_divergence_and_missing_data);
     RUN_IF(test_aspect_ratios_train);
+    RUN_IF(test_weights_exclude);
     RUN_IF(test_resume_bit_exact);
     RUN_IF(test_resume_bit_exact_bn);
     RUN_IF(test_sigint_and_truncated);

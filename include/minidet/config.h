@@ -53,6 +53,9 @@ typedef struct {
     int trainable_layers;    /* 0..5, default 3 */
     md_norm_kind norm;       /* frozen_bn (default) | bn: BatchNorm2d trained in the trainable stages */
     char weights[MD_PATH_MAX]; /* safetensors to load; empty = from scratch */
+    /* comma-separated tensor-name prefixes NOT taken from weights (e.g. "roi_heads."): those tensors keep
+     * their initialisation (run.seed). Used when a training run starts from weights; empty = load all. */
+    char weights_exclude[MD_PATH_MAX];
     int num_classes;         /* including background, default 91 */
     md_label_map label_map;  /* default contiguous */
     int min_size, max_size;  /* default 800, 1333 */
@@ -147,6 +150,12 @@ md_status md_config_write(const md_config *c, FILE *f);
  * c's, returns MD_ERR_ARG with a message naming what, both values, and the override that matches the
  * checkpoint (what = the checkpoint path, for the message). */
 md_status md_config_check_anchors(const md_config *c, const char *ckpt_config_text, const char *what);
+/* [model] weights_exclude syntax: splits list ("a., b.c.", spaces around entries allowed) into at most max
+ * prefixes of at most MD_PREFIX_MAX - 1 characters, each non-empty and made of letters, digits, '_' and '.'
+ * (the characters of tensor names). An empty or all-space list gives *n = 0. MD_ERR_ARG names the bad entry. */
+#define MD_PREFIX_MAX 96
+#define MD_PREFIXES_MAX 32
+md_status md_prefix_list_parse(const char *list, char out[][MD_PREFIX_MAX], int max, int *n);
 const char *md_box_loss_name(md_box_loss_kind k);
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k);
 /* Reference default [roi_heads] box_loss_weight of a loss: 1 smooth_l1, 10 iou/giou, 12 diou/ciou.

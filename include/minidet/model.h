@@ -93,6 +93,8 @@ typedef struct {
     int missing;     /* model tensors absent from the file (keep their initialisation) */
     int unexpected;  /* file tensors the model does not have (ignored) */
     int mismatched;  /* present in both with different shapes (skipped when strict = 0) */
+    int excluded;    /* model tensors under an exclude prefix (keep their initialisation) */
+    char exclude[256]; /* the exclude prefixes as given ("" = none) */
     char missing_names[MD_LOAD_LIST][MD_PARAM_NAME_MAX];
     char unexpected_names[MD_LOAD_LIST][MD_PARAM_NAME_MAX];
     char mismatched_desc[MD_LOAD_LIST][256]; /* "name: file [a, b] vs model [c, d]" */
@@ -111,6 +113,15 @@ void md_detector_free(md_detector *det);
  * unchanged. strict = 0: loads what matches, keeps the initialisation for the rest, fills report.
  * report may be NULL. After loading, frozen BN is re-folded. */
 md_status md_detector_load_weights(md_detector *det, const char *path, int strict, md_load_report *report);
+/* Same, but model tensors whose name starts with one of the comma-separated prefixes of exclude
+ * ([model] weights_exclude syntax, see md_prefix_list_parse; NULL or "" = none) are not loaded: they keep
+ * their current values (the initialisation), are neither missing nor loaded but counted in report->excluded,
+ * and file tensors under those prefixes are skipped (never unexpected or mismatched). BN buffers are
+ * tensors like any other (running statistics under "backbone.body.layer4." are excluded with it).
+ * Errors (model unchanged): MD_ERR_ARG for bad prefix syntax, or for a prefix that matches no tensor of the
+ * model (named: a typo would otherwise silently load everything). */
+md_status md_detector_load_weights_ex(md_detector *det, const char *path, int strict, const char *exclude,
+                                      md_load_report *report);
 /* Formats a one-paragraph summary of report ("loaded N tensors; initialised M: a, b, ...; ..."). */
 void md_load_report_format(const md_load_report *report, char *buf, size_t n);
 /* Writes every registry tensor (params and frozen-BN buffers) with torchvision names, plus the given

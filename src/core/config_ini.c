@@ -61,7 +61,8 @@ static const key_def keys[] = {
     ENUM(data, bad_image_policy, e_badimg),
 
     INT(model, depth, 18, 101), BOOL(model, vd), FLT(model, width_mult, 0, 8, 1),
-    INT(model, trainable_layers, 0, 5), ENUM(model, norm, e_norm), STR(model, weights), INT(model, num_classes, 2, 100000),
+    INT(model, trainable_layers, 0, 5), ENUM(model, norm, e_norm), STR(model, weights), STR(model, weights_exclude),
+    INT(model, num_classes, 2, 100000),
     ENUM(model, label_map, e_labels), INT(model, min_size, 1, 100000), INT(model, max_size, 1, 100000),
     INT(model, fpn_channels, 1, 100000), INT(model, representation_size, 1, 100000),
 
@@ -193,6 +194,35 @@ static int parse_floats(const char *value, float *out, int max, double hi) {
     return n;
 }
 
+md_status md_prefix_list_parse(const char *list, char out[][MD_PREFIX_MAX], int max, int *n) {
+    *n = 0;
+    const char *s = list ? list : "";
+    while (*s == ' ') s++;
+    if (!*s) return MD_OK;
+    for (;;) {
+        while (*s == ' ') s++;
+        size_t l = strcspn(s, ",");
+        size_t e = l;
+        while (e && s[e - 1] == ' ') e--;
+        if (e == 0)
+            return md_set_error(MD_ERR_ARG, "an empty prefix (expected comma-separated tensor-name prefixes, e.g. roi_heads.)");
+        for (size_t i = 0; i < e; i++) {
+            char ch = s[i];
+            if (!(isalnum((unsigned char)ch) || ch == '_' || ch == '.'))
+                return md_set_error(MD_ERR_ARG, "prefix '%.*s' has '%c': expected comma-separated tensor-name prefixes made of "
+                                    "letters, digits, '_' and '.', e.g. roi_heads.", (int)e, s, ch);
+        }
+        if (e >= MD_PREFIX_MAX) return md_set_error(MD_ERR_ARG, "prefix '%.*s...' is longer than %d characters", 20, s, MD_PREFIX_MAX - 1);
+        if (*n == max) return md_set_error(MD_ERR_ARG, "more than %d prefixes", max);
+        memcpy(out[*n], s, e);
+        out[*n][e] = 0;
+        (*n)++;
+        s += l;
+        if (!*s) return MD_OK;
+        s++; /* ',' */
+    }
+}
+
 static md_status set_value(md_config *c, const key_def *k, const char *value) {
     char *p = (char *)c + k->offset;
     char buf[256];
@@ -206,6 +236,14 @@ static md_status set_value(md_config *c, const key_def *k, const char *value) {
         if (!strcmp(k->section, "run") && (n == 0 || strchr(value, '/')) && !strcmp(k->name, "name"))
             return bad_value(k, value, "a run name must be non-empty and contain no '/'");
         if (!strcmp(k->name, "output_dir") && n == 0) return bad_value(k, value, "must not be empty");
+        if (!strcmp(k->name, "weights_exclude")) {
+            char pre[MD_PREFIXES_MAX][MD_PREFIX_MAX];
+            int np;
+            if (md_prefix_list_parse(value, pre, MD_PREFIXES_MAX, &np)) {
+                snprintf(buf, sizeof buf, "%s", md_last_error());
+                return bad_value(k, value, buf);
+            }
+        }
         memcpy(p, value, n + 1);
         return MD_OK;
     }

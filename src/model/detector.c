@@ -285,12 +285,35 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *s64, const i
 
 static void format_report(const md_load_report *r, char *buf, size_t n, int list);
 
+static int has_prefix(const char *name, char pre[][MD_PREFIX_MAX], int np) {
+    for (int k = 0; k < np; k++)
+        if (!strncmp(name, pre[k], strlen(pre[k]))) return 1;
+    return 0;
+}
+
 md_status md_detector_load_weights(md_detector *det, const char *path, int strict, md_load_report *report) {
+    return md_detector_load_weights_ex(det, path, strict, NULL, report);
+}
+
+md_status md_detector_load_weights_ex(md_detector *det, const char *path, int strict, const char *exclude,
+                                      md_load_report *report) {
     md_load_report local;
     md_load_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
+    char pre[MD_PREFIXES_MAX][MD_PREFIX_MAX];
+    int npre = 0;
+    md_status s = md_prefix_list_parse(exclude, pre, MD_PREFIXES_MAX, &npre);
+    if (s) return md_error_prefix(s, "%s: [model] weights_exclude '%s'", path, exclude);
+    for (int k = 0; k < npre; k++) {
+        int hit = 0;
+        for (int i = 0; i < det->num_params && !hit; i++) hit = !strncmp(det->params[i].name, pre[k], strlen(pre[k]));
+        if (!hit)
+            return md_set_error(MD_ERR_ARG, "%s: [model] weights_exclude prefix '%s' matches no tensor of the model (a typo? "
+                                "tensor names start with backbone.body., backbone.fpn., rpn.head., roi_heads.)", path, pre[k]);
+    }
+    if (exclude) snprintf(rep->exclude, sizeof rep->exclude, "%s", exclude);
     md_st_file f;
-    md_status s = md_st_load(path, &f);
+    s = md_st_load(path, &f);
     if (s) {
         size_t pl = strlen(path);
         if ((pl > 4 && !strcmp(path + pl - 4, ".pth")) || (pl > 3 && !strcmp(path + pl - 3, ".pt")))
@@ -308,6 +331,7 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
     for (int t = 0; t < f.count; t++) {
         const md_st_tensor *T = &f.tensors[t];
         if (!canonical_name(T->name, cn, sizeof cn)) continue;
+        if (has_prefix(cn, pre, npre)) continue; /* [model] weights_exclude */
         int pi = -1;
         for (int i = 0; i < np; i++)
             if (!strcmp(det->params[i].name, cn)) {
@@ -344,6 +368,11 @@ md_status md_detector_load_weights(md_detector *det, const char *path, int stric
         }
         src[pi] = t;
     }
+    for (int i = 0; i < np; i++)
+        if (has_prefix(det->params[i].name, pre, npre)) {
+            src[i] = -3;
+            rep->excluded++;
+        }
     for (int i = 0; i < np; i++)
         if (src[i] == -1) {
             if (rep->missing < MD_LOAD_LIST) snprintf(rep->missing_names[rep->missing], MD_PARAM_NAME_MAX, "%s", det->params[i].name);
@@ -396,6 +425,7 @@ static void format_report(const md_load_report *r, char *buf, size_t n, int list
     size_t o = 0;
 #define OUT(...) do { if (o < n) o += (size_t)snprintf(buf + o, n - o, __VA_ARGS__); } while (0)
     OUT("loaded %d tensors", r->loaded);
+    if (r->excluded) OUT("; %d excluded by [model] weights_exclude = %s (initialised)", r->excluded, r->exclude);
     if (r->missing) {
         OUT("; %d missing (initialised): ", r->missing);
         for (int i = 0; i < r->missing && i < list; i++) OUT("%s%s", i ? ", " : "", r->missing_names[i]);

@@ -527,7 +527,7 @@ static md_status setup(trainer *t, const md_train_options *o) {
         if (!path_exists(c->model.weights))
             return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
                                 "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
-        if ((s = md_detector_load_weights(&t->det, c->model.weights, 0, &rep))) return s;
+        if ((s = md_detector_load_weights_ex(&t->det, c->model.weights, 0, c->model.weights_exclude, &rep))) return s;
         char buf[2048];
         md_load_report_format(&rep, buf, sizeof buf);
         if (!t->quiet) md_log(MD_LOG_INFO, "%s: %s", c->model.weights, buf);
@@ -625,7 +625,7 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
     long long win_imgs = 0;
     md_status stop = MD_OK;
     char lastgood[4096];
-    snprintf(lastgood, sizeof lastgood, "%s/last.safetensors", t->run_dir);
+    snprintf(lastgood, sizeof lastgood, "%.2047s/last.safetensors", t->run_dir); /* run_dir is 2048 bytes */
     for (long long it = start; it < sc->max_iter; it++) {
         float lr = md_lr_at(sc, it);
         md_detector_zero_grad(&t->det);
