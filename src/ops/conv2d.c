@@ -11,10 +11,12 @@
  * scratch stays cache-sized instead of CKK x OHOW (177 MB at FPN P2 for 480x640).
  * im2col is parallel over the CKK rows (each row written by one thread) and
  * col2im over input channels (each channel's plane accumulated by one thread),
- * so neither races. BLAS threads itself. */
+ * so neither races. BLAS threads itself, except in the Winograd path below, which runs each chunk in one
+ * parallel region and hands whole single-threaded GEMMs to the threads. */
 #include <string.h>
 #include "minidet/gemm.h"
 #include "minidet/ops.h"
+#include <omp.h>
 
 static int default_chunk_rows(const md_conv2d_params *p);
 static int wino_geometry(const md_conv2d_params *p);
@@ -211,7 +213,7 @@ static void wino_weights(float *U, const float *w, int Cout, int Cin, int flip) 
 static void wino_input(float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
     const int TH = (H + 1) / 2, TW = (W + 1) / 2, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W;
-#pragma omp parallel for schedule(static) if ((size_t)Cin * nt > 2048)
+#pragma omp for schedule(static)
     for (int c = 0; c < Cin; c++) {
         for (int gr = gr0; gr < gr1; gr++) {
             const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
@@ -249,22 +251,36 @@ static void wino_input(float *V, const float *in, int Cin, int H, int W, int gr0
     }
 }
 
+/* GEMM work items per chunk: the 16 GEMMs of a chunk are shared out whole among the threads (each a
+ * single-threaded md_sgemm, OpenBLAS runs single-threaded inside a parallel region), split in
+ * column (or row) blocks when there are more than 8 threads, so one chunk costs one fork and
+ * three barriers instead of 16 multi-threaded GEMMs with their internal synchronisation. */
+static int wino_splits(void) {
+    const int t = omp_get_max_threads();
+    return t <= 8 ? 1 : (t + 7) / 8;
+}
+
 /* out (N x Cout x H x W) = [or +=, accumulate] 3x3 pad-1 conv of in (N x Cin x H x W) with the
  * transformed weights U [+ bias]. */
 static void wino_run(float *out, int accumulate, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
                      int W, int chunk_rows, float *scratch) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
+    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH, ns = wino_splits();
     const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW;
     float *V = scratch, *M = scratch + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+#pragma omp parallel if ((size_t)Cout * ntmax > 2048)
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
         wino_input(V, in, Cin, H, W, gr0, gr1);
-        for (int xi = 0; xi < 16; xi++)
-            md_sgemm(0, 0, Cout, nt, Cin, 1.0f, U + (size_t)xi * Cout * Cin, Cin, V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt,
-                     0.0f, M + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW), nt);
+#pragma omp for schedule(static)
+        for (int item = 0; item < 16 * ns; item++) {
+            const int xi = item / ns, j0 = (int)((long)nt * (item % ns) / ns), j1 = (int)((long)nt * (item % ns + 1) / ns);
+            md_sgemm(0, 0, Cout, j1 - j0, Cin, 1.0f, U + (size_t)xi * Cout * Cin, Cin,
+                     V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW) + j0, nt, 0.0f, M + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW) + j0,
+                     nt);
+        }
         /* out tile = A^T m A (+ bias), cropped at the right and bottom edges */
-#pragma omp parallel for schedule(static) if ((size_t)Cout * nt > 2048)
+#pragma omp for schedule(static)
         for (int o = 0; o < Cout; o++) {
             const float b = bias ? bias[o] : 0.0f;
             const size_t st = (size_t)Cout * nt + WINO_SKEW;
@@ -300,12 +316,14 @@ static void wino_dweight(float *dweight, const float *in, const float *dout, int
     const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
     const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW, plane = (size_t)Cout * Cin;
     float *dU = scratch, *V = scratch + 16 * plane, *Mg = V + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    const int ns = wino_splits();
+#pragma omp parallel if ((size_t)Cout * ntmax > 2048)
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
         wino_input(V, in, Cin, H, W, gr0, gr1);
         /* Mg[xi][o][t] = (A dy A^T)[xi] of the 2x2 output-gradient tile (0 outside the map) */
-#pragma omp parallel for schedule(static) if ((size_t)Cout * nt > 2048)
+#pragma omp for schedule(static)
         for (int o = 0; o < Cout; o++) {
             const size_t st = (size_t)Cout * nt + WINO_SKEW;
             for (int gr = gr0; gr < gr1; gr++) {
@@ -333,9 +351,14 @@ static void wino_dweight(float *dweight, const float *in, const float *dout, int
                 }
             }
         }
-        for (int xi = 0; xi < 16; xi++)
-            md_sgemm(0, 1, Cout, Cin, nt, 1.0f, Mg + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW), nt,
-                     V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt, gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane, Cin);
+        /* dU[xi] rows [r0, r1) += Mg[xi] @ V[xi]^T: each item owns its block of dU */
+#pragma omp for schedule(static)
+        for (int item = 0; item < 16 * ns; item++) {
+            const int xi = item / ns, r0 = (int)((long)Cout * (item % ns) / ns), r1 = (int)((long)Cout * (item % ns + 1) / ns);
+            md_sgemm(0, 1, r1 - r0, Cin, nt, 1.0f, Mg + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW) + (size_t)r0 * nt, nt,
+                     V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt, gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane + (size_t)r0 * Cin,
+                     Cin);
+        }
     }
     /* dweight[o][i] += G^T dU G */
 #pragma omp parallel for schedule(static) if (plane > 4096)
