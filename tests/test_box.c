@@ -360,6 +360,15 @@ static void test_nms(void) {
                 CHECK(ng == (int)nbk && memcmp(got, bkeep, sizeof(int) * nbk) == 0,
                       "batched_nms n=%d (%s): kept %d want %zu or order differs", n, 4 * n > 4000 ? "per class" : "offsets",
                       ng, nbk);
+                /* keep[:K] (RPN post_nms_top_n, detections_per_img) with the early exit: the same prefix */
+                const int Ks[6] = {0, 1, 7, (int)nbk / 2, (int)nbk, (int)nbk + 5};
+                for (int q = 0; q < 6; q++) {
+                    int want_n = Ks[q] < (int)nbk ? Ks[q] : (int)nbk;
+                    ng = -1;
+                    CHECK_OK(md_batched_nms_topk(got, &ng, bx, sc, idxs, n, thr[0], 0, 0, Ks[q]));
+                    CHECK(ng == want_n && memcmp(got, bkeep, sizeof(int) * (size_t)want_n) == 0,
+                          "batched_nms_topk n=%d K=%d: kept %d want the first %d of torchvision's", n, Ks[q], ng, want_n);
+                }
                 /* per-class DIoU: no box suppresses one of another class; equals per-class md_diou_nms */
                 CHECK_OK(md_batched_nms(got, &ng, bx, sc, idxs, n, thr[0], 1, 1.0));
                 int cross = 0;
@@ -392,6 +401,19 @@ static void test_nms(void) {
     /* DIoU-NMS uses >=: same centres' x, IoU 0.5, penalty (2.5^2 / (10^2 + 10^2)) */
     CHECK_OK(md_diou_nms(k, &nk, half, s3, 2, 0.5 - 6.25 / 200.0, 1.0));
     CHECK(nk == 1, "DIoU-NMS: IoU - penalty == thresh not suppressed");
+    /* the float IoU against a double threshold, at the float's own value and one step around it */
+    const float pr[8] = {0, 0, 10, 10, 1, 2, 12, 11.3f}, sp[2] = {0.9f, 0.8f};
+    float a1 = (pr[2] - pr[0]) * (pr[3] - pr[1]), a2 = (pr[6] - pr[4]) * (pr[7] - pr[5]);
+    float iw = (pr[2] < pr[6] ? pr[2] : pr[6]) - pr[4], ih = (pr[3] < pr[7] ? pr[3] : pr[7]) - pr[5];
+    float inter = iw * ih, ovr = inter / (a1 + a2 - inter);
+    CHECK_OK(md_nms(k, &nk, pr, sp, 2, (double)ovr));
+    CHECK(nk == 2, "IoU %.9g == thresh: suppressed", (double)ovr);
+    CHECK_OK(md_nms(k, &nk, pr, sp, 2, (double)ovr - 1e-12));
+    CHECK(nk == 1, "IoU %.9g > thresh - 1e-12: not suppressed", (double)ovr);
+    CHECK_OK(md_nms(k, &nk, pr, sp, 2, (double)ovr + 1e-12));
+    CHECK(nk == 2, "IoU %.9g < thresh + 1e-12: suppressed", (double)ovr);
+    CHECK_OK(md_nms(k, &nk, pr, sp, 2, (double)nextafterf(ovr, 0)));
+    CHECK(nk == 1, "IoU above the previous float: not suppressed");
     const int cls[2] = {0, 1};
     CHECK_OK(md_batched_nms(k, &nk, two, s2, cls, 2, 0.5, 0, 0));
     CHECK(nk == 2, "batched nms suppressed across classes");

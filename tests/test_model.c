@@ -555,6 +555,46 @@ static void test_anchor_ratios(void) {
     md_st_free(&ref);
 }
 
+/* md_det_topk (the RPN's per-level top-k): the first k indices by (score descending, NaN as -inf, index
+ * ascending), against a full insertion sort by that rule, on scores with many ties and NaNs. */
+static int topk_before(const float *sc, int a, int b) {
+    float x = isnan(sc[a]) ? -INFINITY : sc[a], y = isnan(sc[b]) ? -INFINITY : sc[b];
+    return x > y || (x == y && a < b);
+}
+static void test_det_topk(void) {
+    const int ns[6] = {1, 2, 17, 300, 3072, 5000};
+    int bad = 0, cases = 0;
+    unsigned r = 12345;
+    for (int q = 0; q < 6; q++) {
+        int n = ns[q];
+        float *sc = malloc(sizeof(float) * (size_t)n);
+        int *ref = malloc(sizeof(int) * (size_t)n), *out = malloc(sizeof(int) * (size_t)(n + 5)), *scr = malloc(8 * (size_t)n);
+        if (!sc || !ref || !out || !scr) { free(sc); free(ref); free(out); free(scr); CHECK(0, "out of memory"); return; }
+        for (int i = 0; i < n; i++) {
+            r = r * 1103515245u + 12345u;
+            unsigned v = (r >> 16) % 64; /* 64 distinct values: many ties */
+            sc[i] = v == 0 ? NAN : v == 1 ? -INFINITY : (float)v / 7.0f;
+        }
+        for (int i = 0; i < n; i++) { /* reference: insertion sort by the rule */
+            int j = i;
+            while (j > 0 && topk_before(sc, i, ref[j - 1])) { ref[j] = ref[j - 1]; j--; }
+            ref[j] = i;
+        }
+        const int ks[6] = {1, 3, n / 2, n - 1, n, n + 5};
+        for (int t = 0; t < 6; t++) {
+            int k = ks[t];
+            if (k < 1) continue;
+            int m = k < n ? k : n;
+            for (int i = 0; i < n + 5; i++) out[i] = -7;
+            md_det_topk(sc, n, m, out, scr);
+            cases++;
+            if (memcmp(out, ref, sizeof(int) * (size_t)m)) bad++;
+        }
+        free(sc); free(ref); free(out); free(scr);
+    }
+    CHECK(bad == 0 && cases > 30, "md_det_topk: %d of %d cases differ from the full sort", bad, cases);
+}
+
 /* torchvision defaults: the R50-FPN registry has torchvision's 348 state_dict entries minus the 53
  * num_batches_tracked buffers, with torchvision's initialisation statistics. */
 static void test_r50_registry(void) {
@@ -588,5 +628,6 @@ int main(void) {
     MD_RUN(test_r50vd_bn_train);
     MD_RUN(test_bad_checkpoints);
     MD_RUN(test_anchor_ratios);
+    MD_RUN(test_det_topk);
     return md_test_summary();
 }

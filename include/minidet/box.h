@@ -109,7 +109,7 @@ void md_sort_desc_stable(int *order, const float *scores, int n);
  * IoU > thresh (strict; IoU in float arithmetic as the CPU kernel, compared with the threshold
  * in double as the kernel does: pass the threshold as a double, e.g. 0.7 not 0.7f, to reproduce
  * torchvision's decision for an IoU that rounds exactly to the float threshold). keep receives the kept indices in
- * decreasing score order; *n_keep their count. Scratch: allocated inside (n ints + n bytes). */
+ * decreasing score order; *n_keep their count. Scratch: allocated inside (about 32 bytes per box). */
 md_status md_nms(int *keep, int *n_keep, const float *boxes, const float *scores, int n, double thresh);
 
 /* DIoU-NMS (Zheng et al., official DIoU code): like md_nms but suppresses where
@@ -126,5 +126,10 @@ md_status md_diou_nms(int *keep, int *n_keep, const float *boxes, const float *s
  * and orders the kept boxes the same way. */
 md_status md_batched_nms(int *keep, int *n_keep, const float *boxes, const float *scores, const int *idxs, int n,
                          double thresh, int diou, double beta);
+/* The first min(max_keep, count) entries of md_batched_nms's keep (torchvision's keep[:max_keep], as the RPN's
+ * post_nms_top_n and the detector's detections_per_img take), identical to them; in the offset regime the greedy
+ * pass stops after max_keep kept boxes. */
+md_status md_batched_nms_topk(int *keep, int *n_keep, const float *boxes, const float *scores, const int *idxs, int n,
+                              double thresh, int diou, double beta, int max_keep);
 
 #endif

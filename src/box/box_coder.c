@@ -61,10 +61,15 @@ void md_box_decode_backward(const md_box_coder *c, float *ddeltas, const float *
     }
 }
 
+/* fmaxf / fminf by comparisons (libm calls otherwise: this is the matcher's inner loop); the same NaN rule
+ * (a NaN argument loses to a number), zeros of either sign compare equal either way. */
+static inline float max_f(float a, float b) { return a > b || b != b ? a : b; }
+static inline float min_f(float a, float b) { return a < b || b != b ? a : b; }
+
 static inline float iou_f(const float *a, float area_a, const float *b, float area_b) {
-    const float lt_x = fmaxf(a[0], b[0]), lt_y = fmaxf(a[1], b[1]);
-    const float rb_x = fminf(a[2], b[2]), rb_y = fminf(a[3], b[3]);
-    const float w = fmaxf(rb_x - lt_x, 0.0f), h = fmaxf(rb_y - lt_y, 0.0f);
+    const float lt_x = max_f(a[0], b[0]), lt_y = max_f(a[1], b[1]);
+    const float rb_x = min_f(a[2], b[2]), rb_y = min_f(a[3], b[3]);
+    const float w = max_f(rb_x - lt_x, 0.0f), h = max_f(rb_y - lt_y, 0.0f);
     const float inter = w * h;
     const float uni = area_a + area_b - inter;
     return uni != 0.0f ? inter / uni : 0.0f;

@@ -205,61 +205,92 @@ void md_sort_desc(int *order, const float *scores, int n) {
 }
 
 /* ------------------------------------------------------------ NMS core
- * boxes/scores of n candidates; keep gets kept indices (into 0..n) in processing order. */
+ * boxes/scores of n candidates; keep gets kept indices (into 0..n) in processing order, at most max_keep
+ * of them (the greedy pass stops there: the first max_keep kept boxes do not depend on later ones).
+ *
+ * Speed (same decisions as before, bit for bit): the candidates are gathered once in visiting order into
+ * structure-of-arrays x1, y1, x2, y2, area, so the inner loop over the remaining boxes streams through
+ * memory and is vectorised (omp simd). It runs branch-free over every remaining box, suppressed or not
+ * (suppression only ever sets a flag, so scoring an already suppressed box changes nothing). min / max
+ * are the kernel's std::max(a, b) = a < b ? b : a and std::min(a, b) = b < a ? b : a written as
+ * comparisons (exactly torchvision's choice also for NaN; fmaxf / fminf were calls into libm). The
+ * double threshold compare ovr > thresh is done in float against the largest float <= thresh, which is
+ * the same decision for every float ovr. */
+static float float_below_or_at(double t) {
+    float f = (float)t;
+    if ((double)f > t) f = nextafterf(f, -INFINITY);
+    return f;
+}
+
 static md_status nms_core(int *keep, int *n_keep, const float *boxes, const float *scores, int n, double thresh,
-                          int diou, double beta) {
+                          int diou, double beta, int max_keep) {
     *n_keep = 0;
-    if (n <= 0) return MD_OK;
+    if (n <= 0 || max_keep <= 0) return MD_OK;
     kv *p = malloc(sizeof(kv) * (size_t)n);
-    float *areas = malloc(sizeof(float) * (size_t)n);
-    unsigned char *sup = calloc((size_t)n, 1);
-    if (!p || !areas || !sup) {
+    float *soa = malloc(sizeof(float) * 5 * (size_t)n);
+    int *sup = calloc((size_t)n, sizeof(int));
+    if (!p || !soa || !sup) {
         free(p);
-        free(areas);
+        free(soa);
         free(sup);
         return md_set_error(MD_ERR_NOMEM, "nms: out of memory for %d boxes", n);
     }
     for (int i = 0; i < n; i++) {
-        const float *b = boxes + 4 * (size_t)i;
-        areas[i] = (b[2] - b[0]) * (b[3] - b[1]);
         p[i].k = scores[i];
         p[i].i = i;
     }
     sort_kv_stable(p, n);
+    float *X1 = soa, *Y1 = soa + n, *X2 = soa + 2 * (size_t)n, *Y2 = soa + 3 * (size_t)n, *AR = soa + 4 * (size_t)n;
+    for (int a = 0; a < n; a++) {
+        const float *b = boxes + 4 * (size_t)p[a].i;
+        X1[a] = b[0];
+        Y1[a] = b[1];
+        X2[a] = b[2];
+        Y2[a] = b[3];
+        AR[a] = (b[2] - b[0]) * (b[3] - b[1]);
+    }
+    const float tf = float_below_or_at(thresh);
     int nk = 0;
     for (int a = 0; a < n; a++) {
-        const int i = p[a].i;
-        if (sup[i]) continue;
-        keep[nk++] = i;
-        const float *bi = boxes + 4 * (size_t)i;
-        const float ix1 = bi[0], iy1 = bi[1], ix2 = bi[2], iy2 = bi[3], iarea = areas[i];
-        for (int b = a + 1; b < n; b++) {
-            const int j = p[b].i;
-            if (sup[j]) continue;
-            const float *bj = boxes + 4 * (size_t)j;
-            const float xx1 = fmaxf(ix1, bj[0]), yy1 = fmaxf(iy1, bj[1]);
-            const float xx2 = fminf(ix2, bj[2]), yy2 = fminf(iy2, bj[3]);
-            const float w = fmaxf(0.0f, xx2 - xx1), h = fmaxf(0.0f, yy2 - yy1);
-            const float inter = w * h;
-            const float ovr = inter / (iarea + areas[j] - inter);
-            if (!diou) {
-                if ((double)ovr > thresh) sup[j] = 1;
-            } else {
+        if (sup[a]) continue;
+        keep[nk++] = p[a].i;
+        if (nk == max_keep) break;
+        const float ix1 = X1[a], iy1 = Y1[a], ix2 = X2[a], iy2 = Y2[a], iarea = AR[a];
+        if (!diou) {
+#pragma omp simd
+            for (int b = a + 1; b < n; b++) {
+                const float xx1 = ix1 < X1[b] ? X1[b] : ix1, yy1 = iy1 < Y1[b] ? Y1[b] : iy1;
+                const float xx2 = X2[b] < ix2 ? X2[b] : ix2, yy2 = Y2[b] < iy2 ? Y2[b] : iy2;
+                const float dw = xx2 - xx1, dh = yy2 - yy1;
+                const float w = 0.0f < dw ? dw : 0.0f, h = 0.0f < dh ? dh : 0.0f;
+                const float inter = w * h;
+                const float ovr = inter / (iarea + AR[b] - inter);
+                sup[b] |= ovr > tf;
+            }
+        } else {
+            for (int b = a + 1; b < n; b++) {
+                if (sup[b]) continue;
+                const float xx1 = ix1 < X1[b] ? X1[b] : ix1, yy1 = iy1 < Y1[b] ? Y1[b] : iy1;
+                const float xx2 = X2[b] < ix2 ? X2[b] : ix2, yy2 = Y2[b] < iy2 ? Y2[b] : iy2;
+                const float dw = xx2 - xx1, dh = yy2 - yy1;
+                const float w = 0.0f < dw ? dw : 0.0f, h = 0.0f < dh ? dh : 0.0f;
+                const float inter = w * h;
+                const float ovr = inter / (iarea + AR[b] - inter);
                 /* DIoU-NMS: IoU - (rho^2 / c^2)^beta >= thresh, penalty in double */
                 const double cxi = ((double)ix1 + ix2) / 2, cyi = ((double)iy1 + iy2) / 2;
-                const double cxj = ((double)bj[0] + bj[2]) / 2, cyj = ((double)bj[1] + bj[3]) / 2;
+                const double cxj = ((double)X1[b] + X2[b]) / 2, cyj = ((double)Y1[b] + Y2[b]) / 2;
                 const double rho2 = (cxi - cxj) * (cxi - cxj) + (cyi - cyj) * (cyi - cyj);
-                const double cw = fmax(ix2, bj[2]) - fmin(ix1, bj[0]), ch = fmax(iy2, bj[3]) - fmin(iy1, bj[1]);
+                const double cw = fmax(ix2, X2[b]) - fmin(ix1, X1[b]), ch = fmax(iy2, Y2[b]) - fmin(iy1, Y1[b]);
                 const double c2 = cw * cw + ch * ch;
                 const double pen = c2 > 0 ? pow(rho2 / c2, beta) : 0.0;
                 const double iou = isnan(ovr) ? 0.0 : (double)ovr;
-                if (iou - pen >= thresh) sup[j] = 1;
+                if (iou - pen >= thresh) sup[b] = 1;
             }
         }
     }
     *n_keep = nk;
     free(p);
-    free(areas);
+    free(soa);
     free(sup);
     return MD_OK;
 }
@@ -274,14 +305,14 @@ static md_status check_nms_args(const char *fn, const int *keep, const int *n_ke
 md_status md_nms(int *keep, int *n_keep, const float *boxes, const float *scores, int n, double thresh) {
     md_status st = check_nms_args("nms", keep, n_keep, boxes, scores, n);
     if (st) return st;
-    return nms_core(keep, n_keep, boxes, scores, n, thresh, 0, 0.0);
+    return nms_core(keep, n_keep, boxes, scores, n, thresh, 0, 0.0, n);
 }
 
 md_status md_diou_nms(int *keep, int *n_keep, const float *boxes, const float *scores, int n, double thresh,
                       double beta) {
     md_status st = check_nms_args("diou_nms", keep, n_keep, boxes, scores, n);
     if (st) return st;
-    return nms_core(keep, n_keep, boxes, scores, n, thresh, 1, beta);
+    return nms_core(keep, n_keep, boxes, scores, n, thresh, 1, beta, n);
 }
 
 static int cmp_int(const void *a, const void *b) {
@@ -291,6 +322,11 @@ static int cmp_int(const void *a, const void *b) {
 
 md_status md_batched_nms(int *keep, int *n_keep, const float *boxes, const float *scores, const int *idxs, int n,
                          double thresh, int diou, double beta) {
+    return md_batched_nms_topk(keep, n_keep, boxes, scores, idxs, n, thresh, diou, beta, n);
+}
+
+md_status md_batched_nms_topk(int *keep, int *n_keep, const float *boxes, const float *scores, const int *idxs, int n,
+                              double thresh, int diou, double beta, int max_keep) {
     md_status st = check_nms_args("batched_nms", keep, n_keep, boxes, scores, n);
     if (st) return st;
     if (n > 0 && !idxs) return md_set_error(MD_ERR_ARG, "batched_nms: idxs is NULL");
@@ -308,7 +344,7 @@ md_status md_batched_nms(int *keep, int *n_keep, const float *boxes, const float
             const float off = (float)idxs[i] * step;
             for (int k = 0; k < 4; k++) shifted[4 * (size_t)i + k] = boxes[4 * (size_t)i + k] + off;
         }
-        st = nms_core(keep, n_keep, shifted, scores, n, thresh, 0, 0.0);
+        st = nms_core(keep, n_keep, shifted, scores, n, thresh, 0, 0.0, max_keep); /* keep is in score order: stop early */
         free(shifted);
         return st;
     }
@@ -339,7 +375,7 @@ md_status md_batched_nms(int *keep, int *n_keep, const float *boxes, const float
                 m++;
             }
         int mk = 0;
-        st = nms_core(subkeep, &mk, sb, ss, m, thresh, diou, beta);
+        st = nms_core(subkeep, &mk, sb, ss, m, thresh, diou, beta, m); /* complete: the merge re-sorts all kept */
         if (st) goto done;
         for (int t = 0; t < mk; t++) mask[sub[subkeep[t]]] = 1;
     }
@@ -351,6 +387,7 @@ md_status md_batched_nms(int *keep, int *n_keep, const float *boxes, const float
             nk++;
         }
     sort_kv(p, nk);
+    if (nk > max_keep) nk = max_keep < 0 ? 0 : max_keep;
     for (int t = 0; t < nk; t++) keep[t] = p[t].i;
     *n_keep = nk;
 done:

@@ -213,8 +213,8 @@ md_status md_detector_postprocess(md_detector *det, md_arena *a, md_step *st, co
             }
         }
         int nk = 0;
-        TRY(md_batched_nms(keep, &nk, cb, cs, cl, c, md_cfg_double(tc->nms_thresh), tc->nms == MD_NMS_DIOU,
-                           md_cfg_double(tc->diou_beta)));
+        TRY(md_batched_nms_topk(keep, &nk, cb, cs, cl, c, md_cfg_double(tc->nms_thresh), tc->nms == MD_NMS_DIOU,
+                                md_cfg_double(tc->diou_beta), maxd));
         if (nk > maxd) nk = maxd;
         float rh = 1.0f, rw = 1.0f;
         if (orig_sizes) {

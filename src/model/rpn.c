@@ -170,7 +170,7 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
             c++;
         }
         int nk = 0;
-        TRY(md_batched_nms(keep, &nk, boxes, scores, lvl, c, md_cfg_double(rc->nms_thresh), 0, 1.0));
+        TRY(md_batched_nms_topk(keep, &nk, boxes, scores, lvl, c, md_cfg_double(rc->nms_thresh), 0, 1.0, cap));
         if (nk > cap) nk = cap;
         for (int j = 0; j < nk; j++) {
             memcpy(st->proposals[n] + (size_t)j * 4, boxes + (size_t)keep[j] * 4, 4 * sizeof(float));
