@@ -73,6 +73,9 @@ void md_batchnorm_train_backward(float *din, float *dgamma, float *dbeta, const 
  * backward: din += dout * (out > 0), using the forward OUTPUT. */
 void md_relu_forward(float *out, const float *in, size_t n);
 void md_relu_backward(float *din, const float *dout, const float *out, size_t n);
+/* In place: g = g * (out > 0), i.e. g becomes the gradient w.r.t. the ReLU input when it held the gradient
+ * w.r.t. its output (the same values md_relu_backward adds into a zeroed buffer, without one). */
+void md_relu_backward_inplace(float *g, const float *out, size_t n);
 
 /* ------------------------------------------------------------ max pool 2d (no dilation, floor mode)
  * in: N x C x H x W -> out: N x C x OH x OW, OH = (H + 2*pad - k) / stride + 1.

@@ -408,9 +408,10 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
             if (!din) return MD_ERR_NOMEM;
         }
         size_t mark = md_arena_mark(a);
-        float *dz = md_arena_calloc(a, no * sizeof(float));
-        if (!dz) return MD_ERR_NOMEM;
-        md_relu_backward(dz, dout, ba->out, no);
+        /* ReLU backwards in place: dout (ours: dC from the FPN or the next block's din) becomes dz, and
+         * each conv's input gradient becomes the gradient of the ReLU before it */
+        float *dz = dout;
+        md_relu_backward_inplace(dz, ba->out, no);
         size_t n1 = (size_t)N * b->c1.oc * ba->H1 * ba->W1;
         float *dt1 = md_arena_calloc(a, n1 * sizeof(float));
         if (!dt1) return MD_ERR_NOMEM;
@@ -419,17 +420,13 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
             float *dt2 = md_arena_calloc(a, n2 * sizeof(float));
             if (!dt2) return MD_ERR_NOMEM;
             TRY(md_conv_bn_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW, &ba->bn[2]));
-            float *dt2r = md_arena_calloc(a, n2 * sizeof(float));
-            if (!dt2r) return MD_ERR_NOMEM;
-            md_relu_backward(dt2r, dt2, ba->t2, n2);
-            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dt2r, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
+            md_relu_backward_inplace(dt2, ba->t2, n2);
+            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dt2, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         } else {
             TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         }
-        float *dt1r = md_arena_calloc(a, n1 * sizeof(float));
-        if (!dt1r) return MD_ERR_NOMEM;
-        md_relu_backward(dt1r, dt1, ba->t1, n1);
-        TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1r, ba->in, N, ba->H, ba->W, &ba->bn[0]));
+        md_relu_backward_inplace(dt1, ba->t1, n1);
+        TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1, ba->in, N, ba->H, ba->W, &ba->bn[0]));
         if (b->has_down && b->down_pool) { /* ResNet-vd: the pooled input is recomputed (cheap), not kept */
             const float *pooled;
             int sh, sw;

@@ -122,18 +122,16 @@ md_status md_roi_backward(md_detector *det, md_arena *a, md_step *st, const floa
     if (!sv->have_roi || R == 0 || (!d_cls && !d_box)) return MD_OK;
     size_t mark = md_arena_mark(a);
     float *dh7 = md_arena_calloc(a, (size_t)R * rep * sizeof(float));
-    float *dh7r = md_arena_calloc(a, (size_t)R * rep * sizeof(float));
     float *dh6 = md_arena_calloc(a, (size_t)R * rep * sizeof(float));
-    float *dh6r = md_arena_calloc(a, (size_t)R * rep * sizeof(float));
     float *dpool = md_arena_calloc(a, (size_t)R * h->in_features * sizeof(float));
-    if (!dh7 || !dh7r || !dh6 || !dh6r || !dpool) return MD_ERR_NOMEM;
+    if (!dh7 || !dh6 || !dpool) return MD_ERR_NOMEM;
     if (d_cls) md_linear_backward(dh7, P[h->cls_w].grad, P[h->cls_b].grad, d_cls, sv->h7, P[h->cls_w].data, R, rep, K);
     if (d_box)
         md_linear_backward(dh7, P[h->box_w].grad, P[h->box_b].grad, d_box, sv->h7, P[h->box_w].data, R, rep, 4 * K);
-    md_relu_backward(dh7r, dh7, sv->h7, (size_t)R * rep);
-    md_linear_backward(dh6, P[h->fc7_w].grad, P[h->fc7_b].grad, dh7r, sv->h6, P[h->fc7_w].data, R, rep, rep);
-    md_relu_backward(dh6r, dh6, sv->h6, (size_t)R * rep);
-    md_linear_backward(dpool, P[h->fc6_w].grad, P[h->fc6_b].grad, dh6r, sv->pooled, P[h->fc6_w].data, R,
+    md_relu_backward_inplace(dh7, sv->h7, (size_t)R * rep);
+    md_linear_backward(dh6, P[h->fc7_w].grad, P[h->fc7_b].grad, dh7, sv->h6, P[h->fc7_w].data, R, rep, rep);
+    md_relu_backward_inplace(dh6, sv->h6, (size_t)R * rep);
+    md_linear_backward(dpool, P[h->fc6_w].grad, P[h->fc6_b].grad, dh6, sv->pooled, P[h->fc6_w].data, R,
                        h->in_features, rep);
     size_t per = (size_t)h->in_features;
     int nlev = sv->kmax - sv->kmin + 1;

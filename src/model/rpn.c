@@ -97,8 +97,7 @@ md_status md_rpn_backward(md_detector *det, md_arena *a, md_step *st, const floa
         float *dobj = md_arena_calloc(a, (size_t)N * NA * HW * sizeof(float));
         float *ddel = md_arena_calloc(a, (size_t)N * 4 * NA * HW * sizeof(float));
         float *dt = md_arena_calloc(a, (size_t)N * F * HW * sizeof(float));
-        float *dtr = md_arena_calloc(a, (size_t)N * F * HW * sizeof(float));
-        if (!dobj || !ddel || !dt || !dtr) return MD_ERR_NOMEM;
+        if (!dobj || !ddel || !dt) return MD_ERR_NOMEM;
         for (int n = 0; n < N; n++)
             for (size_t p = 0; p < HW; p++)
                 for (int k = 0; k < NA; k++) {
@@ -109,8 +108,8 @@ md_status md_rpn_backward(md_detector *det, md_arena *a, md_step *st, const floa
                 }
         TRY(md_conv_backward_layer(det, a, &h->cls, dt, dobj, sv->rpn_t[l], N, Hl, Wl));
         TRY(md_conv_backward_layer(det, a, &h->bbox, dt, ddel, sv->rpn_t[l], N, Hl, Wl));
-        md_relu_backward(dtr, dt, sv->rpn_t[l], (size_t)N * F * HW);
-        TRY(md_conv_backward_layer(det, a, &h->conv, dP[l], dtr, st->features[l], N, Hl, Wl));
+        md_relu_backward_inplace(dt, sv->rpn_t[l], (size_t)N * F * HW);
+        TRY(md_conv_backward_layer(det, a, &h->conv, dP[l], dt, st->features[l], N, Hl, Wl));
         md_arena_release(a, mark);
     }
     return MD_OK;

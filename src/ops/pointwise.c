@@ -16,6 +16,11 @@ void md_relu_backward(float *din, const float *dout, const float *out, size_t n)
     for (size_t i = 0; i < n; i++) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+void md_relu_backward_inplace(float *g, const float *out, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) g[i] = out[i] > 0.0f ? g[i] : 0.0f;
+}
+
 /* out = a + b; out may alias a or b. */
 void md_add_forward(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
