@@ -152,10 +152,9 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p, 
  * with 2.25x fewer multiply-adds than im2col. The transforms use only +-1 and 0.5, so results
  * differ from im2col at float-rounding level (a few ulps of the largest term). Tiles of all N
  * images are numbered together (tile row gr = n*TH + ty), so small maps make wide GEMMs; they
- * are processed in chunks of whole tile rows. The input gradient of such a conv is the same
- * kind of conv of dout with W' [c][oc] = W[oc][c] rotated by 180 degrees, accumulated into din;
- * the weight gradient is the adjoint, G^T [sum over tiles (A dY A^T) .* V] G (wino_dweight).
- * Scratch: U or dU (16 x Cout x Cin), then V and M (16 x (Cin + Cout) x tiles of a chunk). */
+ * are processed in chunks of whole tile rows. Both gradients are adjoints of these steps, computed
+ * together from one transform of the output gradient per tile (wino_backward).
+ * Scratch: U and dU (16 x Cout x Cin each), then V and M (16 x (Cin + Cout) x tiles of a chunk). */
 #define WINO_CHUNK_FLOATS ((size_t)6 << 20)
 
 static int wino_geometry(const md_conv2d_params *p) {
@@ -178,19 +177,16 @@ static int wino_chunk_rows(const md_conv2d_params *p) {
 
 static size_t wino_scratch_floats(const md_conv2d_params *p) {
     const size_t nt = (size_t)wino_chunk_rows(p) * ((p->OW + 1) / 2);
-    return 16 * (size_t)p->C * p->OC + 16 * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
+    return 32 * (size_t)p->C * p->OC + 16 * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
 }
 
-/* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i] (flip = 0) or of w[i][o] rotated by
- * 180 degrees (flip = 1, the input-gradient conv; then w is stored as [i][o] = [OC][C]). */
-static void wino_weights(float *U, const float *w, int Cout, int Cin, int flip) {
+/* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i]. */
+static void wino_weights(float *U, const float *w, int Cout, int Cin) {
     const size_t plane = (size_t)Cout * Cin;
 #pragma omp parallel for schedule(static) if (plane > 4096)
     for (int o = 0; o < Cout; o++)
         for (int i = 0; i < Cin; i++) {
-            const float *src = flip ? w + ((size_t)i * Cout + o) * 9 : w + ((size_t)o * Cin + i) * 9;
-            float g[9];
-            for (int k = 0; k < 9; k++) g[k] = flip ? src[8 - k] : src[k];
+            const float *g = w + ((size_t)o * Cin + i) * 9;
             float t[4][3];
             for (int j = 0; j < 3; j++) {
                 t[0][j] = g[j];
@@ -260,9 +256,8 @@ static int wino_splits(void) {
     return t <= 8 ? 1 : (t + 7) / 8;
 }
 
-/* out (N x Cout x H x W) = [or +=, accumulate] 3x3 pad-1 conv of in (N x Cin x H x W) with the
- * transformed weights U [+ bias]. */
-static void wino_run(float *out, int accumulate, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
+/* out (N x Cout x H x W) = 3x3 pad-1 conv of in (N x Cin x H x W) with the transformed weights U [+ bias]. */
+static void wino_run(float *out, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
                      int W, int chunk_rows, float *scratch) {
     const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH, ns = wino_splits();
     const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW;
@@ -299,9 +294,50 @@ static void wino_run(float *out, int accumulate, const float *in, const float *U
                     const float yv[2][2] = {{r0[0] + r0[1] + r0[2], r0[1] - r0[2] - r0[3]}, {r1[0] + r1[1] + r1[2], r1[1] - r1[2] - r1[3]}};
                     const int x = 2 * tx;
                     for (int i = 0; i < 2 && y + i < H; i++)
-                        for (int j = 0; j < 2 && x + j < W; j++) {
-                            float *dst = plane + (size_t)(y + i) * W + x + j;
-                            *dst = accumulate ? *dst + yv[i][j] : yv[i][j] + b;
+                        for (int j = 0; j < 2 && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i][j] + b;
+                }
+            }
+        }
+    }
+}
+
+/* din (N x Cin x H x W) += B dV B^T of every 4x4 input tile of tile rows [gr0, gr1), overlapping tiles
+ * added up and the padding ring dropped: the adjoint of wino_input. dV has wino_input's layout; each
+ * channel's plane is written by one thread. */
+static void wino_input_adjoint(float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
+    const int TH = (H + 1) / 2, TW = (W + 1) / 2, nt = (gr1 - gr0) * TW;
+    const size_t HW = (size_t)H * W, st = (size_t)Cin * nt + WINO_SKEW;
+#pragma omp for schedule(static)
+    for (int c = 0; c < Cin; c++) {
+        for (int gr = gr0; gr < gr1; gr++) {
+            const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
+            float *plane = din + ((size_t)n * Cin + c) * HW;
+            const float *v = dV + (size_t)c * nt + (size_t)(gr - gr0) * TW;
+            for (int tx = 0; tx < TW; tx++) {
+                const int x0 = 2 * tx - 1;
+                float t[4][4], d[4][4];
+                for (int r = 0; r < 4; r++) { /* columns: adjoint of v = t B */
+                    const float q0 = v[(size_t)(r * 4 + 0) * st + tx], q1 = v[(size_t)(r * 4 + 1) * st + tx];
+                    const float q2 = v[(size_t)(r * 4 + 2) * st + tx], q3 = v[(size_t)(r * 4 + 3) * st + tx];
+                    t[r][0] = q0;
+                    t[r][1] = q1 - q2 + q3;
+                    t[r][2] = q1 + q2 - q0;
+                    t[r][3] = -q3;
+                }
+                for (int k = 0; k < 4; k++) { /* rows: adjoint of t = B^T d */
+                    d[0][k] = t[0][k];
+                    d[1][k] = t[1][k] - t[2][k] + t[3][k];
+                    d[2][k] = t[1][k] + t[2][k] - t[0][k];
+                    d[3][k] = -t[3][k];
+                }
+                if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
+                    for (int r = 0; r < 4; r++)
+                        for (int k = 0; k < 4; k++) plane[(size_t)(y0 + r) * W + x0 + k] += d[r][k];
+                } else {
+                    for (int r = 0; r < 4; r++)
+                        for (int k = 0; k < 4; k++) {
+                            const int yy = y0 + r, xx = x0 + k;
+                            if (yy >= 0 && yy < H && xx >= 0 && xx < W) plane[(size_t)yy * W + xx] += d[r][k];
                         }
                 }
             }
@@ -309,23 +345,29 @@ static void wino_run(float *out, int accumulate, const float *in, const float *U
     }
 }
 
-/* dweight (Cout x Cin x 3 x 3) += G^T [ sum over tiles (A dY A^T) .* (B^T d B) ] G: the adjoint of
- * wino_run's forward, as 16 GEMMs dU[xi] (Cout x Cin) += Mg[xi] (Cout x tiles) @ V[xi]^T. */
-static void wino_dweight(float *dweight, const float *in, const float *dout, int N, int Cin, int Cout, int H, int W, int chunk_rows,
-                         float *scratch) {
+/* Backward of wino_run's forward, both gradients from one pass over the chunks, sharing the output-gradient
+ * transform Mg = A dY A^T (16 planes, Cout x tiles):
+ *   dweight (Cout x Cin x 3 x 3) += G^T [ sum over tiles Mg .* (B^T d B) ] G, as 16 GEMMs dU[xi] (Cout x Cin)
+ *                                    += Mg[xi] (Cout x tiles) @ V[xi]^T  (V: the input transform),
+ *   din (N x Cin x H x W)         += B dV B^T scattered over the overlapping 4x4 input tiles, with
+ *                                    dV[xi] (Cin x tiles) = U[xi]^T @ Mg[xi]  (U: the forward's G g G^T).
+ * Either may be NULL. Scratch: dU (if dweight), U (if din), V (reused for dV), Mg. */
+static void wino_backward(float *din, float *dweight, const float *in, const float *dout, const float *weight, int N, int Cin, int Cout,
+                          int H, int W, int chunk_rows, float *scratch) {
     const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
     const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW, plane = (size_t)Cout * Cin;
-    float *dU = scratch, *V = scratch + 16 * plane, *Mg = V + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    float *dU = scratch, *U = scratch + 16 * plane, *V = U + 16 * plane, *Mg = V + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    if (din) wino_weights(U, weight, Cout, Cin);
     const int ns = wino_splits();
 #pragma omp parallel if ((size_t)Cout * ntmax > 2048)
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
-        wino_input(V, in, Cin, H, W, gr0, gr1);
+        const size_t sv = (size_t)Cin * nt + WINO_SKEW, sm = (size_t)Cout * nt + WINO_SKEW;
+        if (dweight) wino_input(V, in, Cin, H, W, gr0, gr1);
         /* Mg[xi][o][t] = (A dy A^T)[xi] of the 2x2 output-gradient tile (0 outside the map) */
 #pragma omp for schedule(static)
         for (int o = 0; o < Cout; o++) {
-            const size_t st = (size_t)Cout * nt + WINO_SKEW;
             for (int gr = gr0; gr < gr1; gr++) {
                 const int n = gr / TH, y = 2 * (gr % TH);
                 const float *plane_g = dout + ((size_t)n * Cout + o) * HW;
@@ -343,23 +385,33 @@ static void wino_dweight(float *dweight, const float *in, const float *dout, int
                         a[3][j] = -g[1][j];
                     }
                     for (int r = 0; r < 4; r++) {
-                        m[(size_t)(r * 4 + 0) * st + tx] = a[r][0];
-                        m[(size_t)(r * 4 + 1) * st + tx] = a[r][0] + a[r][1];
-                        m[(size_t)(r * 4 + 2) * st + tx] = a[r][0] - a[r][1];
-                        m[(size_t)(r * 4 + 3) * st + tx] = -a[r][1];
+                        m[(size_t)(r * 4 + 0) * sm + tx] = a[r][0];
+                        m[(size_t)(r * 4 + 1) * sm + tx] = a[r][0] + a[r][1];
+                        m[(size_t)(r * 4 + 2) * sm + tx] = a[r][0] - a[r][1];
+                        m[(size_t)(r * 4 + 3) * sm + tx] = -a[r][1];
                     }
                 }
             }
         }
-        /* dU[xi] rows [r0, r1) += Mg[xi] @ V[xi]^T: each item owns its block of dU */
+        if (dweight) { /* dU[xi] rows [r0, r1) += Mg[xi] @ V[xi]^T: each item owns its block of dU */
 #pragma omp for schedule(static)
-        for (int item = 0; item < 16 * ns; item++) {
-            const int xi = item / ns, r0 = (int)((long)Cout * (item % ns) / ns), r1 = (int)((long)Cout * (item % ns + 1) / ns);
-            md_sgemm(0, 1, r1 - r0, Cin, nt, 1.0f, Mg + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW) + (size_t)r0 * nt, nt,
-                     V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW), nt, gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane + (size_t)r0 * Cin,
-                     Cin);
+            for (int item = 0; item < 16 * ns; item++) {
+                const int xi = item / ns, r0 = (int)((long)Cout * (item % ns) / ns), r1 = (int)((long)Cout * (item % ns + 1) / ns);
+                md_sgemm(0, 1, r1 - r0, Cin, nt, 1.0f, Mg + (size_t)xi * sm + (size_t)r0 * nt, nt, V + (size_t)xi * sv, nt,
+                         gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane + (size_t)r0 * Cin, Cin);
+            }
+        }
+        if (din) { /* dV[xi] (Cin x nt, in V's place) = U[xi]^T @ Mg[xi], then scattered into din */
+#pragma omp for schedule(static)
+            for (int item = 0; item < 16 * ns; item++) {
+                const int xi = item / ns, j0 = (int)((long)nt * (item % ns) / ns), j1 = (int)((long)nt * (item % ns + 1) / ns);
+                md_sgemm(1, 0, Cin, j1 - j0, Cout, 1.0f, U + (size_t)xi * plane, Cin, Mg + (size_t)xi * sm + j0, nt, 0.0f,
+                         V + (size_t)xi * sv + j0, nt);
+            }
+            wino_input_adjoint(din, V, Cin, H, W, gr0, gr1);
         }
     }
+    if (!dweight) return;
     /* dweight[o][i] += G^T dU G */
 #pragma omp parallel for schedule(static) if (plane > 4096)
     for (int o = 0; o < Cout; o++)
@@ -386,8 +438,8 @@ void md_conv2d_forward(float *out, const float *in, const float *weight, const f
     const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
     const int pointwise = is_pointwise(p), rows = chunk_rows(p);
     if (use_wino(p)) {
-        wino_weights(scratch, weight, OC, p->C, 0);
-        wino_run(out, 0, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
+        wino_weights(scratch, weight, OC, p->C);
+        wino_run(out, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
         return;
     }
     for (int n = 0; n < p->N; n++) {
@@ -455,9 +507,5 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
             }
         }
     }
-    if (dweight && wino) wino_dweight(dweight, in, dout, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch);
-    if (din && wino) { /* din += conv3x3(dout, W rotated, channels swapped), pad 1: also a Winograd conv */
-        wino_weights(scratch, weight, p->C, OC, 1);
-        wino_run(din, 1, dout, scratch, NULL, p->N, OC, p->C, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
-    }
+    if (wino) wino_backward(din, dweight, in, dout, weight, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch);
 }
