@@ -381,12 +381,15 @@ static void test_plot_geometry(void) {
     free(px);
 }
 
-/* The demo's five configs differ only in the run name and the RoI box loss (and the loss's
- * reference weight): same seed, data, model, schedule. Compared on the fully resolved INI. */
+/* The demo's five stage-1 configs differ only in the run name and the RoI box loss (and the loss's
+ * reference weight): same seed, data, model, initial weights, schedule. Compared on the fully
+ * resolved INI; stage 0 shares data, model and RPN with them. */
 static void test_demo_configs_identical(void) {
     static const char *losses[5] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
     static const float weights[5] = {1, 10, 10, 12, 12};
     char *ref = NULL;
+    md_config stage1;
+    md_config_defaults(&stage1);
     for (int i = 0; i < 5; i++) {
         char path[128];
         snprintf(path, sizeof path, "configs/shapes_%s.cfg", losses[i]);
@@ -414,8 +417,39 @@ static void test_demo_configs_identical(void) {
             CHECK(!strcmp(ref, buf), "%s differs from configs/shapes_smooth_l1.cfg beyond name and loss", path);
             free(buf);
         }
+        if (i == 0) {
+            CHECK(!strcmp(c.model.weights, "runs/shapes_pretrain/last.safetensors") &&
+                      !strcmp(c.model.weights_exclude, "roi_heads.box_predictor.bbox_pred"),
+                  "%s: starts from stage 0 with a fresh box regressor (weights %s, exclude %s)", path, c.model.weights,
+                  c.model.weights_exclude);
+            stage1 = c;
+        }
     }
     free(ref);
+    /* stage 0 (configs/shapes_pretrain.cfg): same data, model and RPN as stage 1, no RoI box loss, from
+       scratch; only the run name, the RoI box loss, [model] weights/weights_exclude and the schedule differ */
+    if (!md_test_need_path("configs/shapes_pretrain.cfg", "the demo's stage-0 config")) return;
+    md_config p;
+    md_config_defaults(&p);
+    CHECK_OK(md_config_load(&p, "configs/shapes_pretrain.cfg", 0, NULL));
+    CHECK(!strcmp(p.run.name, "shapes_pretrain") && p.roi_heads.box_loss_weight == 0 && !p.model.weights[0],
+          "stage 0: name %s, RoI box weight %g, weights '%s'", p.run.name, p.roi_heads.box_loss_weight, p.model.weights);
+    snprintf(p.run.name, sizeof p.run.name, "X");
+    p.roi_heads.box_loss = stage1.roi_heads.box_loss;
+    p.roi_heads.box_loss_weight = stage1.roi_heads.box_loss_weight;
+    memcpy(p.model.weights, stage1.model.weights, sizeof p.model.weights);
+    memcpy(p.model.weights_exclude, stage1.model.weights_exclude, sizeof p.model.weights_exclude);
+    p.solver = stage1.solver;
+    char *b0 = NULL, *b1 = NULL;
+    size_t l0 = 0, l1 = 0;
+    FILE *f0 = open_memstream(&b0, &l0), *f1 = open_memstream(&b1, &l1);
+    CHECK_OK(md_config_write(&p, f0));
+    CHECK_OK(md_config_write(&stage1, f1));
+    fclose(f0);
+    fclose(f1);
+    CHECK(b0 && b1 && !strcmp(b0, b1), "configs/shapes_pretrain.cfg differs from stage 1 beyond name, RoI box loss, weights and schedule");
+    free(b0);
+    free(b1);
 }
 
 /* --vis on two runs with randomly initialised tiny detectors over a generated shapes val split:
