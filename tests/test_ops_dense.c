@@ -497,6 +497,24 @@ static void relu_case(const char *cs) {
         md_relu_backward(ax, gy, out, n);
         cmp(OP_RELU, 1, cs, "dinput (+=)", ax, ex, n);
         md_relu_backward(NULL, gy, out, n);
+        /* in-place and fused forms (the model's): same values as torch's */
+        memcpy(dx, gy, n * sizeof(float));
+        md_relu_backward_inplace(dx, out, n);
+        cmp(OP_RELU, 1, cs, "dinput in place", dx, gx, n);
+        float *z = zeros(n), *gx2 = zeros(n);
+        for (size_t i = 0; i < n; i++) gx2[i] = 2.0f * gx[i];
+        md_add_relu_forward(ax, x, z, n);
+        cmp(OP_RELU, 0, cs, "add + relu forward (x + 0)", ax, y, n);
+        memcpy(ax, x, n * sizeof(float));
+        md_add_relu_forward(ax, z, ax, n);
+        cmp(OP_RELU, 0, cs, "add + relu forward in place (0 + x)", ax, y, n);
+        memcpy(dx, gy, n * sizeof(float));
+        md_add_relu_backward_inplace(dx, gy, out, n);
+        cmp(OP_RELU, 1, cs, "add + relu backward in place (gy + gy)", dx, gx2, n);
+        memcpy(dx, gy, n * sizeof(float));
+        md_add_relu_backward_inplace(dx, NULL, out, n);
+        cmp(OP_RELU, 1, cs, "add + relu backward in place (gy)", dx, gx, n);
+        free(z), free(gx2);
         free(out), free(dx), free(ax), free(ex);
     }
     free(x), free(y), free(gy), free(gx);

@@ -76,6 +76,10 @@ void md_relu_backward(float *din, const float *dout, const float *out, size_t n)
 /* In place: g = g * (out > 0), i.e. g becomes the gradient w.r.t. the ReLU input when it held the gradient
  * w.r.t. its output (the same values md_relu_backward adds into a zeroed buffer, without one). */
 void md_relu_backward_inplace(float *g, const float *out, size_t n);
+/* Fused, same values as the two steps: out = relu(a + b) (out may alias a or b), and
+ * g = (g + h) * (out > 0) in place (h may be NULL: then md_relu_backward_inplace). */
+void md_add_relu_forward(float *out, const float *a, const float *b, size_t n);
+void md_add_relu_backward_inplace(float *g, const float *h, const float *out, size_t n);
 
 /* ------------------------------------------------------------ max pool 2d (no dilation, floor mode)
  * in: N x C x H x W -> out: N x C x OH x OW, OH = (H + 2*pad - k) / stride + 1.

@@ -296,12 +296,11 @@ static md_status block_forward(md_detector *det, md_arena *a, const md_block *b,
         if (md_conv_out(sh, 1, b->down.stride, 0) != ho || md_conv_out(sw, 1, b->down.stride, 0) != wo)
             return md_set_error(MD_ERR_INTERNAL, "resnet shortcut: %dx%d vs main path %dx%d", sh, sw, ho, wo);
         TRY(md_conv_bn_forward_into(det, a, &b->down, src, N, sh, sw, idn, training, &ba->bn[3]));
-        md_add_forward(ba->out, ba->out, idn, no);
+        md_add_relu_forward(ba->out, ba->out, idn, no);
         if (!keep) md_arena_release(a, m2); /* kept: the training BN's saved input lies above idn */
     } else {
-        md_add_forward(ba->out, ba->out, x, no);
+        md_add_relu_forward(ba->out, ba->out, x, no);
     }
-    md_relu_forward(ba->out, ba->out, no);
     if (keep) {
         ba->t1 = t1;
         ba->t2 = t2;
@@ -392,13 +391,7 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         int last_of_stage = (i + 1 == r->nblocks) || r->blocks[i + 1].stage != b->stage;
         const md_conv *lc = b->bottleneck ? &b->c3 : &b->c2;
         size_t no = (size_t)N * lc->oc * ba->OH * ba->OW;
-        float *dout;
-        if (last_of_stage) {
-            dout = dC[b->stage - 1];
-            if (dx_next) md_add_forward(dout, dout, dx_next, no);
-        } else {
-            dout = dx_next;
-        }
+        float *dout = last_of_stage ? dC[b->stage - 1] : dx_next;
         /* need the gradient of this block's input? */
         int need_din = !(b->stage == low && b->first);
         size_t nin = (size_t)N * b->c1.ic * ba->H * ba->W;
@@ -411,7 +404,7 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         /* ReLU backwards in place: dout (ours: dC from the FPN or the next block's din) becomes dz, and
          * each conv's input gradient becomes the gradient of the ReLU before it */
         float *dz = dout;
-        md_relu_backward_inplace(dz, ba->out, no);
+        md_add_relu_backward_inplace(dz, last_of_stage ? dx_next : NULL, ba->out, no);
         size_t n1 = (size_t)N * b->c1.oc * ba->H1 * ba->W1;
         float *dt1 = md_arena_calloc(a, n1 * sizeof(float));
         if (!dt1) return MD_ERR_NOMEM;

@@ -21,6 +21,23 @@ void md_relu_backward_inplace(float *g, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = out[i] > 0.0f ? g[i] : 0.0f;
 }
 
+void md_add_relu_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float v = a[i] + b[i];
+        out[i] = v < 0.0f ? 0.0f : v;
+    }
+}
+
+void md_add_relu_backward_inplace(float *g, const float *h, const float *out, size_t n) {
+    if (!h) {
+        md_relu_backward_inplace(g, out, n);
+        return;
+    }
+#pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) g[i] = out[i] > 0.0f ? g[i] + h[i] : 0.0f;
+}
+
 /* out = a + b; out may alias a or b. */
 void md_add_forward(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
