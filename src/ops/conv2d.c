@@ -433,6 +433,56 @@ static void wino_backward(float *din, float *dweight, const float *in, const flo
         }
 }
 
+/* ---------------------------------------------------------------- 1x1 convs: GEMMs shared out to the threads
+ * With several threads, a pointwise conv's GEMMs run single-threaded inside one parallel region
+ * (OpenBLAS does not thread inside a region), each work item a block of whole output columns of one image
+ * (forward, input gradient) or of output-channel rows over all images (weight gradient), so no two items
+ * write the same element and the per-GEMM synchronisation of a threaded OpenBLAS call is gone.
+ * pw_split: column blocks per image (0: leave the threading to OpenBLAS: one thread, or a map too small
+ * to split). */
+static int pw_split(const md_conv2d_params *p) {
+    const int T = omp_get_max_threads();
+    if (T < 2 || omp_in_parallel()) return 0;
+    const int per = (T + p->N - 1) / p->N;
+    return (long)p->OH * p->OW / per >= 64 && p->OC >= 2 * T ? per : 0;
+}
+
+static void pw_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p) {
+    const int OC = p->OC, K = p->C, HW = p->OH * p->OW, per = pw_split(p), items = p->N * per;
+#pragma omp parallel for schedule(static)
+    for (int it = 0; it < items; it++) {
+        const int n = it / per, j0 = (int)((long)HW * (it % per) / per), j1 = (int)((long)HW * (it % per + 1) / per);
+        float *o = out + (size_t)n * OC * HW + j0;
+        if (bias)
+            for (int oc = 0; oc < OC; oc++)
+                for (int j = 0; j < j1 - j0; j++) o[(size_t)oc * HW + j] = bias[oc];
+        md_sgemm(0, 0, OC, j1 - j0, K, 1.0f, weight, K, in + (size_t)n * K * HW + j0, HW, bias ? 1.0f : 0.0f, o, HW);
+    }
+}
+
+static void pw_backward(float *din, float *dweight, const float *dout, const float *in, const float *weight, const md_conv2d_params *p) {
+    const int OC = p->OC, K = p->C, HW = p->OH * p->OW, N = p->N, per = pw_split(p), T = omp_get_max_threads();
+#pragma omp parallel
+    {
+        if (dweight) { /* dweight rows [r0, r1) += sum over images dout_n rows @ in_n^T */
+#pragma omp for schedule(static)
+            for (int it = 0; it < T; it++) {
+                const int r0 = (int)((long)OC * it / T), r1 = (int)((long)OC * (it + 1) / T);
+                for (int n = 0; n < N && r1 > r0; n++)
+                    md_sgemm(0, 1, r1 - r0, K, HW, 1.0f, dout + ((size_t)n * OC + r0) * HW, HW, in + (size_t)n * K * HW, HW, 1.0f,
+                             dweight + (size_t)r0 * K, K);
+            }
+        }
+        if (din) {
+#pragma omp for schedule(static)
+            for (int it = 0; it < N * per; it++) {
+                const int n = it / per, j0 = (int)((long)HW * (it % per) / per), j1 = (int)((long)HW * (it % per + 1) / per);
+                md_sgemm(1, 0, K, j1 - j0, OC, 1.0f, weight, K, dout + (size_t)n * OC * HW + j0, HW, 1.0f, din + (size_t)n * K * HW + j0, HW);
+            }
+        }
+    }
+}
+
 void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch) {
     const int OC = p->OC, K = p->C * p->KH * p->KW, OW = p->OW;
     const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
@@ -440,6 +490,10 @@ void md_conv2d_forward(float *out, const float *in, const float *weight, const f
     if (use_wino(p)) {
         wino_weights(scratch, weight, OC, p->C);
         wino_run(out, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
+        return;
+    }
+    if (pointwise && pw_split(p) > 0) {
+        pw_forward(out, in, weight, bias, p);
         return;
     }
     for (int n = 0; n < p->N; n++) {
@@ -484,6 +538,10 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
         }
     }
     if (!dweight && !din) return;
+    if (pointwise && pw_split(p) > 0) {
+        pw_backward(din, dweight, dout, in, weight, p);
+        return;
+    }
     const int wino = use_wino(p);
     for (int n = 0; n < p->N && !wino; n++) {
         const float *g = dout + (size_t)n * out_sz;
