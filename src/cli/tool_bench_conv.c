@@ -56,9 +56,11 @@ static void bench_layer(const int *L, int reps) {
     TIME_BEST(t_bin, reps, md_conv2d_backward(dx, NULL, NULL, gy, x, w, &p, scr));
     TIME_BEST(t_bw, reps, md_conv2d_backward(NULL, dw, db, gy, x, w, &p, scr));
     TIME_BEST(t_all, reps, md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr));
-    /* the GEMMs alone, same sizes, on the (stale) scratch / input */
-    const float *colm = ns ? scr : x;
-    float *cbuf = ns ? scr : dx;
+    /* the GEMMs alone, same sizes (one whole-image column matrix, CKK x OH*OW: larger than the chunked or
+     * Winograd scratch), on stale data */
+    float *col = ns ? alloc_rand((size_t)K * ohow, &r) : NULL;
+    const float *colm = ns ? col : x;
+    float *cbuf = ns ? col : dx;
     TIME_BEST(g_fwd, reps, for (int n = 0; n < p.N; n++) md_sgemm(0, 0, p.OC, ohow, K, 1.0f, w, K, colm, ohow, 0.0f, y, ohow));
     TIME_BEST(g_bin, reps, for (int n = 0; n < p.N; n++) md_sgemm(1, 0, K, ohow, p.OC, 1.0f, w, K, gy, ohow, 0.0f, cbuf, ohow));
     TIME_BEST(g_bw, reps, for (int n = 0; n < p.N; n++) md_sgemm(0, 1, p.OC, K, ohow, 1.0f, gy, ohow, colm, ohow, 1.0f, dw, K));
@@ -69,7 +71,7 @@ static void bench_layer(const int *L, int reps) {
     printf("  %-26s %9.2f %9.1f %11.0f%%\n", "backward input", 1e3 * t_bin, gflop / t_bin, 100.0 * (1 - g_bin / t_bin));
     printf("  %-26s %9.2f %9.1f %11.0f%%\n", "backward weight+bias", 1e3 * t_bw, gflop / t_bw, 100.0 * (1 - g_bw / t_bw));
     printf("  %-26s %9.2f %9.1f\n", "backward all", 1e3 * t_all, 2 * gflop / t_all);
-    free(x), free(w), free(b), free(y), free(gy), free(dx), free(dw), free(db), free(scr);
+    free(x), free(w), free(b), free(y), free(gy), free(dx), free(dw), free(db), free(scr), free(col);
 }
 
 int main(int argc, char **argv) {
