@@ -222,7 +222,9 @@ static void test_conv2d_vs_double_random_geometries(void) {
                                   {1, 24, 33, 29, 5, 3, 3, 1, 1, 1}, {1, 40, 31, 37, 3, 1, 1, 1, 0, 1}, {1, 16, 40, 36, 6, 1, 1, 2, 0, 1},
                                   /* 3x3 stride 1 pad 1 (Winograd forced on in pass 2): odd/even sizes, 1-pixel rows */
                                   {2, 16, 21, 19, 24, 3, 3, 1, 1, 1}, {2, 20, 1, 7, 17, 3, 3, 1, 1, 1}, {1, 5, 9, 8, 3, 3, 3, 1, 1, 1},
-                                  {2, 32, 2, 2, 16, 3, 3, 1, 1, 1}};
+                                  {2, 32, 2, 2, 16, 3, 3, 1, 1, 1},
+                                  /* 1x1 stride 1 with >= 64 pixels per thread and OC >= 2 x threads: GEMMs shared out to the threads */
+                                  {2, 24, 20, 17, 8, 1, 1, 1, 0, 1}, {1, 9, 33, 31, 13, 1, 1, 1, 0, 1}};
     const int nbig = (int)(sizeof big / sizeof big[0]);
     md_rng r = md_rng_make(1234, 99);
     int tested = 0;
