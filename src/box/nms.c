@@ -151,6 +151,19 @@ static int cmp_stable_desc(const void *pa, const void *pb) {
     if (comp(b, a)) return 1;
     return (a->i > b->i) - (a->i < b->i);
 }
+
+/* IoU of box i with box j as torchvision's CPU nms computes it: std::max/std::min written as
+ * comparisons (no libm call, vectorisable), float arithmetic, areas precomputed. */
+static inline float soa_iou(float ix1, float iy1, float ix2, float iy2, float iarea, float jx1, float jy1, float jx2,
+                            float jy2, float jarea) {
+    const float xx1 = ix1 < jx1 ? jx1 : ix1, yy1 = iy1 < jy1 ? jy1 : iy1;
+    const float xx2 = jx2 < ix2 ? jx2 : ix2, yy2 = jy2 < iy2 ? jy2 : iy2;
+    const float dw = xx2 - xx1, dh = yy2 - yy1;
+    const float w = 0.0f < dw ? dw : 0.0f, h = 0.0f < dh ? dh : 0.0f;
+    const float inter = w * h;
+    return inter / (iarea + jarea - inter);
+}
+
 static void sort_kv_stable(kv *p, int n) { qsort(p, (size_t)n, sizeof(kv), cmp_stable_desc); }
 
 void md_sort_desc_stable(int *order, const float *scores, int n) {
@@ -259,23 +272,13 @@ static md_status nms_core(int *keep, int *n_keep, const float *boxes, const floa
         if (!diou) {
 #pragma omp simd
             for (int b = a + 1; b < n; b++) {
-                const float xx1 = ix1 < X1[b] ? X1[b] : ix1, yy1 = iy1 < Y1[b] ? Y1[b] : iy1;
-                const float xx2 = X2[b] < ix2 ? X2[b] : ix2, yy2 = Y2[b] < iy2 ? Y2[b] : iy2;
-                const float dw = xx2 - xx1, dh = yy2 - yy1;
-                const float w = 0.0f < dw ? dw : 0.0f, h = 0.0f < dh ? dh : 0.0f;
-                const float inter = w * h;
-                const float ovr = inter / (iarea + AR[b] - inter);
+                const float ovr = soa_iou(ix1, iy1, ix2, iy2, iarea, X1[b], Y1[b], X2[b], Y2[b], AR[b]);
                 sup[b] |= ovr > tf;
             }
         } else {
             for (int b = a + 1; b < n; b++) {
                 if (sup[b]) continue;
-                const float xx1 = ix1 < X1[b] ? X1[b] : ix1, yy1 = iy1 < Y1[b] ? Y1[b] : iy1;
-                const float xx2 = X2[b] < ix2 ? X2[b] : ix2, yy2 = Y2[b] < iy2 ? Y2[b] : iy2;
-                const float dw = xx2 - xx1, dh = yy2 - yy1;
-                const float w = 0.0f < dw ? dw : 0.0f, h = 0.0f < dh ? dh : 0.0f;
-                const float inter = w * h;
-                const float ovr = inter / (iarea + AR[b] - inter);
+                const float ovr = soa_iou(ix1, iy1, ix2, iy2, iarea, X1[b], Y1[b], X2[b], Y2[b], AR[b]);
                 /* DIoU-NMS: IoU - (rho^2 / c^2)^beta >= thresh, penalty in double */
                 const double cxi = ((double)ix1 + ix2) / 2, cyi = ((double)iy1 + iy2) / 2;
                 const double cxj = ((double)X1[b] + X2[b]) / 2, cyj = ((double)Y1[b] + Y2[b]) / 2;
