@@ -24,6 +24,12 @@
 
 #define FIXTURE "tests/fixtures/ops_dense.safetensors"
 #define REL_TOL 1e-4
+/* Winograd F(4x4,3x3) (Lavin & Gray's points 0, +-1, +-2) multiplies by up to 5 in the input and 8 in the
+ * output transform, so its float error is about 10x a direct convolution's (measured here: up to 2.2e-4 at
+ * C <= 32; a numpy simulation of the same transforms gives 4e-4 at C = 256, where im2col and F(2x2) give
+ * 2-4e-5). It is held to its own bound; a wrong transform coefficient gives errors of order 1. */
+#define WINO4_TOL 1e-3
+static double worst_wino4;
 #define FD_EPS 1e-2f
 #define FD_TOL 1e-2
 
@@ -167,11 +173,14 @@ static void test_conv2d_init(void) {
           "scratch is one image's im2col buffer: %zu", md_conv2d_scratch_floats(&p));
     p.chunk_rows = 2;
     CHECK(md_conv2d_scratch_floats(&p) == (size_t)8 * 9 * 2 * 6, "chunk_rows 2: scratch %zu", md_conv2d_scratch_floats(&p));
-    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 && p.winograd &&
-              md_conv2d_scratch_floats(&p) <= ((size_t)8 << 20),
-          "FPN P2 3x3: Winograd, im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
+    /* Winograd scratch: U and dU (36 x 256 x 256 each) plus cache-sized chunks; a whole image's im2col would be 44M floats */
+    CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 && p.winograd == 4 &&
+              md_conv2d_scratch_floats(&p) <= ((size_t)12 << 20),
+          "FPN P2 3x3: Winograd F(4x4), im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
+    CHECK(md_conv2d_init(&p, 2, 256, 30, 40, 256, 3, 3, 1, 1, 1) && p.winograd == 2, "30x40 map: Winograd F(2x2)");
+    CHECK(md_conv2d_init(&p, 2, 64, 120, 160, 64, 3, 3, 1, 1, 1) && p.winograd == 2, "64 channels at 120x160: Winograd F(2x2)");
     CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 2, 1, 1) && !p.winograd, "stride 2: no Winograd");
-    CHECK(md_conv2d_init(&p, 2, 64, 120, 160, 256, 3, 3, 1, 1, 1) && !p.winograd, "64 input channels: no Winograd by default");
+    CHECK(md_conv2d_init(&p, 2, 32, 120, 160, 256, 3, 3, 1, 1, 1) && !p.winograd, "32 input channels: no Winograd by default");
     CHECK(md_conv2d_init(&p, 2, 512, 15, 20, 512, 3, 3, 1, 1, 1) && !p.winograd, "15x20 map: no Winograd by default");
 }
 
@@ -228,7 +237,7 @@ static void test_conv2d_vs_double_random_geometries(void) {
     const int nbig = (int)(sizeof big / sizeof big[0]);
     md_rng r = md_rng_make(1234, 99);
     int tested = 0;
-    int wino_tested = 0;
+    int wino_tested = 0, wino4_tested = 0;
     for (int t = 0; t < 120 + nbig; t++) {
         int N = 1 + (int)md_rng_below(&r, 2), C = 1 + (int)md_rng_below(&r, 4), OC = 1 + (int)md_rng_below(&r, 4);
         int H = 1 + (int)md_rng_below(&r, 11), W = 1 + (int)md_rng_below(&r, 11);
@@ -253,21 +262,27 @@ static void test_conv2d_vs_double_random_geometries(void) {
         if (!bias)
             for (size_t i = 0; i < ny; i++) ry[i] -= b[(i / ((size_t)p.OH * p.OW)) % (size_t)OC];
         /* pass 0: defaults (one im2col chunk at these sizes); pass 1: im2col in chunks of 1..3 output rows;
-         * pass 2: Winograd forced on (used only for 3x3 stride-1 pad-1 dilation-1) */
+         * passes 2 and 3: Winograd F(2x2) and F(4x4) forced on (used only for 3x3 stride-1 pad-1 dilation-1) */
         const int def_wino = p.winograd;
-        for (int pass = 0; pass < 3; pass++) {
+        for (int pass = 0; pass < 4; pass++) {
             if (pass == 1) p.chunk_rows = 1 + t % 3, p.winograd = 0;
-            if (pass == 2) p.winograd = 1;
-            if (pass == 2 && !(KH == 3 && KW == 3 && s == 1 && pad == 1 && d == 1)) break;
+            if (pass >= 2) p.winograd = pass == 2 ? 2 : 4;
+            if (pass >= 2 && !(KH == 3 && KW == 3 && s == 1 && pad == 1 && d == 1)) break;
             wino_tested += pass == 2 || (pass == 0 && def_wino);
+            wino4_tested += pass == 3;
             size_t ns = md_conv2d_scratch_floats(&p);
             float *scr = ns ? filled(ns, NAN) : NULL, *y = filled(ny, NAN), *dx = zeros(nx), *dw = zeros(nw), *db = zeros((size_t)OC);
             md_conv2d_forward(y, x, w, bias, &p, scr);
             md_conv2d_backward(dx, dw, db, gy, x, w, &p, scr);
             double e[4] = {rel_err_d(y, ry, ny), rel_err_d(dx, rx, nx), rel_err_d(dw, rw, nw), rel_err_d(db, rb, (size_t)OC)};
+            const double tol = p.winograd >= 4 ? WINO4_TOL : REL_TOL;
             for (int k = 0; k < 4; k++) {
-                if (!(e[k] <= worst_dbl[OP_CONV])) worst_dbl[OP_CONV] = e[k];
-                CHECK(e[k] <= REL_TOL, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d chunk %d rows winograd %d: %s rel err %.3g", N, C, H, W, OC, KH,
+                if (p.winograd >= 4) {
+                    if (!(e[k] <= worst_wino4)) worst_wino4 = e[k];
+                } else if (!(e[k] <= worst_dbl[OP_CONV])) {
+                    worst_dbl[OP_CONV] = e[k];
+                }
+                CHECK(e[k] <= tol, "N%d C%d %dx%d OC%d k%dx%d s%d p%d d%d chunk %d rows winograd %d: %s rel err %.3g", N, C, H, W, OC, KH,
                       KW, s, pad, d, p.chunk_rows, p.winograd, (const char *[]){"forward", "dinput", "dweight", "dbias"}[k], e[k]);
             }
             free(scr), free(y), free(dx), free(dw), free(db);
@@ -275,7 +290,9 @@ static void test_conv2d_vs_double_random_geometries(void) {
         free(x), free(w), free(b), free(gy), free(ry), free(rx), free(rw), free(rb);
     }
     CHECK(tested >= 60, "only %d valid random geometries", tested);
-    CHECK(wino_tested >= 5, "only %d Winograd runs", wino_tested);
+    CHECK(wino_tested >= 5 && wino4_tested >= 5, "only %d F(2x2) and %d F(4x4) Winograd runs", wino_tested, wino4_tested);
+    printf("  conv2d Winograd F(4x4,3x3) vs double: worst relative error %.3g (bound %g; the rest of conv2d: table below)\n",
+           worst_wino4, WINO4_TOL);
 }
 
 /* ------------------------------------------------------------ finite differences (float ops, central, eps 1e-2)

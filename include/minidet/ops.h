@@ -26,9 +26,10 @@ typedef struct {
     int OH, OW; /* filled by md_conv2d_init */
     int chunk_rows; /* output rows per im2col chunk: set by md_conv2d_init; a caller may lower it (>= 1)
                        before sizing scratch, e.g. to test the chunking */
-    int winograd;   /* 3x3 stride-1 pad-1 convs: forward and input gradient by Winograd F(2x2,3x3); set by
-                       md_conv2d_init when C, OC >= 128 and OH*OW >= 1024; a caller may set it (before sizing scratch) to force
-                       (1, only for that geometry) or disable (0) it */
+    int winograd;   /* 3x3 stride-1 pad-1 convs: forward and both gradients by Winograd F(m x m, 3x3) with m = winograd
+                       (2 or 4; 1 means 2), 0 = im2col. Set by md_conv2d_init: 4 when C, OC >= 128 and OH*OW >= 4096,
+                       else 2 when C, OC >= 64 and OH*OW >= 1024; a caller may set it (before sizing scratch) to force a
+                       tile size (only for that geometry) or disable (0) it. F(4x4)'s float error is ~10x im2col's. */
 } md_conv2d_params;
 
 /* Fills OH/OW; returns 0 if the geometry is invalid (output would be empty). */

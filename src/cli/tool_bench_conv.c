@@ -1,6 +1,6 @@
 /* tool_bench_conv.c — conv2d throughput (GFLOP/s) next to the md_sgemm peak.
  *
- * Usage: tool_bench_conv [--threads T] [--reps R] [--gemm M] [N C H W OC K STRIDE PAD]
+ * Usage: tool_bench_conv [--threads T] [--reps R] [--gemm M] [--winograd 0|2|4] [N C H W OC K STRIDE PAD]
  * Default layer: a ResNet-50 layer3-like 3x3 conv, N=2 C=256 60x60 -> OC=256, stride 1, pad 1,
  * plus a few other typical backbone/FPN shapes when no layer is given. For each layer it prints
  * forward, backward-input, backward-weight(+bias) times and GFLOP/s (2*N*OC*CKK*OH*OW per pass),
@@ -36,12 +36,13 @@ static float *alloc_rand(size_t n, md_rng *r) {
         }                                                                                                                        \
     } while (0)
 
-static void bench_layer(const int *L, int reps) {
+static void bench_layer(const int *L, int reps, int wino) {
     md_conv2d_params p;
     if (!md_conv2d_init(&p, L[0], L[1], L[2], L[3], L[4], L[5], L[5], L[6], L[7], 1)) {
         fprintf(stderr, "tool_bench_conv: invalid geometry\n");
         exit(1);
     }
+    if (wino >= 0) p.winograd = wino;
     md_rng r = md_rng_make(1, 1);
     const size_t nx = (size_t)p.N * p.C * p.H * p.W, nw = (size_t)p.OC * p.C * p.KH * p.KW;
     const size_t ny = (size_t)p.N * p.OC * p.OH * p.OW, ns = md_conv2d_scratch_floats(&p);
@@ -75,14 +76,15 @@ static void bench_layer(const int *L, int reps) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, reps = 3, M = 2048, layer[8], have_layer = 0, nl = 0;
+    int threads = 2, reps = 3, M = 2048, wino = -1, layer[8], have_layer = 0, nl = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) M = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--winograd") && i + 1 < argc) wino = atoi(argv[++i]);
         else if (nl < 8 && argv[i][0] >= '0' && argv[i][0] <= '9') layer[nl++] = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: tool_bench_conv [--threads T] [--reps R] [--gemm M] [N C H W OC K STRIDE PAD]\n");
+            fprintf(stderr, "usage: tool_bench_conv [--threads T] [--reps R] [--gemm M] [--winograd 0|2|4] [N C H W OC K STRIDE PAD]\n");
             return 2;
         }
     }
@@ -104,7 +106,7 @@ int main(int argc, char **argv) {
     free(A), free(B), free(C);
 
     if (have_layer) {
-        bench_layer(layer, reps);
+        bench_layer(layer, reps, wino);
     } else {
         static const int layers[][8] = {
             {2, 256, 60, 60, 256, 3, 1, 1},  /* ResNet-50 layer3 3x3 at ~480x480 input */
@@ -113,7 +115,7 @@ int main(int argc, char **argv) {
             {2, 256, 60, 80, 256, 3, 1, 1},  /* FPN output 3x3 at P3-ish size */
         };
         for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
-            bench_layer(layers[i], reps);
+            bench_layer(layers[i], reps, wino);
             printf("\n");
         }
     }

@@ -35,9 +35,11 @@ int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int 
     p->OH = (int)(eh / stride + 1);
     p->OW = (int)(ew / stride + 1);
     p->chunk_rows = default_chunk_rows(p);
-    /* where it pays on 2 AMD cores (R50-FPN at 480x640, CPU time vs im2col): 256 ch at 120x160 1.4-1.7x,
-     * at 30x40 ~1.2x; 512 ch at 15x20 and 64 ch at 120x160 no gain (transforms and edge tiles dominate) */
-    p->winograd = wino_geometry(p) && C >= 128 && OC >= 128 && (long)p->OH * p->OW >= 1024;
+    /* where it pays on 2 AMD cores (tool_bench_conv, forward + both gradients, N = 2): F(4x4) on 256 channels at
+     * 120x160 0.6x the time of the first F(2x2) (which was 0.55x of im2col), at 60x80 on par with F(2x2); F(2x2) on
+     * 64 channels at 120x160 0.7x of im2col, at 30x40 0.6x; at 15x20 and below no gain (transforms and edge tiles dominate) */
+    const long px = (long)p->OH * p->OW;
+    if (wino_geometry(p) && C >= 64 && OC >= 64 && px >= 1024) p->winograd = C >= 128 && OC >= 128 && px >= 4096 ? 4 : 2;
     return 1;
 }
 
@@ -144,18 +146,22 @@ static void col2im_add(float *din, const float *col, const md_conv2d_params *p, 
     }
 }
 
-/* ---------------------------------------------------------------- Winograd F(2x2, 3x3)
- * For 3x3, stride-1, pad-1, dilation-1 convolutions (p->winograd, set by md_conv2d_init when
- * C, OC >= 128 and OH*OW >= 1024): each 2x2 output tile is A^T [ (G g G^T) .* (B^T d B) ] A over its 4x4 input
- * tile d, so the 16 element-wise products over channels become 16 GEMMs
- *   M[xi] (Cout x tiles) = U[xi] (Cout x Cin) @ V[xi] (Cin x tiles),   xi = 0..15,
- * with 2.25x fewer multiply-adds than im2col. The transforms use only +-1 and 0.5, so results
- * differ from im2col at float-rounding level (a few ulps of the largest term). Tiles of all N
- * images are numbered together (tile row gr = n*TH + ty), so small maps make wide GEMMs; they
- * are processed in chunks of whole tile rows. Both gradients are adjoints of these steps, computed
+/* ---------------------------------------------------------------- Winograd F(m x m, 3x3), m = 2 or 4
+ * For 3x3, stride-1, pad-1, dilation-1 convolutions (p->winograd = m, set by md_conv2d_init): each
+ * m x m output tile is A^T [ (G g G^T) .* (B^T d B) ] A over its T x T input tile d (T = m + 2), so the
+ * T*T element-wise products over channels become T*T GEMMs
+ *   M[xi] (Cout x tiles) = U[xi] (Cout x Cin) @ V[xi] (Cin x tiles),   xi = 0..T*T-1,
+ * with 2.25x (m = 2) or 4x (m = 4) fewer multiply-adds than im2col. F(2x2) uses only +-1 and 0.5 and
+ * differs from im2col at float-rounding level (a few ulps of the largest term); F(4x4) (Lavin & Gray's
+ * points 0, +-1, +-2) multiplies by up to 8 in the output transform, so its error is ~10x that of a direct
+ * float convolution (measured in tests/test_ops_dense: a few 1e-4 of the largest output, relative).
+ * Tiles of all N images are numbered together (tile row gr = n*TH + ty), so small maps make wide GEMMs;
+ * they are processed in chunks of whole tile rows. Both gradients are adjoints of these steps, computed
  * together from one transform of the output gradient per tile (wino_backward).
- * Scratch: U and dU (16 x Cout x Cin each), then V and M (16 x (Cin + Cout) x tiles of a chunk). */
+ * Scratch: U and dU (T*T x Cout x Cin each), then V and M (T*T x (Cin + Cout) x tiles of a chunk). */
 #define WINO_CHUNK_FLOATS ((size_t)6 << 20)
+#define WINO_TMAX 6
+#define WINO_INLINE static inline __attribute__((always_inline))
 
 static int wino_geometry(const md_conv2d_params *p) {
     return p->KH == 3 && p->KW == 3 && p->stride == 1 && p->pad == 1 && p->dilation == 1;
@@ -163,239 +169,348 @@ static int wino_geometry(const md_conv2d_params *p) {
 
 static int use_wino(const md_conv2d_params *p) { return p->winograd && wino_geometry(p); }
 
+/* output tile size: 4 for p->winograd >= 4, else 2 */
+static int wino_m(const md_conv2d_params *p) { return p->winograd >= 4 ? 4 : 2; }
+
+/* The six 1-D transforms of F(m, 3), each x (n_in) -> y (n_out):
+ *   IN  = B^T (T -> T), IN_ADJ  = B   (T -> T)    input tile and its adjoint
+ *   W   = G   (3 -> T), W_ADJ   = G^T (T -> 3)    kernel and its adjoint
+ *   OUT = A^T (T -> m), OUT_ADJ = A   (m -> T)    output tile and its adjoint
+ * F(2, 3):  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *           A^T = [1 1 1 0; 0 1 -1 -1].
+ * F(4, 3):  B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *           G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
+enum { WT_IN, WT_IN_ADJ, WT_W, WT_W_ADJ, WT_OUT, WT_OUT_ADJ };
+
+WINO_INLINE void wt_1d(int op, int m, const float *x, float *y) {
+    if (m == 2) {
+        switch (op) {
+        case WT_IN: y[0] = x[0] - x[2], y[1] = x[1] + x[2], y[2] = x[2] - x[1], y[3] = x[1] - x[3]; break;
+        case WT_IN_ADJ: y[0] = x[0], y[1] = x[1] - x[2] + x[3], y[2] = x[1] + x[2] - x[0], y[3] = -x[3]; break;
+        case WT_W: y[0] = x[0], y[1] = 0.5f * (x[0] + x[1] + x[2]), y[2] = 0.5f * (x[0] - x[1] + x[2]), y[3] = x[2]; break;
+        case WT_W_ADJ: y[0] = x[0] + 0.5f * (x[1] + x[2]), y[1] = 0.5f * (x[1] - x[2]), y[2] = 0.5f * (x[1] + x[2]) + x[3]; break;
+        case WT_OUT: y[0] = x[0] + x[1] + x[2], y[1] = x[1] - x[2] - x[3]; break;
+        default: y[0] = x[0], y[1] = x[0] + x[1], y[2] = x[0] - x[1], y[3] = -x[1]; break;
+        }
+        return;
+    }
+    const float s6 = 1.0f / 6.0f;
+    switch (op) {
+    case WT_IN:
+        y[0] = 4.0f * (x[0] - x[2]) + (x[4] - x[2]);
+        y[1] = (x[3] + x[4]) - 4.0f * (x[1] + x[2]);
+        y[2] = (x[4] - x[3]) + 4.0f * (x[1] - x[2]);
+        y[3] = (x[4] - x[2]) + 2.0f * (x[3] - x[1]);
+        y[4] = (x[4] - x[2]) - 2.0f * (x[3] - x[1]);
+        y[5] = 4.0f * (x[1] - x[3]) + (x[5] - x[3]);
+        break;
+    case WT_IN_ADJ:
+        y[0] = 4.0f * x[0];
+        y[1] = 4.0f * (x[2] - x[1] + x[5]) + 2.0f * (x[4] - x[3]);
+        y[2] = -5.0f * x[0] - 4.0f * (x[1] + x[2]) - (x[3] + x[4]);
+        y[3] = (x[1] - x[2]) + 2.0f * (x[3] - x[4]) - 5.0f * x[5];
+        y[4] = x[0] + x[1] + x[2] + x[3] + x[4];
+        y[5] = x[5];
+        break;
+    case WT_W:
+        y[0] = 0.25f * x[0];
+        y[1] = -s6 * (x[0] + x[1] + x[2]);
+        y[2] = -s6 * (x[0] - x[1] + x[2]);
+        y[3] = s6 * (0.25f * x[0] + 0.5f * x[1] + x[2]);
+        y[4] = s6 * (0.25f * x[0] - 0.5f * x[1] + x[2]);
+        y[5] = x[2];
+        break;
+    case WT_W_ADJ:
+        y[0] = 0.25f * x[0] - s6 * (x[1] + x[2]) + (s6 * 0.25f) * (x[3] + x[4]);
+        y[1] = s6 * (x[2] - x[1]) + (s6 * 0.5f) * (x[3] - x[4]);
+        y[2] = s6 * ((x[3] + x[4]) - (x[1] + x[2])) + x[5];
+        break;
+    case WT_OUT: {
+        const float a = x[1] + x[2], b = x[1] - x[2], c = x[3] + x[4], d = x[3] - x[4];
+        y[0] = x[0] + a + c, y[1] = b + 2.0f * d, y[2] = a + 4.0f * c, y[3] = b + 8.0f * d + x[5];
+        break;
+    }
+    default: {
+        const float a = x[0] + x[2], b = x[1] + x[3], c = x[0] + 4.0f * x[2], d = 2.0f * x[1] + 8.0f * x[3];
+        y[0] = x[0], y[1] = a + b, y[2] = a - b, y[3] = c + d, y[4] = c - d, y[5] = x[3];
+        break;
+    }
+    }
+}
+
+/* y (ny x ny) = F x F^T for the 1-D transform F = op (nx -> ny); x is nx x nx, row-major; the row
+ * index is transformed first. */
+WINO_INLINE void wt_2d(int op, int m, const float *x, int nx, float *y, int ny) {
+    float t[WINO_TMAX][WINO_TMAX]; /* t[k][r] = (F x)[r][k] */
+#pragma GCC unroll 6
+    for (int k = 0; k < nx; k++) {
+        float c[WINO_TMAX];
+#pragma GCC unroll 6
+        for (int r = 0; r < nx; r++) c[r] = x[r * nx + k];
+        wt_1d(op, m, c, t[k]);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < ny; r++) {
+        float c[WINO_TMAX];
+#pragma GCC unroll 6
+        for (int k = 0; k < nx; k++) c[k] = t[k][r];
+        wt_1d(op, m, c, y + r * ny);
+    }
+}
+
 /* Tile rows per chunk (C and OC enter symmetrically, so forward and input gradient agree). */
 static int wino_chunk_rows(const md_conv2d_params *p) {
-    const int TW = (p->OW + 1) / 2, TR = p->N * ((p->OH + 1) / 2);
-    size_t r = WINO_CHUNK_FLOATS / (16 * ((size_t)p->C + p->OC) * (size_t)TW);
+    const int m = wino_m(p), T = m + 2, TW = (p->OW + m - 1) / m, TR = p->N * ((p->OH + m - 1) / m);
+    size_t r = WINO_CHUNK_FLOATS / ((size_t)T * T * ((size_t)p->C + p->OC) * (size_t)TW);
     if (r < 1) r = 1;
     return r > (size_t)TR ? TR : (int)r;
 }
 
-/* The 16 planes of V and M lie WINO_SKEW floats further apart than their size: with a
- * power-of-two plane size the 16 streams of a transform would all map to the same cache sets. */
+/* The T*T planes of V and M lie WINO_SKEW floats further apart than their size: with a
+ * power-of-two plane size the streams of a transform would all map to the same cache sets. */
 #define WINO_SKEW 48
 
 static size_t wino_scratch_floats(const md_conv2d_params *p) {
-    const size_t nt = (size_t)wino_chunk_rows(p) * ((p->OW + 1) / 2);
-    return 32 * (size_t)p->C * p->OC + 16 * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
+    const int m = wino_m(p);
+    const size_t nx = (size_t)(m + 2) * (m + 2), nt = (size_t)wino_chunk_rows(p) * ((p->OW + m - 1) / m);
+    return 2 * nx * (size_t)p->C * p->OC + nx * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
 }
 
 /* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i]. */
-static void wino_weights(float *U, const float *w, int Cout, int Cin) {
+static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
     const size_t plane = (size_t)Cout * Cin;
+    const int nx = (m + 2) * (m + 2);
 #pragma omp parallel for schedule(static) if (plane > 4096)
     for (int o = 0; o < Cout; o++)
         for (int i = 0; i < Cin; i++) {
+            float u[WINO_TMAX * WINO_TMAX];
             const float *g = w + ((size_t)o * Cin + i) * 9;
-            float t[4][3];
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[j];
-                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
-            }
-            float *u = U + (size_t)o * Cin + i;
-            for (int r = 0; r < 4; r++) {
-                u[(size_t)(r * 4 + 0) * plane] = t[r][0];
-                u[(size_t)(r * 4 + 1) * plane] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                u[(size_t)(r * 4 + 2) * plane] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                u[(size_t)(r * 4 + 3) * plane] = t[r][2];
-            }
+            if (m == 4) wt_2d(WT_W, 4, g, 3, u, 6);
+            else wt_2d(WT_W, 2, g, 3, u, 4);
+            for (int k = 0; k < nx; k++) U[(size_t)k * plane + (size_t)o * Cin + i] = u[k];
         }
 }
 
-/* V[xi][c][t] = (B^T d B)[xi] for the 4x4 input tiles d of tile rows [gr0, gr1) (all N images
- * numbered together, TH tile rows each), plane stride Cin*nt + WINO_SKEW. */
-static void wino_input(float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2, nt = (gr1 - gr0) * TW;
-    const size_t HW = (size_t)H * W;
+/* V[xi][c][t] = (B^T d B)[xi] for the T x T input tiles d of tile rows [gr0, gr1) (all N images
+ * numbered together, TH tile rows each), plane stride Cin*nt + WINO_SKEW. Called inside a parallel region. */
+WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
+    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const size_t HW = (size_t)H * W, st = (size_t)Cin * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int c = 0; c < Cin; c++) {
         for (int gr = gr0; gr < gr1; gr++) {
-            const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
+            const int n = gr / TH, y0 = m * (gr % TH) - 1;
             const float *plane = in + ((size_t)n * Cin + c) * HW;
             float *v = V + (size_t)c * nt + (size_t)(gr - gr0) * TW;
             for (int tx = 0; tx < TW; tx++) {
-                const int x0 = 2 * tx - 1;
-                float d[4][4];
-                if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
-                    for (int r = 0; r < 4; r++)
-                        for (int k = 0; k < 4; k++) d[r][k] = plane[(size_t)(y0 + r) * W + x0 + k];
+                const int x0 = m * tx - 1;
+                float d[WINO_TMAX * WINO_TMAX], q[WINO_TMAX * WINO_TMAX];
+                if (y0 >= 0 && y0 + T <= H && x0 >= 0 && x0 + T <= W) {
+#pragma GCC unroll 36
+                    for (int r = 0; r < T; r++)
+#pragma GCC unroll 36
+                        for (int k = 0; k < T; k++) d[r * T + k] = plane[(size_t)(y0 + r) * W + x0 + k];
                 } else {
-                    for (int r = 0; r < 4; r++)
-                        for (int k = 0; k < 4; k++) {
+#pragma GCC unroll 36
+                    for (int r = 0; r < T; r++)
+#pragma GCC unroll 36
+                        for (int k = 0; k < T; k++) {
                             const int yy = y0 + r, xx = x0 + k;
-                            d[r][k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
+                            d[r * T + k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
                         }
                 }
-                float t[4][4];
-                for (int k = 0; k < 4; k++) {
-                    t[0][k] = d[0][k] - d[2][k];
-                    t[1][k] = d[1][k] + d[2][k];
-                    t[2][k] = d[2][k] - d[1][k];
-                    t[3][k] = d[1][k] - d[3][k];
-                }
-                const size_t st = (size_t)Cin * nt + WINO_SKEW;
-                for (int r = 0; r < 4; r++) {
-                    v[(size_t)(r * 4 + 0) * st + tx] = t[r][0] - t[r][2];
-                    v[(size_t)(r * 4 + 1) * st + tx] = t[r][1] + t[r][2];
-                    v[(size_t)(r * 4 + 2) * st + tx] = t[r][2] - t[r][1];
-                    v[(size_t)(r * 4 + 3) * st + tx] = t[r][1] - t[r][3];
+                wt_2d(WT_IN, m, d, T, q, T);
+#pragma GCC unroll 36
+                for (int k = 0; k < T * T; k++) v[(size_t)k * st + tx] = q[k];
+            }
+        }
+    }
+}
+static void wino_input(int m, float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
+    if (m == 4) wino_input_m(4, V, in, Cin, H, W, gr0, gr1);
+    else wino_input_m(2, V, in, Cin, H, W, gr0, gr1);
+}
+
+/* out (N x Cout x H x W) tiles of tile rows [gr0, gr1) = A^T M A (+ bias), cropped at the right and bottom
+ * edges; M has V's layout with Cout planes. Called inside a parallel region. */
+WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *bias, int Cout, int H, int W, int gr0, int gr1) {
+    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const size_t HW = (size_t)H * W, st = (size_t)Cout * nt + WINO_SKEW;
+#pragma omp for schedule(static)
+    for (int o = 0; o < Cout; o++) {
+        const float b = bias ? bias[o] : 0.0f;
+        for (int gr = gr0; gr < gr1; gr++) {
+            const int n = gr / TH, y = m * (gr % TH);
+            float *plane = out + ((size_t)n * Cout + o) * HW;
+            const float *mm = M + (size_t)o * nt + (size_t)(gr - gr0) * TW;
+            for (int tx = 0; tx < TW; tx++) {
+                float q[WINO_TMAX * WINO_TMAX], yv[16];
+#pragma GCC unroll 36
+                for (int k = 0; k < T * T; k++) q[k] = mm[(size_t)k * st + tx];
+                wt_2d(WT_OUT, m, q, T, yv, m);
+                const int x = m * tx;
+                if (y + m <= H && x + m <= W) {
+#pragma GCC unroll 4
+                    for (int i = 0; i < m; i++)
+#pragma GCC unroll 4
+                        for (int j = 0; j < m; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
+                } else {
+                    for (int i = 0; i < m && y + i < H; i++)
+                        for (int j = 0; j < m && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
                 }
             }
         }
     }
 }
+static void wino_output(int m, float *out, const float *M, const float *bias, int Cout, int H, int W, int gr0, int gr1) {
+    if (m == 4) wino_output_m(4, out, M, bias, Cout, H, W, gr0, gr1);
+    else wino_output_m(2, out, M, bias, Cout, H, W, gr0, gr1);
+}
 
-/* GEMM work items per chunk: the 16 GEMMs of a chunk are shared out whole among the threads (each a
+/* GEMM work items per chunk: the T*T GEMMs of a chunk are shared out whole among the threads (each a
  * single-threaded md_sgemm, OpenBLAS runs single-threaded inside a parallel region), split in
  * column (or row) blocks when there are more than 8 threads, so one chunk costs one fork and
- * three barriers instead of 16 multi-threaded GEMMs with their internal synchronisation. */
+ * three barriers instead of T*T multi-threaded GEMMs with their internal synchronisation. */
 static int wino_splits(void) {
     const int t = omp_get_max_threads();
     return t <= 8 ? 1 : (t + 7) / 8;
 }
 
 /* out (N x Cout x H x W) = 3x3 pad-1 conv of in (N x Cin x H x W) with the transformed weights U [+ bias]. */
-static void wino_run(float *out, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
+static void wino_run(int m, float *out, const float *in, const float *U, const float *bias, int N, int Cin, int Cout, int H,
                      int W, int chunk_rows, float *scratch) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH, ns = wino_splits();
-    const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW;
-    float *V = scratch, *M = scratch + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
+    const int nx = (m + 2) * (m + 2), TW = (W + m - 1) / m, TR = N * ((H + m - 1) / m), ns = wino_splits();
+    const size_t ntmax = (size_t)chunk_rows * TW;
+    float *V = scratch, *M = scratch + nx * ((size_t)Cin * ntmax + WINO_SKEW);
 #pragma omp parallel if ((size_t)Cout * ntmax > 2048)
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
-        wino_input(V, in, Cin, H, W, gr0, gr1);
+        wino_input(m, V, in, Cin, H, W, gr0, gr1);
 #pragma omp for schedule(static)
-        for (int item = 0; item < 16 * ns; item++) {
+        for (int item = 0; item < nx * ns; item++) {
             const int xi = item / ns, j0 = (int)((long)nt * (item % ns) / ns), j1 = (int)((long)nt * (item % ns + 1) / ns);
             md_sgemm(0, 0, Cout, j1 - j0, Cin, 1.0f, U + (size_t)xi * Cout * Cin, Cin,
                      V + (size_t)xi * ((size_t)Cin * nt + WINO_SKEW) + j0, nt, 0.0f, M + (size_t)xi * ((size_t)Cout * nt + WINO_SKEW) + j0,
                      nt);
         }
-        /* out tile = A^T m A (+ bias), cropped at the right and bottom edges */
-#pragma omp for schedule(static)
-        for (int o = 0; o < Cout; o++) {
-            const float b = bias ? bias[o] : 0.0f;
-            const size_t st = (size_t)Cout * nt + WINO_SKEW;
-            for (int gr = gr0; gr < gr1; gr++) {
-                const int n = gr / TH, y = 2 * (gr % TH);
-                float *plane = out + ((size_t)n * Cout + o) * HW;
-                const float *m = M + (size_t)o * nt + (size_t)(gr - gr0) * TW;
-                for (int tx = 0; tx < TW; tx++) {
-                    float q[16];
-                    for (int k = 0; k < 16; k++) q[k] = m[(size_t)k * st + tx];
-                    float r0[4], r1[4];
-                    for (int k = 0; k < 4; k++) {
-                        r0[k] = q[k] + q[4 + k] + q[8 + k];
-                        r1[k] = q[4 + k] - q[8 + k] - q[12 + k];
-                    }
-                    const float yv[2][2] = {{r0[0] + r0[1] + r0[2], r0[1] - r0[2] - r0[3]}, {r1[0] + r1[1] + r1[2], r1[1] - r1[2] - r1[3]}};
-                    const int x = 2 * tx;
-                    for (int i = 0; i < 2 && y + i < H; i++)
-                        for (int j = 0; j < 2 && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i][j] + b;
-                }
-            }
-        }
+        wino_output(m, out, M, bias, Cout, H, W, gr0, gr1);
     }
 }
 
-/* din (N x Cin x H x W) += B dV B^T of every 4x4 input tile of tile rows [gr0, gr1), overlapping tiles
+/* din (N x Cin x H x W) += B dV B^T of every T x T input tile of tile rows [gr0, gr1), overlapping tiles
  * added up and the padding ring dropped: the adjoint of wino_input. dV has wino_input's layout; each
- * channel's plane is written by one thread. */
-static void wino_input_adjoint(float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2, nt = (gr1 - gr0) * TW;
+ * channel's plane is written by one thread. Called inside a parallel region. */
+WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
+    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W, st = (size_t)Cin * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int c = 0; c < Cin; c++) {
         for (int gr = gr0; gr < gr1; gr++) {
-            const int n = gr / TH, y0 = 2 * (gr % TH) - 1;
+            const int n = gr / TH, y0 = m * (gr % TH) - 1;
             float *plane = din + ((size_t)n * Cin + c) * HW;
             const float *v = dV + (size_t)c * nt + (size_t)(gr - gr0) * TW;
             for (int tx = 0; tx < TW; tx++) {
-                const int x0 = 2 * tx - 1;
-                float t[4][4], d[4][4];
-                for (int r = 0; r < 4; r++) { /* columns: adjoint of v = t B */
-                    const float q0 = v[(size_t)(r * 4 + 0) * st + tx], q1 = v[(size_t)(r * 4 + 1) * st + tx];
-                    const float q2 = v[(size_t)(r * 4 + 2) * st + tx], q3 = v[(size_t)(r * 4 + 3) * st + tx];
-                    t[r][0] = q0;
-                    t[r][1] = q1 - q2 + q3;
-                    t[r][2] = q1 + q2 - q0;
-                    t[r][3] = -q3;
-                }
-                for (int k = 0; k < 4; k++) { /* rows: adjoint of t = B^T d */
-                    d[0][k] = t[0][k];
-                    d[1][k] = t[1][k] - t[2][k] + t[3][k];
-                    d[2][k] = t[1][k] + t[2][k] - t[0][k];
-                    d[3][k] = -t[3][k];
-                }
-                if (y0 >= 0 && y0 + 3 < H && x0 >= 0 && x0 + 3 < W) {
-                    for (int r = 0; r < 4; r++)
-                        for (int k = 0; k < 4; k++) plane[(size_t)(y0 + r) * W + x0 + k] += d[r][k];
+                const int x0 = m * tx - 1;
+                float q[WINO_TMAX * WINO_TMAX], d[WINO_TMAX * WINO_TMAX];
+#pragma GCC unroll 36
+                for (int k = 0; k < T * T; k++) q[k] = v[(size_t)k * st + tx];
+                wt_2d(WT_IN_ADJ, m, q, T, d, T);
+                if (y0 >= 0 && y0 + T <= H && x0 >= 0 && x0 + T <= W) {
+#pragma GCC unroll 36
+                    for (int r = 0; r < T; r++)
+#pragma GCC unroll 36
+                        for (int k = 0; k < T; k++) plane[(size_t)(y0 + r) * W + x0 + k] += d[r * T + k];
                 } else {
-                    for (int r = 0; r < 4; r++)
-                        for (int k = 0; k < 4; k++) {
+#pragma GCC unroll 36
+                    for (int r = 0; r < T; r++)
+#pragma GCC unroll 36
+                        for (int k = 0; k < T; k++) {
                             const int yy = y0 + r, xx = x0 + k;
-                            if (yy >= 0 && yy < H && xx >= 0 && xx < W) plane[(size_t)yy * W + xx] += d[r][k];
+                            if (yy >= 0 && yy < H && xx >= 0 && xx < W) plane[(size_t)yy * W + xx] += d[r * T + k];
                         }
                 }
             }
         }
     }
 }
+static void wino_input_adjoint(int m, float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
+    if (m == 4) wino_input_adjoint_m(4, din, dV, Cin, H, W, gr0, gr1);
+    else wino_input_adjoint_m(2, din, dV, Cin, H, W, gr0, gr1);
+}
+
+/* Mg[xi][o][t] = (A dy A^T)[xi] of the m x m output-gradient tiles dy of tile rows [gr0, gr1) (0 outside
+ * the map): the adjoint of wino_output. Called inside a parallel region. */
+WINO_INLINE void wino_output_adjoint_m(int m, float *Mg, const float *dout, int Cout, int H, int W, int gr0, int gr1) {
+    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const size_t HW = (size_t)H * W, st = (size_t)Cout * nt + WINO_SKEW;
+#pragma omp for schedule(static)
+    for (int o = 0; o < Cout; o++) {
+        for (int gr = gr0; gr < gr1; gr++) {
+            const int n = gr / TH, y = m * (gr % TH);
+            const float *plane = dout + ((size_t)n * Cout + o) * HW;
+            float *mm = Mg + (size_t)o * nt + (size_t)(gr - gr0) * TW;
+            for (int tx = 0; tx < TW; tx++) {
+                const int x = m * tx;
+                float g[16], q[WINO_TMAX * WINO_TMAX];
+#pragma GCC unroll 36
+                for (int i = 0; i < m; i++)
+#pragma GCC unroll 36
+                    for (int j = 0; j < m; j++) g[i * m + j] = (y + i < H && x + j < W) ? plane[(size_t)(y + i) * W + x + j] : 0.0f;
+                wt_2d(WT_OUT_ADJ, m, g, m, q, T);
+#pragma GCC unroll 36
+                for (int k = 0; k < T * T; k++) mm[(size_t)k * st + tx] = q[k];
+            }
+        }
+    }
+}
+static void wino_output_adjoint(int m, float *Mg, const float *dout, int Cout, int H, int W, int gr0, int gr1) {
+    if (m == 4) wino_output_adjoint_m(4, Mg, dout, Cout, H, W, gr0, gr1);
+    else wino_output_adjoint_m(2, Mg, dout, Cout, H, W, gr0, gr1);
+}
+
+/* dweight[o][i] (3x3) += G^T dU[.][o][i] G */
+static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cout, int Cin) {
+    const size_t plane = (size_t)Cout * Cin;
+    const int nx = (m + 2) * (m + 2);
+#pragma omp parallel for schedule(static) if (plane > 4096)
+    for (int o = 0; o < Cout; o++)
+        for (int i = 0; i < Cin; i++) {
+            float u[WINO_TMAX * WINO_TMAX], g[9];
+#pragma GCC unroll 36
+            for (int k = 0; k < nx; k++) u[k] = dU[(size_t)k * plane + (size_t)o * Cin + i];
+            if (m == 4) wt_2d(WT_W_ADJ, 4, u, 6, g, 3);
+            else wt_2d(WT_W_ADJ, 2, u, 4, g, 3);
+            float *dg = dweight + ((size_t)o * Cin + i) * 9;
+            for (int k = 0; k < 9; k++) dg[k] += g[k];
+        }
+}
 
 /* Backward of wino_run's forward, both gradients from one pass over the chunks, sharing the output-gradient
- * transform Mg = A dY A^T (16 planes, Cout x tiles):
- *   dweight (Cout x Cin x 3 x 3) += G^T [ sum over tiles Mg .* (B^T d B) ] G, as 16 GEMMs dU[xi] (Cout x Cin)
+ * transform Mg = A dY A^T (T*T planes, Cout x tiles):
+ *   dweight (Cout x Cin x 3 x 3) += G^T [ sum over tiles Mg .* (B^T d B) ] G, as T*T GEMMs dU[xi] (Cout x Cin)
  *                                    += Mg[xi] (Cout x tiles) @ V[xi]^T  (V: the input transform),
- *   din (N x Cin x H x W)         += B dV B^T scattered over the overlapping 4x4 input tiles, with
+ *   din (N x Cin x H x W)         += B dV B^T scattered over the overlapping input tiles, with
  *                                    dV[xi] (Cin x tiles) = U[xi]^T @ Mg[xi]  (U: the forward's G g G^T).
  * Either may be NULL. Scratch: dU (if dweight), U (if din), V (reused for dV), Mg. */
-static void wino_backward(float *din, float *dweight, const float *in, const float *dout, const float *weight, int N, int Cin, int Cout,
-                          int H, int W, int chunk_rows, float *scratch) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2, TR = N * TH;
-    const size_t HW = (size_t)H * W, ntmax = (size_t)chunk_rows * TW, plane = (size_t)Cout * Cin;
-    float *dU = scratch, *U = scratch + 16 * plane, *V = U + 16 * plane, *Mg = V + 16 * ((size_t)Cin * ntmax + WINO_SKEW);
-    if (din) wino_weights(U, weight, Cout, Cin);
+static void wino_backward(int m, float *din, float *dweight, const float *in, const float *dout, const float *weight, int N, int Cin,
+                          int Cout, int H, int W, int chunk_rows, float *scratch) {
+    const int nx = (m + 2) * (m + 2), TW = (W + m - 1) / m, TR = N * ((H + m - 1) / m);
+    const size_t ntmax = (size_t)chunk_rows * TW, plane = (size_t)Cout * Cin;
+    float *dU = scratch, *U = scratch + nx * plane, *V = U + nx * plane, *Mg = V + nx * ((size_t)Cin * ntmax + WINO_SKEW);
+    if (din) wino_weights(m, U, weight, Cout, Cin);
     const int ns = wino_splits();
 #pragma omp parallel if ((size_t)Cout * ntmax > 2048)
     for (int gr0 = 0; gr0 < TR; gr0 += chunk_rows) {
         const int gr1 = gr0 + chunk_rows < TR ? gr0 + chunk_rows : TR;
         const int nt = (gr1 - gr0) * TW;
         const size_t sv = (size_t)Cin * nt + WINO_SKEW, sm = (size_t)Cout * nt + WINO_SKEW;
-        if (dweight) wino_input(V, in, Cin, H, W, gr0, gr1);
-        /* Mg[xi][o][t] = (A dy A^T)[xi] of the 2x2 output-gradient tile (0 outside the map) */
-#pragma omp for schedule(static)
-        for (int o = 0; o < Cout; o++) {
-            for (int gr = gr0; gr < gr1; gr++) {
-                const int n = gr / TH, y = 2 * (gr % TH);
-                const float *plane_g = dout + ((size_t)n * Cout + o) * HW;
-                float *m = Mg + (size_t)o * nt + (size_t)(gr - gr0) * TW;
-                for (int tx = 0; tx < TW; tx++) {
-                    const int x = 2 * tx;
-                    float g[2][2];
-                    for (int i = 0; i < 2; i++)
-                        for (int j = 0; j < 2; j++) g[i][j] = (y + i < H && x + j < W) ? plane_g[(size_t)(y + i) * W + x + j] : 0.0f;
-                    float a[4][2];
-                    for (int j = 0; j < 2; j++) {
-                        a[0][j] = g[0][j];
-                        a[1][j] = g[0][j] + g[1][j];
-                        a[2][j] = g[0][j] - g[1][j];
-                        a[3][j] = -g[1][j];
-                    }
-                    for (int r = 0; r < 4; r++) {
-                        m[(size_t)(r * 4 + 0) * sm + tx] = a[r][0];
-                        m[(size_t)(r * 4 + 1) * sm + tx] = a[r][0] + a[r][1];
-                        m[(size_t)(r * 4 + 2) * sm + tx] = a[r][0] - a[r][1];
-                        m[(size_t)(r * 4 + 3) * sm + tx] = -a[r][1];
-                    }
-                }
-            }
-        }
+        if (dweight) wino_input(m, V, in, Cin, H, W, gr0, gr1);
+        wino_output_adjoint(m, Mg, dout, Cout, H, W, gr0, gr1);
         if (dweight) { /* dU[xi] rows [r0, r1) += Mg[xi] @ V[xi]^T: each item owns its block of dU */
 #pragma omp for schedule(static)
-            for (int item = 0; item < 16 * ns; item++) {
+            for (int item = 0; item < nx * ns; item++) {
                 const int xi = item / ns, r0 = (int)((long)Cout * (item % ns) / ns), r1 = (int)((long)Cout * (item % ns + 1) / ns);
                 md_sgemm(0, 1, r1 - r0, Cin, nt, 1.0f, Mg + (size_t)xi * sm + (size_t)r0 * nt, nt, V + (size_t)xi * sv, nt,
                          gr0 ? 1.0f : 0.0f, dU + (size_t)xi * plane + (size_t)r0 * Cin, Cin);
@@ -403,34 +518,15 @@ static void wino_backward(float *din, float *dweight, const float *in, const flo
         }
         if (din) { /* dV[xi] (Cin x nt, in V's place) = U[xi]^T @ Mg[xi], then scattered into din */
 #pragma omp for schedule(static)
-            for (int item = 0; item < 16 * ns; item++) {
+            for (int item = 0; item < nx * ns; item++) {
                 const int xi = item / ns, j0 = (int)((long)nt * (item % ns) / ns), j1 = (int)((long)nt * (item % ns + 1) / ns);
                 md_sgemm(1, 0, Cin, j1 - j0, Cout, 1.0f, U + (size_t)xi * plane, Cin, Mg + (size_t)xi * sm + j0, nt, 0.0f,
                          V + (size_t)xi * sv + j0, nt);
             }
-            wino_input_adjoint(din, V, Cin, H, W, gr0, gr1);
+            wino_input_adjoint(m, din, V, Cin, H, W, gr0, gr1);
         }
     }
-    if (!dweight) return;
-    /* dweight[o][i] += G^T dU G */
-#pragma omp parallel for schedule(static) if (plane > 4096)
-    for (int o = 0; o < Cout; o++)
-        for (int i = 0; i < Cin; i++) {
-            float u[4][4];
-            for (int k = 0; k < 16; k++) u[k / 4][k % 4] = dU[(size_t)k * plane + (size_t)o * Cin + i];
-            float t[3][4];
-            for (int k = 0; k < 4; k++) {
-                t[0][k] = u[0][k] + 0.5f * (u[1][k] + u[2][k]);
-                t[1][k] = 0.5f * (u[1][k] - u[2][k]);
-                t[2][k] = 0.5f * (u[1][k] + u[2][k]) + u[3][k];
-            }
-            float *dg = dweight + ((size_t)o * Cin + i) * 9;
-            for (int r = 0; r < 3; r++) {
-                dg[r * 3 + 0] += t[r][0] + 0.5f * (t[r][1] + t[r][2]);
-                dg[r * 3 + 1] += 0.5f * (t[r][1] - t[r][2]);
-                dg[r * 3 + 2] += 0.5f * (t[r][1] + t[r][2]) + t[r][3];
-            }
-        }
+    if (dweight) wino_weights_adjoint(m, dweight, dU, Cout, Cin);
 }
 
 /* ---------------------------------------------------------------- 1x1 convs: GEMMs shared out to the threads
@@ -488,8 +584,9 @@ void md_conv2d_forward(float *out, const float *in, const float *weight, const f
     const size_t ohow = (size_t)p->OH * OW, in_sz = (size_t)p->C * p->H * p->W, out_sz = (size_t)OC * ohow;
     const int pointwise = is_pointwise(p), rows = chunk_rows(p);
     if (use_wino(p)) {
-        wino_weights(scratch, weight, OC, p->C);
-        wino_run(out, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + 16 * (size_t)OC * p->C);
+        const int m = wino_m(p);
+        wino_weights(m, scratch, weight, OC, p->C);
+        wino_run(m, out, in, scratch, bias, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch + (size_t)(m + 2) * (m + 2) * OC * p->C);
         return;
     }
     if (pointwise && pw_split(p) > 0) {
@@ -565,5 +662,5 @@ void md_conv2d_backward(float *din, float *dweight, float *dbias, const float *d
             }
         }
     }
-    if (wino) wino_backward(din, dweight, in, dout, weight, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch);
+    if (wino) wino_backward(wino_m(p), din, dweight, in, dout, weight, p->N, p->C, OC, p->H, p->W, wino_chunk_rows(p), scratch);
 }
