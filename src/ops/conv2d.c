@@ -183,80 +183,81 @@ static int wino_m(const md_conv2d_params *p) { return p->winograd >= 4 ? 4 : 2; 
  *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
 enum { WT_IN, WT_IN_ADJ, WT_W, WT_W_ADJ, WT_OUT, WT_OUT_ADJ };
 
-WINO_INLINE void wt_1d(int op, int m, const float *x, float *y) {
+WINO_INLINE void wt_1d(int op, int m, const float *x, int xs, float *y, int ys) {
+#define X(i) x[(i) * xs]
+#define Y(i) y[(i) * ys]
     if (m == 2) {
         switch (op) {
-        case WT_IN: y[0] = x[0] - x[2], y[1] = x[1] + x[2], y[2] = x[2] - x[1], y[3] = x[1] - x[3]; break;
-        case WT_IN_ADJ: y[0] = x[0], y[1] = x[1] - x[2] + x[3], y[2] = x[1] + x[2] - x[0], y[3] = -x[3]; break;
-        case WT_W: y[0] = x[0], y[1] = 0.5f * (x[0] + x[1] + x[2]), y[2] = 0.5f * (x[0] - x[1] + x[2]), y[3] = x[2]; break;
-        case WT_W_ADJ: y[0] = x[0] + 0.5f * (x[1] + x[2]), y[1] = 0.5f * (x[1] - x[2]), y[2] = 0.5f * (x[1] + x[2]) + x[3]; break;
-        case WT_OUT: y[0] = x[0] + x[1] + x[2], y[1] = x[1] - x[2] - x[3]; break;
-        default: y[0] = x[0], y[1] = x[0] + x[1], y[2] = x[0] - x[1], y[3] = -x[1]; break;
+        case WT_IN: Y(0) = X(0) - X(2), Y(1) = X(1) + X(2), Y(2) = X(2) - X(1), Y(3) = X(1) - X(3); break;
+        case WT_IN_ADJ: Y(0) = X(0), Y(1) = X(1) - X(2) + X(3), Y(2) = X(1) + X(2) - X(0), Y(3) = -X(3); break;
+        case WT_W: Y(0) = X(0), Y(1) = 0.5f * (X(0) + X(1) + X(2)), Y(2) = 0.5f * (X(0) - X(1) + X(2)), Y(3) = X(2); break;
+        case WT_W_ADJ: Y(0) = X(0) + 0.5f * (X(1) + X(2)), Y(1) = 0.5f * (X(1) - X(2)), Y(2) = 0.5f * (X(1) + X(2)) + X(3); break;
+        case WT_OUT: Y(0) = X(0) + X(1) + X(2), Y(1) = X(1) - X(2) - X(3); break;
+        default: Y(0) = X(0), Y(1) = X(0) + X(1), Y(2) = X(0) - X(1), Y(3) = -X(1); break;
         }
         return;
     }
     const float s6 = 1.0f / 6.0f;
     switch (op) {
     case WT_IN:
-        y[0] = 4.0f * (x[0] - x[2]) + (x[4] - x[2]);
-        y[1] = (x[3] + x[4]) - 4.0f * (x[1] + x[2]);
-        y[2] = (x[4] - x[3]) + 4.0f * (x[1] - x[2]);
-        y[3] = (x[4] - x[2]) + 2.0f * (x[3] - x[1]);
-        y[4] = (x[4] - x[2]) - 2.0f * (x[3] - x[1]);
-        y[5] = 4.0f * (x[1] - x[3]) + (x[5] - x[3]);
+        Y(0) = 4.0f * (X(0) - X(2)) + (X(4) - X(2));
+        Y(1) = (X(3) + X(4)) - 4.0f * (X(1) + X(2));
+        Y(2) = (X(4) - X(3)) + 4.0f * (X(1) - X(2));
+        Y(3) = (X(4) - X(2)) + 2.0f * (X(3) - X(1));
+        Y(4) = (X(4) - X(2)) - 2.0f * (X(3) - X(1));
+        Y(5) = 4.0f * (X(1) - X(3)) + (X(5) - X(3));
         break;
     case WT_IN_ADJ:
-        y[0] = 4.0f * x[0];
-        y[1] = 4.0f * (x[2] - x[1] + x[5]) + 2.0f * (x[4] - x[3]);
-        y[2] = -5.0f * x[0] - 4.0f * (x[1] + x[2]) - (x[3] + x[4]);
-        y[3] = (x[1] - x[2]) + 2.0f * (x[3] - x[4]) - 5.0f * x[5];
-        y[4] = x[0] + x[1] + x[2] + x[3] + x[4];
-        y[5] = x[5];
+        Y(0) = 4.0f * X(0);
+        Y(1) = 4.0f * (X(2) - X(1) + X(5)) + 2.0f * (X(4) - X(3));
+        Y(2) = -5.0f * X(0) - 4.0f * (X(1) + X(2)) - (X(3) + X(4));
+        Y(3) = (X(1) - X(2)) + 2.0f * (X(3) - X(4)) - 5.0f * X(5);
+        Y(4) = X(0) + X(1) + X(2) + X(3) + X(4);
+        Y(5) = X(5);
         break;
     case WT_W:
-        y[0] = 0.25f * x[0];
-        y[1] = -s6 * (x[0] + x[1] + x[2]);
-        y[2] = -s6 * (x[0] - x[1] + x[2]);
-        y[3] = s6 * (0.25f * x[0] + 0.5f * x[1] + x[2]);
-        y[4] = s6 * (0.25f * x[0] - 0.5f * x[1] + x[2]);
-        y[5] = x[2];
+        Y(0) = 0.25f * X(0);
+        Y(1) = -s6 * (X(0) + X(1) + X(2));
+        Y(2) = -s6 * (X(0) - X(1) + X(2));
+        Y(3) = s6 * (0.25f * X(0) + 0.5f * X(1) + X(2));
+        Y(4) = s6 * (0.25f * X(0) - 0.5f * X(1) + X(2));
+        Y(5) = X(2);
         break;
     case WT_W_ADJ:
-        y[0] = 0.25f * x[0] - s6 * (x[1] + x[2]) + (s6 * 0.25f) * (x[3] + x[4]);
-        y[1] = s6 * (x[2] - x[1]) + (s6 * 0.5f) * (x[3] - x[4]);
-        y[2] = s6 * ((x[3] + x[4]) - (x[1] + x[2])) + x[5];
+        Y(0) = 0.25f * X(0) - s6 * (X(1) + X(2)) + (s6 * 0.25f) * (X(3) + X(4));
+        Y(1) = s6 * (X(2) - X(1)) + (s6 * 0.5f) * (X(3) - X(4));
+        Y(2) = s6 * ((X(3) + X(4)) - (X(1) + X(2))) + X(5);
         break;
     case WT_OUT: {
-        const float a = x[1] + x[2], b = x[1] - x[2], c = x[3] + x[4], d = x[3] - x[4];
-        y[0] = x[0] + a + c, y[1] = b + 2.0f * d, y[2] = a + 4.0f * c, y[3] = b + 8.0f * d + x[5];
+        const float a = X(1) + X(2), b = X(1) - X(2), c = X(3) + X(4), d = X(3) - X(4);
+        Y(0) = X(0) + a + c, Y(1) = b + 2.0f * d, Y(2) = a + 4.0f * c, Y(3) = b + 8.0f * d + X(5);
         break;
     }
     default: {
-        const float a = x[0] + x[2], b = x[1] + x[3], c = x[0] + 4.0f * x[2], d = 2.0f * x[1] + 8.0f * x[3];
-        y[0] = x[0], y[1] = a + b, y[2] = a - b, y[3] = c + d, y[4] = c - d, y[5] = x[3];
+        const float a = X(0) + X(2), b = X(1) + X(3), c = X(0) + 4.0f * X(2), d = 2.0f * X(1) + 8.0f * X(3);
+        Y(0) = X(0), Y(1) = a + b, Y(2) = a - b, Y(3) = c + d, Y(4) = c - d, Y(5) = X(3);
         break;
     }
     }
+#undef X
+#undef Y
 }
 
-/* y (ny x ny) = F x F^T for the 1-D transform F = op (nx -> ny); x is nx x nx, row-major; the row
- * index is transformed first. */
-WINO_INLINE void wt_2d(int op, int m, const float *x, int nx, float *y, int ny) {
-    float t[WINO_TMAX][WINO_TMAX]; /* t[k][r] = (F x)[r][k] */
+/* Tiles are transformed L at a time (L = 1, or WINO_LANES for a run of tiles inside the map: the
+ * loops over the lanes then compile to vector instructions): x holds element (r, k) of tile j at
+ * x[(r*nx + k)*L + j], y likewise. y (ny x ny) = F x F^T for the 1-D transform F = op (nx -> ny);
+ * the row index is transformed first. */
+#define WINO_LANES 8
+WINO_INLINE void wt_2d(int op, int m, int L, const float *x, int nx, float *y, int ny) {
+    float t[WINO_TMAX * WINO_TMAX * WINO_LANES]; /* t[(k*ny + r)*L + j] = (F x_j)[r][k] */
 #pragma GCC unroll 6
-    for (int k = 0; k < nx; k++) {
-        float c[WINO_TMAX];
+    for (int k = 0; k < nx; k++)
+#pragma omp simd
+        for (int j = 0; j < L; j++) wt_1d(op, m, x + k * L + j, nx * L, t + k * ny * L + j, L);
 #pragma GCC unroll 6
-        for (int r = 0; r < nx; r++) c[r] = x[r * nx + k];
-        wt_1d(op, m, c, t[k]);
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < ny; r++) {
-        float c[WINO_TMAX];
-#pragma GCC unroll 6
-        for (int k = 0; k < nx; k++) c[k] = t[k][r];
-        wt_1d(op, m, c, y + r * ny);
-    }
+    for (int r = 0; r < ny; r++)
+#pragma omp simd
+        for (int j = 0; j < L; j++) wt_1d(op, m, t + r * L + j, ny * L, y + r * ny * L + j, L);
 }
 
 /* Tile rows per chunk (C and OC enter symmetrically, so forward and input gradient agree). */
@@ -286,8 +287,8 @@ static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
         for (int i = 0; i < Cin; i++) {
             float u[WINO_TMAX * WINO_TMAX];
             const float *g = w + ((size_t)o * Cin + i) * 9;
-            if (m == 4) wt_2d(WT_W, 4, g, 3, u, 6);
-            else wt_2d(WT_W, 2, g, 3, u, 4);
+            if (m == 4) wt_2d(WT_W, 4, 1, g, 3, u, 6);
+            else wt_2d(WT_W, 2, 1, g, 3, u, 4);
             for (int k = 0; k < nx; k++) U[(size_t)k * plane + (size_t)o * Cin + i] = u[k];
         }
 }
@@ -295,7 +296,7 @@ static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
 /* V[xi][c][t] = (B^T d B)[xi] for the T x T input tiles d of tile rows [gr0, gr1) (all N images
  * numbered together, TH tile rows each), plane stride Cin*nt + WINO_SKEW. Called inside a parallel region. */
 WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
-    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const int T = m + 2, L = WINO_LANES, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W, st = (size_t)Cin * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int c = 0; c < Cin; c++) {
@@ -303,26 +304,39 @@ WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, 
             const int n = gr / TH, y0 = m * (gr % TH) - 1;
             const float *plane = in + ((size_t)n * Cin + c) * HW;
             float *v = V + (size_t)c * nt + (size_t)(gr - gr0) * TW;
-            for (int tx = 0; tx < TW; tx++) {
+            for (int tx = 0; tx < TW;) {
                 const int x0 = m * tx - 1;
-                float d[WINO_TMAX * WINO_TMAX], q[WINO_TMAX * WINO_TMAX];
-                if (y0 >= 0 && y0 + T <= H && x0 >= 0 && x0 + T <= W) {
+                float d[WINO_TMAX * WINO_TMAX * WINO_LANES], q[WINO_TMAX * WINO_TMAX * WINO_LANES];
+                if (tx + L <= TW && x0 >= 0 && x0 + m * (L - 1) + T <= W) { /* L tiles, columns inside the map */
+#pragma GCC unroll 6
+                    for (int r = 0; r < T; r++) {
+                        const int yy = y0 + r;
+                        const float *row = plane + (size_t)(yy < 0 ? 0 : yy >= H ? H - 1 : yy) * W + x0;
+                        const float keep = yy >= 0 && yy < H ? 1.0f : 0.0f;
+#pragma GCC unroll 6
+                        for (int k = 0; k < T; k++)
+#pragma omp simd
+                            for (int j = 0; j < L; j++) d[(r * T + k) * L + j] = keep * row[m * j + k];
+                    }
+                    wt_2d(WT_IN, m, L, d, T, q, T);
 #pragma GCC unroll 36
-                    for (int r = 0; r < T; r++)
-#pragma GCC unroll 36
-                        for (int k = 0; k < T; k++) d[r * T + k] = plane[(size_t)(y0 + r) * W + x0 + k];
-                } else {
-#pragma GCC unroll 36
-                    for (int r = 0; r < T; r++)
-#pragma GCC unroll 36
-                        for (int k = 0; k < T; k++) {
-                            const int yy = y0 + r, xx = x0 + k;
-                            d[r * T + k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
-                        }
+                    for (int k = 0; k < T * T; k++)
+#pragma omp simd
+                        for (int j = 0; j < L; j++) v[(size_t)k * st + tx + j] = q[k * L + j];
+                    tx += L;
+                    continue;
                 }
-                wt_2d(WT_IN, m, d, T, q, T);
+#pragma GCC unroll 6
+                for (int r = 0; r < T; r++)
+#pragma GCC unroll 6
+                    for (int k = 0; k < T; k++) {
+                        const int yy = y0 + r, xx = x0 + k;
+                        d[r * T + k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
+                    }
+                wt_2d(WT_IN, m, 1, d, T, q, T);
 #pragma GCC unroll 36
                 for (int k = 0; k < T * T; k++) v[(size_t)k * st + tx] = q[k];
+                tx++;
             }
         }
     }
@@ -335,7 +349,7 @@ static void wino_input(int m, float *V, const float *in, int Cin, int H, int W, 
 /* out (N x Cout x H x W) tiles of tile rows [gr0, gr1) = A^T M A (+ bias), cropped at the right and bottom
  * edges; M has V's layout with Cout planes. Called inside a parallel region. */
 WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *bias, int Cout, int H, int W, int gr0, int gr1) {
-    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const int T = m + 2, L = WINO_LANES, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W, st = (size_t)Cout * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int o = 0; o < Cout; o++) {
@@ -344,21 +358,31 @@ WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *b
             const int n = gr / TH, y = m * (gr % TH);
             float *plane = out + ((size_t)n * Cout + o) * HW;
             const float *mm = M + (size_t)o * nt + (size_t)(gr - gr0) * TW;
-            for (int tx = 0; tx < TW; tx++) {
-                float q[WINO_TMAX * WINO_TMAX], yv[16];
+            for (int tx = 0; tx < TW;) {
+                const int x = m * tx;
+                float q[WINO_TMAX * WINO_TMAX * WINO_LANES], yv[16 * WINO_LANES];
+                if (tx + L <= TW && x + m * L <= W) { /* L whole tiles in x */
+#pragma GCC unroll 36
+                    for (int k = 0; k < T * T; k++)
+#pragma omp simd
+                        for (int j = 0; j < L; j++) q[k * L + j] = mm[(size_t)k * st + tx + j];
+                    wt_2d(WT_OUT, m, L, q, T, yv, m);
+                    for (int i = 0; i < m && y + i < H; i++) {
+                        float *row = plane + (size_t)(y + i) * W + x;
+#pragma GCC unroll 4
+                        for (int jj = 0; jj < m; jj++)
+#pragma omp simd
+                            for (int j = 0; j < L; j++) row[m * j + jj] = yv[(i * m + jj) * L + j] + b;
+                    }
+                    tx += L;
+                    continue;
+                }
 #pragma GCC unroll 36
                 for (int k = 0; k < T * T; k++) q[k] = mm[(size_t)k * st + tx];
-                wt_2d(WT_OUT, m, q, T, yv, m);
-                const int x = m * tx;
-                if (y + m <= H && x + m <= W) {
-#pragma GCC unroll 4
-                    for (int i = 0; i < m; i++)
-#pragma GCC unroll 4
-                        for (int j = 0; j < m; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
-                } else {
-                    for (int i = 0; i < m && y + i < H; i++)
-                        for (int j = 0; j < m && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
-                }
+                wt_2d(WT_OUT, m, 1, q, T, yv, m);
+                for (int i = 0; i < m && y + i < H; i++)
+                    for (int j = 0; j < m && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
+                tx++;
             }
         }
     }
@@ -403,7 +427,7 @@ static void wino_run(int m, float *out, const float *in, const float *U, const f
  * added up and the padding ring dropped: the adjoint of wino_input. dV has wino_input's layout; each
  * channel's plane is written by one thread. Called inside a parallel region. */
 WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
-    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const int T = m + 2, L = WINO_LANES, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W, st = (size_t)Cin * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int c = 0; c < Cin; c++) {
@@ -411,26 +435,35 @@ WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Ci
             const int n = gr / TH, y0 = m * (gr % TH) - 1;
             float *plane = din + ((size_t)n * Cin + c) * HW;
             const float *v = dV + (size_t)c * nt + (size_t)(gr - gr0) * TW;
-            for (int tx = 0; tx < TW; tx++) {
+            for (int tx = 0; tx < TW;) {
                 const int x0 = m * tx - 1;
-                float q[WINO_TMAX * WINO_TMAX], d[WINO_TMAX * WINO_TMAX];
+                float q[WINO_TMAX * WINO_TMAX * WINO_LANES], d[WINO_TMAX * WINO_TMAX * WINO_LANES];
+                if (tx + L <= TW && x0 >= 0 && x0 + m * (L - 1) + T <= W) { /* L tiles, columns inside the map */
+#pragma GCC unroll 36
+                    for (int k = 0; k < T * T; k++)
+#pragma omp simd
+                        for (int j = 0; j < L; j++) q[k * L + j] = v[(size_t)k * st + tx + j];
+                    wt_2d(WT_IN_ADJ, m, L, q, T, d, T);
+                    for (int r = 0; r < T; r++) {
+                        const int yy = y0 + r;
+                        if (yy < 0 || yy >= H) continue;
+                        float *row = plane + (size_t)yy * W + x0;
+                        for (int j = 0; j < L; j++) /* tiles overlap by 2 columns: one tile at a time */
+#pragma GCC unroll 6
+                            for (int k = 0; k < T; k++) row[m * j + k] += d[(r * T + k) * L + j];
+                    }
+                    tx += L;
+                    continue;
+                }
 #pragma GCC unroll 36
                 for (int k = 0; k < T * T; k++) q[k] = v[(size_t)k * st + tx];
-                wt_2d(WT_IN_ADJ, m, q, T, d, T);
-                if (y0 >= 0 && y0 + T <= H && x0 >= 0 && x0 + T <= W) {
-#pragma GCC unroll 36
-                    for (int r = 0; r < T; r++)
-#pragma GCC unroll 36
-                        for (int k = 0; k < T; k++) plane[(size_t)(y0 + r) * W + x0 + k] += d[r * T + k];
-                } else {
-#pragma GCC unroll 36
-                    for (int r = 0; r < T; r++)
-#pragma GCC unroll 36
-                        for (int k = 0; k < T; k++) {
-                            const int yy = y0 + r, xx = x0 + k;
-                            if (yy >= 0 && yy < H && xx >= 0 && xx < W) plane[(size_t)yy * W + xx] += d[r * T + k];
-                        }
-                }
+                wt_2d(WT_IN_ADJ, m, 1, q, T, d, T);
+                for (int r = 0; r < T; r++)
+                    for (int k = 0; k < T; k++) {
+                        const int yy = y0 + r, xx = x0 + k;
+                        if (yy >= 0 && yy < H && xx >= 0 && xx < W) plane[(size_t)yy * W + xx] += d[r * T + k];
+                    }
+                tx++;
             }
         }
     }
@@ -443,7 +476,7 @@ static void wino_input_adjoint(int m, float *din, const float *dV, int Cin, int 
 /* Mg[xi][o][t] = (A dy A^T)[xi] of the m x m output-gradient tiles dy of tile rows [gr0, gr1) (0 outside
  * the map): the adjoint of wino_output. Called inside a parallel region. */
 WINO_INLINE void wino_output_adjoint_m(int m, float *Mg, const float *dout, int Cout, int H, int W, int gr0, int gr1) {
-    const int T = m + 2, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
+    const int T = m + 2, L = WINO_LANES, TH = (H + m - 1) / m, TW = (W + m - 1) / m, nt = (gr1 - gr0) * TW;
     const size_t HW = (size_t)H * W, st = (size_t)Cout * nt + WINO_SKEW;
 #pragma omp for schedule(static)
     for (int o = 0; o < Cout; o++) {
@@ -451,16 +484,33 @@ WINO_INLINE void wino_output_adjoint_m(int m, float *Mg, const float *dout, int 
             const int n = gr / TH, y = m * (gr % TH);
             const float *plane = dout + ((size_t)n * Cout + o) * HW;
             float *mm = Mg + (size_t)o * nt + (size_t)(gr - gr0) * TW;
-            for (int tx = 0; tx < TW; tx++) {
+            for (int tx = 0; tx < TW;) {
                 const int x = m * tx;
-                float g[16], q[WINO_TMAX * WINO_TMAX];
+                float g[16 * WINO_LANES], q[WINO_TMAX * WINO_TMAX * WINO_LANES];
+                if (tx + L <= TW && x + m * L <= W) { /* L whole tiles in x */
+#pragma GCC unroll 4
+                    for (int i = 0; i < m; i++) {
+                        const int yy = y + i < H ? y + i : H - 1;
+                        const float keep = y + i < H ? 1.0f : 0.0f, *row = plane + (size_t)yy * W + x;
+#pragma GCC unroll 4
+                        for (int jj = 0; jj < m; jj++)
+#pragma omp simd
+                            for (int j = 0; j < L; j++) g[(i * m + jj) * L + j] = keep * row[m * j + jj];
+                    }
+                    wt_2d(WT_OUT_ADJ, m, L, g, m, q, T);
 #pragma GCC unroll 36
+                    for (int k = 0; k < T * T; k++)
+#pragma omp simd
+                        for (int j = 0; j < L; j++) mm[(size_t)k * st + tx + j] = q[k * L + j];
+                    tx += L;
+                    continue;
+                }
                 for (int i = 0; i < m; i++)
-#pragma GCC unroll 36
                     for (int j = 0; j < m; j++) g[i * m + j] = (y + i < H && x + j < W) ? plane[(size_t)(y + i) * W + x + j] : 0.0f;
-                wt_2d(WT_OUT_ADJ, m, g, m, q, T);
+                wt_2d(WT_OUT_ADJ, m, 1, g, m, q, T);
 #pragma GCC unroll 36
                 for (int k = 0; k < T * T; k++) mm[(size_t)k * st + tx] = q[k];
+                tx++;
             }
         }
     }
@@ -480,8 +530,8 @@ static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cou
             float u[WINO_TMAX * WINO_TMAX], g[9];
 #pragma GCC unroll 36
             for (int k = 0; k < nx; k++) u[k] = dU[(size_t)k * plane + (size_t)o * Cin + i];
-            if (m == 4) wt_2d(WT_W_ADJ, 4, u, 6, g, 3);
-            else wt_2d(WT_W_ADJ, 2, u, 4, g, 3);
+            if (m == 4) wt_2d(WT_W_ADJ, 4, 1, u, 6, g, 3);
+            else wt_2d(WT_W_ADJ, 2, 1, u, 4, g, 3);
             float *dg = dweight + ((size_t)o * Cin + i) * 9;
             for (int k = 0; k < 9; k++) dg[k] += g[k];
         }
