@@ -278,19 +278,36 @@ static size_t wino_scratch_floats(const md_conv2d_params *p) {
     return 2 * nx * (size_t)p->C * p->OC + nx * (((size_t)p->C + p->OC) * nt + 2 * WINO_SKEW);
 }
 
-/* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i]. */
+/* U[xi][o][i] = (G g G^T)[xi] of the 3x3 kernel g = w[o][i]; WINO_LANES kernels (consecutive i) at a time. */
+WINO_INLINE void wino_weights_row(int m, float *U, const float *w, int o, int Cin, size_t plane) {
+    const int T = m + 2, L = WINO_LANES;
+    int i = 0;
+    for (; i + L <= Cin; i += L) {
+        float g[9 * WINO_LANES], u[WINO_TMAX * WINO_TMAX * WINO_LANES];
+        const float *wi = w + ((size_t)o * Cin + i) * 9;
+#pragma GCC unroll 9
+        for (int k = 0; k < 9; k++)
+#pragma omp simd
+            for (int j = 0; j < L; j++) g[k * L + j] = wi[j * 9 + k];
+        wt_2d(WT_W, m, L, g, 3, u, T);
+#pragma GCC unroll 36
+        for (int k = 0; k < T * T; k++)
+#pragma omp simd
+            for (int j = 0; j < L; j++) U[(size_t)k * plane + (size_t)o * Cin + i + j] = u[k * L + j];
+    }
+    for (; i < Cin; i++) {
+        float u[WINO_TMAX * WINO_TMAX];
+        wt_2d(WT_W, m, 1, w + ((size_t)o * Cin + i) * 9, 3, u, T);
+        for (int k = 0; k < T * T; k++) U[(size_t)k * plane + (size_t)o * Cin + i] = u[k];
+    }
+}
 static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
     const size_t plane = (size_t)Cout * Cin;
-    const int nx = (m + 2) * (m + 2);
 #pragma omp parallel for schedule(static) if (plane > 4096)
-    for (int o = 0; o < Cout; o++)
-        for (int i = 0; i < Cin; i++) {
-            float u[WINO_TMAX * WINO_TMAX];
-            const float *g = w + ((size_t)o * Cin + i) * 9;
-            if (m == 4) wt_2d(WT_W, 4, 1, g, 3, u, 6);
-            else wt_2d(WT_W, 2, 1, g, 3, u, 4);
-            for (int k = 0; k < nx; k++) U[(size_t)k * plane + (size_t)o * Cin + i] = u[k];
-        }
+    for (int o = 0; o < Cout; o++) {
+        if (m == 4) wino_weights_row(4, U, w, o, Cin, plane);
+        else wino_weights_row(2, U, w, o, Cin, plane);
+    }
 }
 
 /* V[xi][c][t] = (B^T d B)[xi] for the T x T input tiles d of tile rows [gr0, gr1) (all N images
@@ -520,21 +537,37 @@ static void wino_output_adjoint(int m, float *Mg, const float *dout, int Cout, i
     else wino_output_adjoint_m(2, Mg, dout, Cout, H, W, gr0, gr1);
 }
 
-/* dweight[o][i] (3x3) += G^T dU[.][o][i] G */
+/* dweight[o][i] (3x3) += G^T dU[.][o][i] G; WINO_LANES kernels (consecutive i) at a time. */
+WINO_INLINE void wino_weights_adjoint_row(int m, float *dweight, const float *dU, int o, int Cin, size_t plane) {
+    const int T = m + 2, L = WINO_LANES;
+    int i = 0;
+    for (; i + L <= Cin; i += L) {
+        float u[WINO_TMAX * WINO_TMAX * WINO_LANES], g[9 * WINO_LANES];
+#pragma GCC unroll 36
+        for (int k = 0; k < T * T; k++)
+#pragma omp simd
+            for (int j = 0; j < L; j++) u[k * L + j] = dU[(size_t)k * plane + (size_t)o * Cin + i + j];
+        wt_2d(WT_W_ADJ, m, L, u, T, g, 3);
+        float *dg = dweight + ((size_t)o * Cin + i) * 9;
+        for (int j = 0; j < L; j++)
+#pragma GCC unroll 9
+            for (int k = 0; k < 9; k++) dg[j * 9 + k] += g[k * L + j];
+    }
+    for (; i < Cin; i++) {
+        float u[WINO_TMAX * WINO_TMAX], g[9];
+        for (int k = 0; k < T * T; k++) u[k] = dU[(size_t)k * plane + (size_t)o * Cin + i];
+        wt_2d(WT_W_ADJ, m, 1, u, T, g, 3);
+        float *dg = dweight + ((size_t)o * Cin + i) * 9;
+        for (int k = 0; k < 9; k++) dg[k] += g[k];
+    }
+}
 static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cout, int Cin) {
     const size_t plane = (size_t)Cout * Cin;
-    const int nx = (m + 2) * (m + 2);
 #pragma omp parallel for schedule(static) if (plane > 4096)
-    for (int o = 0; o < Cout; o++)
-        for (int i = 0; i < Cin; i++) {
-            float u[WINO_TMAX * WINO_TMAX], g[9];
-#pragma GCC unroll 36
-            for (int k = 0; k < nx; k++) u[k] = dU[(size_t)k * plane + (size_t)o * Cin + i];
-            if (m == 4) wt_2d(WT_W_ADJ, 4, 1, u, 6, g, 3);
-            else wt_2d(WT_W_ADJ, 2, 1, u, 4, g, 3);
-            float *dg = dweight + ((size_t)o * Cin + i) * 9;
-            for (int k = 0; k < 9; k++) dg[k] += g[k];
-        }
+    for (int o = 0; o < Cout; o++) {
+        if (m == 4) wino_weights_adjoint_row(4, dweight, dU, o, Cin, plane);
+        else wino_weights_adjoint_row(2, dweight, dU, o, Cin, plane);
+    }
 }
 
 /* Backward of wino_run's forward, both gradients from one pass over the chunks, sharing the output-gradient
