@@ -260,6 +260,21 @@ WINO_INLINE void wt_2d(int op, int m, int L, const float *x, int nx, float *y, i
         for (int j = 0; j < L; j++) wt_1d(op, m, t + r * L + j, ny * L, y + r * ny * L + j, L);
 }
 
+/* The T*T transformed values of L tiles between lane layout q[k*L + j] and the plane-major scratch
+ * v[k*st + j] (V, M or Mg at the first tile's column). */
+WINO_INLINE void lanes_to_planes(float *v, size_t st, const float *q, int n, int L) {
+#pragma GCC unroll 36
+    for (int k = 0; k < n; k++)
+#pragma omp simd
+        for (int j = 0; j < L; j++) v[(size_t)k * st + j] = q[k * L + j];
+}
+WINO_INLINE void planes_to_lanes(float *q, const float *v, size_t st, int n, int L) {
+#pragma GCC unroll 36
+    for (int k = 0; k < n; k++)
+#pragma omp simd
+        for (int j = 0; j < L; j++) q[k * L + j] = v[(size_t)k * st + j];
+}
+
 /* Tile rows per chunk (C and OC enter symmetrically, so forward and input gradient agree). */
 static int wino_chunk_rows(const md_conv2d_params *p) {
     const int m = wino_m(p), T = m + 2, TW = (p->OW + m - 1) / m, TR = p->N * ((p->OH + m - 1) / m);
@@ -336,10 +351,7 @@ WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, 
                             for (int j = 0; j < L; j++) d[(r * T + k) * L + j] = keep * row[m * j + k];
                     }
                     wt_2d(WT_IN, m, L, d, T, q, T);
-#pragma GCC unroll 36
-                    for (int k = 0; k < T * T; k++)
-#pragma omp simd
-                        for (int j = 0; j < L; j++) v[(size_t)k * st + tx + j] = q[k * L + j];
+                    lanes_to_planes(v + tx, st, q, T * T, L);
                     tx += L;
                     continue;
                 }
@@ -351,8 +363,7 @@ WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, 
                         d[r * T + k] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? plane[(size_t)yy * W + xx] : 0.0f;
                     }
                 wt_2d(WT_IN, m, 1, d, T, q, T);
-#pragma GCC unroll 36
-                for (int k = 0; k < T * T; k++) v[(size_t)k * st + tx] = q[k];
+                lanes_to_planes(v + tx, st, q, T * T, 1);
                 tx++;
             }
         }
@@ -379,10 +390,7 @@ WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *b
                 const int x = m * tx;
                 float q[WINO_TMAX * WINO_TMAX * WINO_LANES], yv[16 * WINO_LANES];
                 if (tx + L <= TW && x + m * L <= W) { /* L whole tiles in x */
-#pragma GCC unroll 36
-                    for (int k = 0; k < T * T; k++)
-#pragma omp simd
-                        for (int j = 0; j < L; j++) q[k * L + j] = mm[(size_t)k * st + tx + j];
+                    planes_to_lanes(q, mm + tx, st, T * T, L);
                     wt_2d(WT_OUT, m, L, q, T, yv, m);
                     for (int i = 0; i < m && y + i < H; i++) {
                         float *row = plane + (size_t)(y + i) * W + x;
@@ -394,8 +402,7 @@ WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *b
                     tx += L;
                     continue;
                 }
-#pragma GCC unroll 36
-                for (int k = 0; k < T * T; k++) q[k] = mm[(size_t)k * st + tx];
+                planes_to_lanes(q, mm + tx, st, T * T, 1);
                 wt_2d(WT_OUT, m, 1, q, T, yv, m);
                 for (int i = 0; i < m && y + i < H; i++)
                     for (int j = 0; j < m && x + j < W; j++) plane[(size_t)(y + i) * W + x + j] = yv[i * m + j] + b;
@@ -456,10 +463,7 @@ WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Ci
                 const int x0 = m * tx - 1;
                 float q[WINO_TMAX * WINO_TMAX * WINO_LANES], d[WINO_TMAX * WINO_TMAX * WINO_LANES];
                 if (tx + L <= TW && x0 >= 0 && x0 + m * (L - 1) + T <= W) { /* L tiles, columns inside the map */
-#pragma GCC unroll 36
-                    for (int k = 0; k < T * T; k++)
-#pragma omp simd
-                        for (int j = 0; j < L; j++) q[k * L + j] = v[(size_t)k * st + tx + j];
+                    planes_to_lanes(q, v + tx, st, T * T, L);
                     wt_2d(WT_IN_ADJ, m, L, q, T, d, T);
                     for (int r = 0; r < T; r++) {
                         const int yy = y0 + r;
@@ -472,8 +476,7 @@ WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Ci
                     tx += L;
                     continue;
                 }
-#pragma GCC unroll 36
-                for (int k = 0; k < T * T; k++) q[k] = v[(size_t)k * st + tx];
+                planes_to_lanes(q, v + tx, st, T * T, 1);
                 wt_2d(WT_IN_ADJ, m, 1, q, T, d, T);
                 for (int r = 0; r < T; r++)
                     for (int k = 0; k < T; k++) {
@@ -515,18 +518,14 @@ WINO_INLINE void wino_output_adjoint_m(int m, float *Mg, const float *dout, int 
                             for (int j = 0; j < L; j++) g[(i * m + jj) * L + j] = keep * row[m * j + jj];
                     }
                     wt_2d(WT_OUT_ADJ, m, L, g, m, q, T);
-#pragma GCC unroll 36
-                    for (int k = 0; k < T * T; k++)
-#pragma omp simd
-                        for (int j = 0; j < L; j++) mm[(size_t)k * st + tx + j] = q[k * L + j];
+                    lanes_to_planes(mm + tx, st, q, T * T, L);
                     tx += L;
                     continue;
                 }
                 for (int i = 0; i < m; i++)
                     for (int j = 0; j < m; j++) g[i * m + j] = (y + i < H && x + j < W) ? plane[(size_t)(y + i) * W + x + j] : 0.0f;
                 wt_2d(WT_OUT_ADJ, m, 1, g, m, q, T);
-#pragma GCC unroll 36
-                for (int k = 0; k < T * T; k++) mm[(size_t)k * st + tx] = q[k];
+                lanes_to_planes(mm + tx, st, q, T * T, 1);
                 tx++;
             }
         }
