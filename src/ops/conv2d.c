@@ -260,8 +260,8 @@ WINO_INLINE void wt_2d(int op, int m, int L, const float *x, int nx, float *y, i
         for (int j = 0; j < L; j++) wt_1d(op, m, t + r * L + j, ny * L, y + r * ny * L + j, L);
 }
 
-/* The T*T transformed values of L tiles between lane layout q[k*L + j] and the plane-major scratch
- * v[k*st + j] (V, M or Mg at the first tile's column). */
+/* The T*T transformed values of L tiles (or kernels) between lane layout q[k*L + j] and the plane-major
+ * scratch v[k*st + j] (V, M or Mg at the first tile's column; U or dU at the first kernel). */
 WINO_INLINE void lanes_to_planes(float *v, size_t st, const float *q, int n, int L) {
 #pragma GCC unroll 36
     for (int k = 0; k < n; k++)
@@ -305,15 +305,12 @@ WINO_INLINE void wino_weights_row(int m, float *U, const float *w, int o, int Ci
 #pragma omp simd
             for (int j = 0; j < L; j++) g[k * L + j] = wi[j * 9 + k];
         wt_2d(WT_W, m, L, g, 3, u, T);
-#pragma GCC unroll 36
-        for (int k = 0; k < T * T; k++)
-#pragma omp simd
-            for (int j = 0; j < L; j++) U[(size_t)k * plane + (size_t)o * Cin + i + j] = u[k * L + j];
+        lanes_to_planes(U + (size_t)o * Cin + i, plane, u, T * T, L);
     }
     for (; i < Cin; i++) {
         float u[WINO_TMAX * WINO_TMAX];
         wt_2d(WT_W, m, 1, w + ((size_t)o * Cin + i) * 9, 3, u, T);
-        for (int k = 0; k < T * T; k++) U[(size_t)k * plane + (size_t)o * Cin + i] = u[k];
+        lanes_to_planes(U + (size_t)o * Cin + i, plane, u, T * T, 1);
     }
 }
 static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
@@ -542,10 +539,7 @@ WINO_INLINE void wino_weights_adjoint_row(int m, float *dweight, const float *dU
     int i = 0;
     for (; i + L <= Cin; i += L) {
         float u[WINO_TMAX * WINO_TMAX * WINO_LANES], g[9 * WINO_LANES];
-#pragma GCC unroll 36
-        for (int k = 0; k < T * T; k++)
-#pragma omp simd
-            for (int j = 0; j < L; j++) u[k * L + j] = dU[(size_t)k * plane + (size_t)o * Cin + i + j];
+        planes_to_lanes(u, dU + (size_t)o * Cin + i, plane, T * T, L);
         wt_2d(WT_W_ADJ, m, L, u, T, g, 3);
         float *dg = dweight + ((size_t)o * Cin + i) * 9;
         for (int j = 0; j < L; j++)
@@ -554,7 +548,7 @@ WINO_INLINE void wino_weights_adjoint_row(int m, float *dweight, const float *dU
     }
     for (; i < Cin; i++) {
         float u[WINO_TMAX * WINO_TMAX], g[9];
-        for (int k = 0; k < T * T; k++) u[k] = dU[(size_t)k * plane + (size_t)o * Cin + i];
+        planes_to_lanes(u, dU + (size_t)o * Cin + i, plane, T * T, 1);
         wt_2d(WT_W_ADJ, m, 1, u, T, g, 3);
         float *dg = dweight + ((size_t)o * Cin + i) * 9;
         for (int k = 0; k < 9; k++) dg[k] += g[k];
