@@ -50,6 +50,7 @@ typedef struct {
     char *path;            /* file it came from (for messages), or "ground truth" */
     int n_img;
     int64_t *img_ids;      /* [n_img] ascending */
+    int32_t *img_file_order; /* [n_img] index into img_ids of the file's i-th image */
     int n_cat;
     int64_t *cat_ids;      /* [n_cat] ascending */
     char **cat_names;      /* [n_cat] (empty string where the file has no name) */
@@ -147,5 +148,7 @@ void md_cocoeval_print_summary(const md_cocoeval_result *r, FILE *f);
 size_t md_cocoeval_summary(const md_cocoeval_result *r, char *buf, size_t cap);
 /* Writes {"stats": [12], "per_category_ap": {"<id>": ap, ...}} atomically. */
 md_status md_cocoeval_write_json(const md_cocoeval_result *r, const char *path);
+/* Same with more members (extra: `"key": value, ...` without braces; NULL: none) after those two. */
+md_status md_cocoeval_write_json_with(const md_cocoeval_result *r, const char *extra, const char *path);
 
 #endif

@@ -1,5 +1,5 @@
 /* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
- *   ./eval --ann GT.json --results DETS.json [--json OUT.json]     eval_results()
+ *   ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]   eval_results()
  *   ./eval --weights W.safetensors --config C.cfg [...]            md_eval_weights_main() (model.h)
  *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs()
  * Common options: --threads N (default: all cores), --quiet. */
@@ -12,22 +12,27 @@
 #include "minidet/log.h"
 #include "minidet/model.h"
 #include "minidet/threads.h"
+#include "minidet/tide.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json]\n"
+    fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]\n"
                "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json] [--out-dir DIR]\n"
                "              [--strict 0|1] [--max-images N] [--vis N [--vis-score S]] [section.key=value ...]\n"
                "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]   (comparison report; DIR default: the first run's parent)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
                "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n"
+               "  --errors adds TIDE's error analysis at IoU T (default 0.5; tidecv 1.0.1's numbers, docs/TIDE.md):\n"
+               "  the dAP of Cls, Loc, Both, Dupe, Bkg, Miss and of FalsePos, FalseNeg, in percent; with --json\n"
+               "  also as \"errors\": {\"pos_threshold\", \"background_threshold\", \"ap\", \"main\", \"special\", ...}.\n"
                "  --weights --vis N draws the detections (score >= S, default 0.3, at most 30 per image, with\n"
                "  category names) of the first N images into OUT_DIR/vis_<image id>.png, linked from report.md.\n");
 }
 
 typedef struct {
     const char *ann, *results, *json, *weights, *config, *images, *out, *vis;
-    int threads;
+    int threads, errors;
+    double errors_iou;
     int n_pos;
     char **pos; /* RUN_DIRs and `section.key=value` overrides, in order */
 } eval_args;
@@ -43,8 +48,19 @@ static int eval_results(const eval_args *a) {
     if (md_cocoeval_run(gt, dt, &r) != MD_OK) md_die();
     double t3 = md_now();
     md_cocoeval_print_summary(&r, stdout);
+    char errors[2200] = "";
+    if (a->errors) {
+        md_tide_opts o = MD_TIDE_OPTS_DEFAULT;
+        o.pos_thr = a->errors_iou;
+        md_tide_result t;
+        if (md_tide_run(gt, dt, &o, &t) != MD_OK) md_die();
+        printf("\nTIDE error analysis (dAP: AP points gained by fixing every error of the type)\n");
+        md_tide_print(&t, stdout);
+        int n = snprintf(errors, sizeof errors, "\"errors\": ");
+        md_tide_json(&t, errors + n, sizeof errors - (size_t)n);
+    }
     fflush(stdout);
-    if (a->json && md_cocoeval_write_json(&r, a->json) != MD_OK) md_die();
+    if (a->json && md_cocoeval_write_json_with(&r, a->errors ? errors : NULL, a->json) != MD_OK) md_die();
     md_log(MD_LOG_INFO, "%d images, %d categories, %d ground-truth boxes, %zu detections: "
                         "load both files %.3f s, evaluate %.3f s (%d threads)",
            gt->n_img, gt->n_cat, gt->n_ann, dt->n, t2 - t0, t3 - t2, md_threads_get());
@@ -86,6 +102,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--weights")) return md_eval_weights_main(argc, argv);
     eval_args a;
     memset(&a, 0, sizeof a);
+    a.errors_iou = 0.5;
     a.pos = calloc((size_t)argc, sizeof(char *));
     if (!a.pos) { md_set_error(MD_ERR_NOMEM, "out of memory"); md_die(); }
     for (int i = 1; i < argc; i++) {
@@ -98,7 +115,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--images")) a.images = need_value(argc, argv, &i);
         else if (!strcmp(o, "--out")) a.out = need_value(argc, argv, &i);
         else if (!strcmp(o, "--vis")) a.vis = need_value(argc, argv, &i);
-        else if (!strcmp(o, "--quiet")) md_log_set_level(MD_LOG_WARN);
+        else if (!strcmp(o, "--errors")) a.errors = 1;
+        else if (!strcmp(o, "--errors-iou")) {
+            const char *v = need_value(argc, argv, &i);
+            char *end;
+            a.errors_iou = strtod(v, &end);
+            if (*v == 0 || *end || !(a.errors_iou > 0.1 && a.errors_iou <= 1)) {
+                md_set_error(MD_ERR_ARG, "--errors-iou: '%s' is not an IoU threshold in (0.1, 1]", v);
+                md_die();
+            }
+            a.errors = 1;
+        } else if (!strcmp(o, "--quiet")) md_log_set_level(MD_LOG_WARN);
         else if (!strcmp(o, "--threads")) {
             const char *v = need_value(argc, argv, &i);
             char *end;
@@ -125,6 +152,9 @@ int main(int argc, char **argv) {
             md_die();
         }
         rc = eval_results(&a);
+    } else if (a.errors) {
+        md_set_error(MD_ERR_ARG, "--errors needs --ann GT.json --results DETS.json");
+        md_die();
     } else if (a.n_pos) rc = eval_runs(&a);
     else {
         usage(stderr);

@@ -10,6 +10,7 @@ void md_coco_gt_free(md_coco_gt *gt) {
     if (!gt) return;
     free(gt->path);
     free(gt->img_ids);
+    free(gt->img_file_order);
     free(gt->cat_ids);
     if (gt->cat_names)
         for (int k = 0; k < gt->n_cat; k++) free(gt->cat_names[k]);
@@ -285,9 +286,20 @@ static md_status build_gt(const char *path, gt_raw *r, md_coco_gt *gt) {
     if (r->n_cat == 0) return md_set_error(MD_ERR_FORMAT, "%s: field categories: the list is empty (nothing to evaluate)", path);
     if (r->n_img > INT32_MAX || r->n_cat > INT32_MAX || r->n_ann > INT32_MAX)
         return md_set_error(MD_ERR_FORMAT, "%s: too many images, categories or annotations", path);
+    /* the file's image order, kept for TIDE (it visits images in that order) */
+    int64_t *file_ids = malloc(sizeof(int64_t) * r->n_img);
+    if (!file_ids) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(file_ids, r->img, sizeof(int64_t) * r->n_img);
     qsort(r->img, r->n_img, sizeof(int64_t), cmp_i64);
     for (size_t i = 1; i < r->n_img; i++)
-        if (r->img[i] == r->img[i - 1]) return md_set_error(MD_ERR_FORMAT, "%s: images: id %lld appears twice", path, (long long)r->img[i]);
+        if (r->img[i] == r->img[i - 1]) {
+            free(file_ids);
+            return md_set_error(MD_ERR_FORMAT, "%s: images: id %lld appears twice", path, (long long)r->img[i]);
+        }
+    gt->img_file_order = malloc(sizeof(int32_t) * r->n_img);
+    if (!gt->img_file_order) { free(file_ids); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
+    for (size_t i = 0; i < r->n_img; i++) gt->img_file_order[i] = bsearch_i64(r->img, (int)r->n_img, file_ids[i]);
+    free(file_ids);
     qsort(r->cat, r->n_cat, sizeof(cat_entry), cmp_cat);
     for (size_t i = 1; i < r->n_cat; i++)
         if (r->cat[i].id == r->cat[i - 1].id) return md_set_error(MD_ERR_FORMAT, "%s: categories: id %lld appears twice", path, (long long)r->cat[i].id);

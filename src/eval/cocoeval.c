@@ -116,27 +116,6 @@ typedef struct {
     uint8_t *slot_kind;           /* [S][A] KIND_* summary of slot_code over T */
 } run_state;
 
-/* maskUtils.iou for boxes (maskApi.c bbIou): o[d * G + g]; crowd: intersection / detection area. */
-static void box_ious(const double *dbb, const uint32_t *dsel, int D, const double *gbb, const uint32_t *gsel,
-                     const uint8_t *crowd, int G, double *o) {
-    for (int g = 0; g < G; g++) {
-        const double *gb = gbb + 4 * (size_t)gsel[g];
-        double ga = gb[2] * gb[3];
-        int cr = crowd[gsel[g]];
-        for (int d = 0; d < D; d++) {
-            const double *db = dbb + 4 * (size_t)dsel[d];
-            double da = db[2] * db[3];
-            o[(size_t)d * G + g] = 0;
-            double w = fmin(db[2] + db[0], gb[2] + gb[0]) - fmax(db[0], gb[0]);
-            if (w <= 0) continue;
-            double h = fmin(db[3] + db[1], gb[3] + gb[1]) - fmax(db[1], gb[1]);
-            if (h <= 0) continue;
-            double i = w * h, u = cr ? da : da + ga - i;
-            o[(size_t)d * G + g] = i / u;
-        }
-    }
-}
-
 /* computeIoU + evaluateImg for all area ranges of one bucket. Returns -1 on allocation failure. */
 static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
     const md_coco_gt *gt = s->gt;
@@ -156,7 +135,7 @@ static int evaluate_bucket(const run_state *s, size_t b, eval_scratch *sc) {
         s->slot_rank[off + d] = (uint8_t)d;
     }
     const uint32_t *gsel = s->gt_list + s->gt_start[b];
-    if (G > 0) box_ious(dt->bbox, sc->dt, D, gt->ann_bbox, gsel, gt->ann_crowd, G, sc->ious);
+    if (G > 0) md_eval_box_ious(dt->bbox, sc->dt, D, gt->ann_bbox, gsel, gt->ann_crowd, G, sc->ious);
     /* a detection whose best IoU is below a threshold stays unmatched there, whatever the
      * order; below the lowest threshold it is unmatched everywhere and leaves the loop */
     double thr0 = r->iou_thrs[0] < 1 - 1e-10 ? r->iou_thrs[0] : 1 - 1e-10;
@@ -607,8 +586,10 @@ size_t md_cocoeval_summary(const md_cocoeval_result *r, char *buf, size_t cap) {
     return n;
 }
 
-md_status md_cocoeval_write_json(const md_cocoeval_result *r, const char *path) {
-    size_t cap = 512 + (size_t)r->K * 64, n = 0;
+md_status md_cocoeval_write_json(const md_cocoeval_result *r, const char *path) { return md_cocoeval_write_json_with(r, NULL, path); }
+
+md_status md_cocoeval_write_json_with(const md_cocoeval_result *r, const char *extra, const char *path) {
+    size_t cap = 512 + (size_t)r->K * 64 + (extra ? strlen(extra) : 0), n = 0;
     char *out = malloc(cap);
     if (!out) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
     n += (size_t)snprintf(out + n, cap - n, "{\"stats\": [");
@@ -622,7 +603,7 @@ md_status md_cocoeval_write_json(const md_cocoeval_result *r, const char *path) 
         md_eval_fmt_double(v, sizeof v, r->per_category_ap[k]);
         n += (size_t)snprintf(out + n, cap - n, "%s\"%lld\": %s", k ? ", " : "", (long long)r->cat_ids[k], v);
     }
-    n += (size_t)snprintf(out + n, cap - n, "}}\n");
+    n += (size_t)snprintf(out + n, cap - n, "}%s%s}\n", extra ? ",\n " : "", extra ? extra : "");
     md_status st = md_eval_write_atomic(path, out, n);
     free(out);
     return st;

@@ -1,6 +1,7 @@
-/* eval_util.c — file reading, atomic writes and the stable sort of src/eval (see eval_util.h). */
+/* eval_util.c — file reading, atomic writes, the stable sort and box IoU of src/eval (see eval_util.h). */
 #include "eval_util.h"
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,4 +117,24 @@ static void merge_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key
 
 void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key) {
     if (n > 1) merge_desc(idx, tmp, n, key);
+}
+
+void md_eval_box_ious(const double *dbb, const uint32_t *dsel, int D, const double *gbb, const uint32_t *gsel,
+                      const uint8_t *crowd, int G, double *o) {
+    for (int g = 0; g < G; g++) {
+        const double *gb = gbb + 4 * (size_t)gsel[g];
+        double ga = gb[2] * gb[3];
+        int cr = crowd && crowd[gsel[g]];
+        for (int d = 0; d < D; d++) {
+            const double *db = dbb + 4 * (size_t)dsel[d];
+            double da = db[2] * db[3];
+            o[(size_t)d * G + g] = 0;
+            double w = fmin(db[2] + db[0], gb[2] + gb[0]) - fmax(db[0], gb[0]);
+            if (w <= 0) continue;
+            double h = fmin(db[3] + db[1], gb[3] + gb[1]) - fmax(db[1], gb[1]);
+            if (h <= 0) continue;
+            double i = w * h, u = cr ? da : da + ga - i;
+            o[(size_t)d * G + g] = i / u;
+        }
+    }
 }

@@ -17,4 +17,10 @@ int md_eval_fmt_double(char *s, size_t cap, double v);
  * numpy.argsort(-key, kind='mergesort'). tmp must hold n entries. */
 void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key);
 
+/* pycocotools' maskUtils.iou for boxes (maskApi.c bbIou) between detections dsel[0..D) of dbb
+ * and ground truth gsel[0..G) of gbb (x, y, w, h rows): o[d * G + g]; where crowd[gsel[g]] is
+ * set, intersection / detection area (crowd may be NULL: no crowd). */
+void md_eval_box_ious(const double *dbb, const uint32_t *dsel, int D, const double *gbb, const uint32_t *gsel,
+                      const uint8_t *crowd, int G, double *o);
+
 #endif
