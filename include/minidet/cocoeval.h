@@ -138,6 +138,27 @@ static inline size_t md_coco_ridx(const md_cocoeval_result *r, int t, int k, int
 md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_cocoeval_result *r);
 void md_cocoeval_result_free(md_cocoeval_result *r);
 
+/* What accumulate() needs from evaluate() to recompute AP, AP50 and AP75 (area all, maxDets
+ * 100) on any multiset of the images without matching again (bootstrap.h): each evaluated
+ * detection's image, score and outcome at each IoU threshold, and the ground truth counts. */
+typedef struct {
+    int I, K;                      /* images, categories of the ground truth */
+    double iou_thrs[MD_COCO_T];
+    double rec_thrs[MD_COCO_R];
+    size_t n;                      /* evaluated detections (at most 100 per image and category) */
+    int32_t *img;                  /* [n] image index */
+    double *score;                 /* [n] */
+    uint8_t *code;                 /* [n][MD_COCO_T] 0 false positive, 1 true positive, 2 ignored */
+    uint32_t *cat_start;           /* [K + 1] category k's detections: order[cat_start[k] .. cat_start[k + 1]) */
+    uint32_t *order;               /* [n] per category in accumulate's order: score descending, stable
+                                    * over images in id order and rank within an image */
+    uint32_t *npig;                /* [K][I] non-crowd ground truth of category k in image i */
+} md_coco_matches;
+
+/* md_cocoeval_run that also returns the matches (m may be NULL: same as md_cocoeval_run). */
+md_status md_cocoeval_run_matches(const md_coco_gt *gt, const md_coco_dets *dets, md_cocoeval_result *r, md_coco_matches *m);
+void md_coco_matches_free(md_coco_matches *m);
+
 /* Line i (0..11) of pycocotools' summarize() output, without the newline,
  * e.g. " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.321".
  * Returns the length (as snprintf). */

@@ -356,35 +356,6 @@ static int accumulate_cat(const run_state *s, int k, const uint32_t *npig, acc_s
     return 0;
 }
 
-/* numpy's pairwise summation (pairwise_sum_DOUBLE, blocks of 8, PW_BLOCKSIZE 128). */
-static double pairwise_sum(const double *a, size_t n) {
-    if (n < 8) {
-        double res = 0.;
-        for (size_t i = 0; i < n; i++) res += a[i];
-        return res;
-    }
-    if (n <= 128) {
-        double r8[8];
-        for (int j = 0; j < 8; j++) r8[j] = a[j];
-        size_t i;
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++) r8[j] += a[i + j];
-        double res = ((r8[0] + r8[1]) + (r8[2] + r8[3])) + ((r8[4] + r8[5]) + (r8[6] + r8[7]));
-        for (; i < n; i++) res += a[i];
-        return res;
-    }
-    size_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
-/* np.mean(v) of a contiguous float64 array: add.reduce runs over buffers of 8192. */
-static double np_mean(const double *v, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i += 8192) s += pairwise_sum(v + i, n - i < 8192 ? n - i : 8192);
-    return s / (double)n;
-}
-
 /* summarize()'s _summarize(ap, iouThr, areaRng, maxDets): mean of the values > -1, or -1. */
 static double summarize_one(const md_cocoeval_result *r, int ap, double iou_thr, int use_thr, int a, int m, double *buf) {
     size_t n = 0;
@@ -403,7 +374,7 @@ static double summarize_one(const md_cocoeval_result *r, int ap, double iou_thr,
             }
         }
     }
-    return n ? np_mean(buf, n) : -1;
+    return n ? md_eval_np_mean(buf, n) : -1;
 }
 
 /* The 12 rows of _summarizeDets: ap, iouThr (0 = all), area index, maxDets index. */
@@ -425,7 +396,7 @@ static md_status summarize(md_cocoeval_result *r) {
                 double v = r->precision[md_coco_pidx(r, t, ri, k, 0, 2)];
                 if (v > -1) buf[n++] = v;
             }
-        r->per_category_ap[k] = n ? np_mean(buf, n) : -1;
+        r->per_category_ap[k] = n ? md_eval_np_mean(buf, n) : -1;
     }
     free(buf);
     return MD_OK;
@@ -459,8 +430,61 @@ static int build_csr(size_t nb, size_t n, const int32_t *img, const int32_t *cat
     return 0;
 }
 
+void md_coco_matches_free(md_coco_matches *m) {
+    if (!m) return;
+    free(m->img);
+    free(m->score);
+    free(m->code);
+    free(m->cat_start);
+    free(m->order);
+    free(m->npig);
+    memset(m, 0, sizeof *m);
+}
+
+/* The area-"all" outcomes of every slot, and accumulate's per-category order (maxDets 100 keeps
+ * every slot: evaluate already truncated each bucket to 100). */
+static int export_matches(const run_state *s, const md_coco_gt *gt, md_coco_matches *m) {
+    int I = s->I, K = s->K;
+    size_t B = (size_t)I * K, S = s->slot_off[B];
+    m->I = I;
+    m->K = K;
+    memcpy(m->iou_thrs, s->r->iou_thrs, sizeof m->iou_thrs);
+    memcpy(m->rec_thrs, s->r->rec_thrs, sizeof m->rec_thrs);
+    m->n = S;
+    m->img = malloc((S ? S : 1) * sizeof(int32_t));
+    m->code = malloc((S ? S : 1) * T_);
+    m->score = malloc((S ? S : 1) * sizeof(double));
+    m->cat_start = malloc(((size_t)K + 1) * sizeof(uint32_t));
+    m->order = malloc((S ? S : 1) * sizeof(uint32_t));
+    m->npig = calloc(B ? B : 1, sizeof(uint32_t));
+    uint32_t *tmp = malloc((S ? S : 1) * sizeof(uint32_t));
+    if (!m->img || !m->score || !m->code || !m->cat_start || !m->order || !m->npig || !tmp) {
+        free(tmp);
+        return -1;
+    }
+    for (size_t b = 0; b < B; b++)
+        for (uint32_t q = s->slot_off[b]; q < s->slot_off[b + 1]; q++) {
+            m->img[q] = (int32_t)(b % (size_t)I);
+            memcpy(m->code + (size_t)q * T_, s->slot_code + (size_t)q * A_ * T_, T_); /* area 0 = all */
+        }
+    for (int k = 0; k <= K; k++) m->cat_start[k] = s->slot_off[(size_t)k * I];
+    memcpy(m->score, s->slot_score, (S ? S : 1) * sizeof(double));
+    for (size_t q = 0; q < S; q++) m->order[q] = (uint32_t)q;
+    for (int k = 0; k < K; k++)
+        md_eval_sort_desc(m->order + m->cat_start[k], tmp, m->cat_start[k + 1] - m->cat_start[k], s->slot_score);
+    free(tmp);
+    for (int a = 0; a < gt->n_ann; a++)
+        if (!gt->ann_crowd[a]) m->npig[(size_t)gt->ann_cat[a] * I + gt->ann_img[a]]++;
+    return 0;
+}
+
 md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_cocoeval_result *r) {
+    return md_cocoeval_run_matches(gt, dets, r, NULL);
+}
+
+md_status md_cocoeval_run_matches(const md_coco_gt *gt, const md_coco_dets *dets, md_cocoeval_result *r, md_coco_matches *m) {
     memset(r, 0, sizeof *r);
+    if (m) memset(m, 0, sizeof *m);
     if (dets && dets->gt != gt) return md_set_error(MD_ERR_ARG, "cocoeval: the detections were resolved against another ground truth");
     if (dets && dets->n >= UINT32_MAX) return md_set_error(MD_ERR_ARG, "cocoeval: too many detections (%zu)", dets->n);
     md_coco_dets empty = {gt, 0, 0, NULL, NULL, NULL, NULL};
@@ -537,15 +561,18 @@ md_status md_cocoeval_run(const md_coco_gt *gt, const md_coco_dets *dets, md_coc
         acc_free(&ac);
     }
     if (fail) goto nomem;
+    if (m && export_matches(&s, gt, m)) goto nomem;
     free_state(&s);
     free(npig);
     md_status st = summarize(r);
+    if (st != MD_OK) md_coco_matches_free(m);
     if (st != MD_OK) md_cocoeval_result_free(r);
     return st;
 nomem:
     free_state(&s);
     free(npig);
     md_cocoeval_result_free(r);
+    md_coco_matches_free(m);
     return md_set_error(MD_ERR_NOMEM, "cocoeval: out of memory (%d images, %d categories, %zu detections)", I, K, dets->n);
 }
 

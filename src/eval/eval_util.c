@@ -138,3 +138,31 @@ void md_eval_box_ious(const double *dbb, const uint32_t *dsel, int D, const doub
         }
     }
 }
+
+/* numpy's pairwise summation (pairwise_sum_DOUBLE, blocks of 8, PW_BLOCKSIZE 128). */
+static double pairwise_sum(const double *a, size_t n) {
+    if (n < 8) {
+        double res = 0.;
+        for (size_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r8[8];
+        for (int j = 0; j < 8; j++) r8[j] = a[j];
+        size_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r8[j] += a[i + j];
+        double res = ((r8[0] + r8[1]) + (r8[2] + r8[3])) + ((r8[4] + r8[5]) + (r8[6] + r8[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
+}
+
+double md_eval_np_mean(const double *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i += 8192) s += pairwise_sum(v + i, n - i < 8192 ? n - i : 8192);
+    return s / (double)n;
+}

@@ -23,4 +23,8 @@ void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key
 void md_eval_box_ious(const double *dbb, const uint32_t *dsel, int D, const double *gbb, const uint32_t *gsel,
                       const uint8_t *crowd, int G, double *o);
 
+/* numpy.mean of a contiguous float64 array, summed as numpy sums it (pairwise in blocks of 8,
+ * over buffers of 8192), so means equal numpy's bit for bit. */
+double md_eval_np_mean(const double *v, size_t n);
+
 #endif
