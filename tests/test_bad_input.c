@@ -49,32 +49,12 @@ static void put_file(const char *name, const void *data, size_t n) {
 }
 static void put_str(const char *name, const char *s) { put_file(name, s, strlen(s)); }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    size_t r;
-    while (b && (r = fread(b + len, 1, cap - len - 1, f)) > 0) {
-        len += r;
-        if (len + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) { free(b); b = NULL; }
-            else b = nb;
-        }
-    }
-    fclose(f);
-    if (b) b[len] = 0;
-    if (n) *n = len;
-    return b;
-}
-
 /* Copies the first `keep` bytes of BDIR/src into BDIR/dst (keep < 0: drop -keep bytes from the end). */
 static void truncate_copy(const char *src, const char *dst, long keep) {
     char p[600];
     snprintf(p, sizeof p, BDIR "/%s", src);
     size_t n;
-    char *b = slurp(p, &n);
+    char *b = md_test_slurp(p, &n);
     CHECK(b != NULL, "cannot read %s", p);
     if (!b) return;
     size_t k = keep >= 0 ? (size_t)keep : n - (size_t)(-keep);
@@ -157,7 +137,7 @@ static int run_cli(const char *const *argv, char *err, size_t cap) {
     int status = -1;
     if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
     size_t n = 0;
-    char *e = slurp(errpath, &n);
+    char *e = md_test_slurp(errpath, &n);
     snprintf(err, cap, "%s", e ? e : "");
     free(e);
     remove(errpath);
@@ -407,7 +387,7 @@ static void test_images(void) {
     /* PNG header declaring 100000 x 100000 (stb_image does not check CRCs) */
     size_t n;
     snprintf(p, sizeof p, BDIR "/ok.png");
-    uint8_t *b = (uint8_t *)slurp(p, &n);
+    uint8_t *b = (uint8_t *)md_test_slurp(p, &n);
     CHECK(b && n > 24 && !memcmp(b + 12, "IHDR", 4), "png layout");
     if (b && n > 24) {
         const uint8_t big[8] = {0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0};
@@ -664,7 +644,7 @@ static void test_checkpoints(void) {
     CHECK_OK(det_load(&cfg, "tiny.safetensors"));
 
     size_t n;
-    char *b = slurp(BDIR "/tiny.safetensors", &n);
+    char *b = md_test_slurp(BDIR "/tiny.safetensors", &n);
     CHECK(b && n > 4096, "tiny checkpoint");
     if (!b) return;
     truncate_copy("tiny.safetensors", "ck_trunc.safetensors", (long)n / 2);

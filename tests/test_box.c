@@ -21,50 +21,17 @@
 static md_st_file F;
 static int have_fixture;
 
-static size_t numel(const char *name) {
-    const md_st_tensor *t = md_st_find(&F, name);
-    return t ? t->numel : 0;
-}
+static double *f64(const char *name, size_t *n) { return md_test_tensor_f64(&F, name, n); }
 
-static double *f64(const char *name, size_t *n) {
-    size_t cnt = numel(name);
-    md_test_checks++;
-    double *p = cnt ? malloc(sizeof(double) * cnt) : NULL;
-    if (!p || md_st_read_f64(&F, name, -1, NULL, p, cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, cnt ? md_last_error() : "missing");
-        free(p);
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
-
-static float *f32(const char *name, size_t *n) {
-    float *p = NULL;
-    size_t cnt = 0;
-    md_test_checks++;
-    if (md_st_alloc_f32(&F, name, &p, &cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, md_last_error());
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
+static float *f32(const char *name, size_t *n) { return md_test_tensor_f32(&F, name, n); }
 
 static int *ints(const char *name, size_t *n) {
-    size_t cnt = numel(name);
-    md_test_checks++;
-    int64_t *p = cnt ? malloc(sizeof(int64_t) * cnt) : NULL;
-    int *q = cnt ? malloc(sizeof(int) * cnt) : NULL;
-    if (!p || !q || md_st_read_i64(&F, name, -1, NULL, p, cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, cnt ? md_last_error() : "missing");
-        free(p);
-        free(q);
-        return NULL;
-    }
-    for (size_t i = 0; i < cnt; i++) q[i] = (int)p[i];
+    size_t cnt = 0;
+    int64_t *p = md_test_tensor_i64(&F, name, &cnt);
+    int *q = p ? malloc(sizeof(int) * cnt) : NULL;
+    for (size_t i = 0; q && i < cnt; i++) q[i] = (int)p[i];
     free(p);
-    if (n) *n = cnt;
+    if (q && n) *n = cnt;
     return q;
 }
 

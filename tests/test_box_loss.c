@@ -38,52 +38,11 @@ static double worst_fd[5];
 
 static md_iou_kind kind_of(int k) { return k == 4 ? MD_LOSS_CIOU : (md_iou_kind)k; }
 
-static size_t numel(const char *name) {
-    const md_st_tensor *t = md_st_find(&F, name);
-    return t ? t->numel : 0;
-}
+static double *f64(const char *name, size_t *n) { return md_test_tensor_f64(&F, name, n); }
 
-static double *f64(const char *name, size_t *n) {
-    size_t cnt = numel(name);
-    md_test_checks++;
-    if (!cnt) {
-        md_test_fail(__FILE__, __LINE__, "fixture tensor %s missing", name);
-        return NULL;
-    }
-    double *p = malloc(sizeof(double) * cnt);
-    if (!p || md_st_read_f64(&F, name, -1, NULL, p, cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, md_last_error());
-        free(p);
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
+static float *f32(const char *name, size_t *n) { return md_test_tensor_f32(&F, name, n); }
 
-static float *f32(const char *name, size_t *n) {
-    float *p = NULL;
-    size_t cnt = 0;
-    md_test_checks++;
-    if (md_st_alloc_f32(&F, name, &p, &cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, md_last_error());
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
-
-static int64_t *i64(const char *name, size_t *n) {
-    size_t cnt = numel(name);
-    md_test_checks++;
-    int64_t *p = cnt ? malloc(sizeof(int64_t) * cnt) : NULL;
-    if (!p || md_st_read_i64(&F, name, -1, NULL, p, cnt) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "reading %s: %s", name, cnt ? md_last_error() : "missing");
-        free(p);
-        return NULL;
-    }
-    if (n) *n = cnt;
-    return p;
-}
+static int64_t *i64(const char *name, size_t *n) { return md_test_tensor_i64(&F, name, n); }
 
 static double rel(double got, double want, double floor) {
     double d = fabs(got - want), s = fmax(fabs(want), floor);

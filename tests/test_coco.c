@@ -23,24 +23,11 @@ static const char *write_tmp(const char *name, const char *text) {
     return path;
 }
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
 /* Every image, category and annotation of the fixture vs a plain cJSON parse. */
 static void test_fixture_matches_json(void) {
     md_coco c;
     CHECK_OK(md_coco_load(&c, FIXTURE, NULL));
-    char *text = read_all(FIXTURE);
+    char *text = md_test_slurp(FIXTURE, NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     CHECK(root != NULL, "reference parse of %s", FIXTURE);
     if (!root || !c.images) { cJSON_Delete(root); free(text); md_coco_free(&c); return; }
@@ -131,7 +118,7 @@ static void test_coco_mini_all(void) {
         md_coco c;
         CHECK_OK(md_coco_load(&c, files[s], NULL));
         /* counts from the files' own headers ("COCO 2017 ... excerpt: N images") and a plain parse */
-        char *text = read_all(files[s]);
+        char *text = md_test_slurp(files[s], NULL);
         cJSON *root = text ? cJSON_Parse(text) : NULL;
         CHECK(root && c.num_images == cJSON_GetArraySize(cJSON_GetObjectItem(root, "images")), "%s images", files[s]);
         CHECK(root && c.num_anns == cJSON_GetArraySize(cJSON_GetObjectItem(root, "annotations")), "%s annotations", files[s]);

@@ -18,25 +18,12 @@
 
 #define FIX "tests/fixtures/cocoeval"
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static double g_worst_diff = 0;
 
 static void check_case(const char *name) {
     char p[512];
     snprintf(p, sizeof p, FIX "/%s/expected.json", name);
-    char *txt = slurp(p);
+    char *txt = md_test_slurp(p, NULL);
     CHECK(txt != NULL, "%s: cannot read", p);
     if (!txt) return;
     cJSON *exp = cJSON_Parse(txt);
@@ -147,13 +134,7 @@ static const char *tmp_path(const char *name) {
     return p[i];
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL, "cannot write %s", path);
-    if (!f) return;
-    fputs(text, f);
-    fclose(f);
-}
+static void write_text(const char *path, const char *text) { CHECK(md_test_write_text(path, text), "cannot write %s", path); }
 
 /* Evaluates gt/dets JSON texts; returns 0 on success (r filled). */
 static int eval_text(const char *gt_json, const char *dets_json, md_cocoeval_result *r) {
@@ -612,7 +593,7 @@ static void test_cli(void) {
     remove(out);
     snprintf(cmd, sizeof cmd, "%s --ann " FIX "/crowd/gt.json --results " FIX "/crowd/dets.json --json %s --quiet > %s", exe, out, so);
     CHECK(run_cmd(cmd) == 0, "%s failed", cmd);
-    char *txt = slurp(FIX "/crowd/expected.json"), *got = slurp(out), *printed = slurp(so);
+    char *txt = md_test_slurp(FIX "/crowd/expected.json", NULL), *got = md_test_slurp(out, NULL), *printed = md_test_slurp(so, NULL);
     cJSON *exp = txt ? cJSON_Parse(txt) : NULL, *res = got ? cJSON_Parse(got) : NULL;
     CHECK(exp && res, "cannot read expected.json or %s", out);
     if (exp && res) {
@@ -653,7 +634,7 @@ static void test_cli(void) {
         remove(out);
         snprintf(cmd, sizeof cmd, "%s --ann %s --results %s --json %s > /dev/null 2> %s", exe, gp, dp, out, se);
         int rc = run_cmd(cmd);
-        char *err = slurp(se);
+        char *err = md_test_slurp(se, NULL);
         char prefix[512];
         snprintf(prefix, sizeof prefix, "minidet: %s: ", dp);
         CHECK(rc != 0, "case %zu: exit code 0", i);
@@ -667,7 +648,7 @@ static void test_cli(void) {
     /* a missing ground-truth file names that file */
     snprintf(cmd, sizeof cmd, "%s --ann %s/nope.json --results %s > /dev/null 2> %s", exe, g_tmp, dp, se);
     CHECK(run_cmd(cmd) != 0, "missing GT: exit code 0");
-    char *err = slurp(se);
+    char *err = md_test_slurp(se, NULL);
     CHECK(err && strstr(err, "nope.json: cannot open"), "missing GT: %s", err ? err : "");
     free(err);
 }

@@ -23,6 +23,7 @@
 #include "minidet/shapes.h"
 #include "minidet/error.h"
 #include "minidet/plot.h"
+#include "minidet/fs.h"
 #include "testutil.h"
 
 #define ROOT "build/test_compare"
@@ -45,21 +46,6 @@ static const fake_run RUNS[3] = {
      {0.6401, 0.93, 0.75, -1, 0.69, 0.7234, 0.32, 0.66, 0.6950, -1, 0.73, 0.81}},
 };
 
-static int mkdir_p(const char *path) {
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST;
-}
-
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return 0;
-    fputs(text, f);
-    return fclose(f) == 0;
-}
-
 static double ap_iou(const fake_run *r, int t) { return r->stats[1] * (1.0 - t * t / 110.0) - (r == &RUNS[0]) * 0.01 * t; }
 static double prec(int k, int w, int ri) { double x = k / 100.0; return x > 0.96 - 0.1 * w ? 0 : 1.0 - pow(x, 6 + 2 * ri - 3 * w); }
 
@@ -67,7 +53,7 @@ static void write_run(int ri) {
     const fake_run *r = &RUNS[ri];
     char dir[256], path[320];
     snprintf(dir, sizeof dir, ROOT "/runs/%s", r->name);
-    mkdir_p(dir);
+    md_mkdir_p(dir);
     snprintf(path, sizeof path, "%s/eval.json", dir);
     FILE *f = fopen(path, "w");
     if (!f) { CHECK(0, "cannot write %s", path); return; }
@@ -101,7 +87,7 @@ static void write_run(int ri) {
     snprintf(path, sizeof path, "%s/config.cfg", dir);
     char cfg[256];
     snprintf(cfg, sizeof cfg, "[run]\nname = %s\n[roi_heads]\nbox_loss = %s\n", r->name, r->loss);
-    CHECK(write_text(path, cfg), "cannot write %s", path);
+    CHECK(md_test_write_text(path, cfg), "cannot write %s", path);
 }
 
 static void make_runs(void) {
@@ -162,19 +148,6 @@ static const char *bin_dir(void) {
     return b && *b ? b : "build/bin";
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* Runs $MD_BIN/eval with args; stdout -> ROOT/out.txt, stderr -> ROOT/err.txt. Returns the exit status. */
 static int run_eval(const char *args) {
     char cmd[1024];
@@ -188,7 +161,7 @@ static void test_cli_table_and_files(void) {
     if (!md_test_need_path(bin_dir(), "the eval CLI (make)")) return;
     remove(ROOT "/runs/compare.md");
     int rc = run_eval(ROOT "/runs/shapes_smooth_l1 " ROOT "/runs/shapes_giou " ROOT "/runs/shapes_diou");
-    char *out = slurp(ROOT "/out.txt"), *err = slurp(ROOT "/err.txt");
+    char *out = md_test_slurp(ROOT "/out.txt", NULL), *err = md_test_slurp(ROOT "/err.txt", NULL);
     CHECK(rc == 0, "eval exit %d: %s", rc, err ? err : "");
     CHECK(out != NULL, "no output");
     if (!out) { free(err); return; }
@@ -229,7 +202,7 @@ static void test_cli_table_and_files(void) {
     CHECK(strstr(out, "Per-category AP") && strstr(out, "thin bar") && strstr(out, "0.95"), "per-category / IoU tables missing");
 
     /* compare.json: full-precision values and best lists */
-    char *js = slurp(ROOT "/runs/compare.json");
+    char *js = md_test_slurp(ROOT "/runs/compare.json", NULL);
     cJSON *root = js ? cJSON_Parse(js) : NULL;
     CHECK(root != NULL, "compare.json missing or malformed");
     if (root) {
@@ -255,14 +228,14 @@ static void test_cli_table_and_files(void) {
 
     /* plots: PNG of the default size, SVG, index.html referencing all of them, compare.md with the table */
     static const char *plots[] = {"compare_loss", "compare_ap_iter", "compare_ap_iou", "compare_pr50", "compare_pr75"};
-    char *html = slurp(ROOT "/runs/index.html"), *md = slurp(ROOT "/runs/compare.md");
+    char *html = md_test_slurp(ROOT "/runs/index.html", NULL), *md = md_test_slurp(ROOT "/runs/compare.md", NULL);
     for (int k = 0; k < 5; k++) {
         char p[256];
         int w = 0, h = 0, comp = 0;
         snprintf(p, sizeof p, ROOT "/runs/%s.png", plots[k]);
         CHECK(stbi_info(p, &w, &h, &comp) && w == 960 && h == 600 && comp == 3, "%s: %dx%dx%d", p, w, h, comp);
         snprintf(p, sizeof p, ROOT "/runs/%s.svg", plots[k]);
-        char *svg = slurp(p);
+        char *svg = md_test_slurp(p, NULL);
         CHECK(svg && strstr(svg, "<svg") && strstr(svg, "</svg>") && strstr(svg, "shapes_giou"), "%s", p);
         free(svg);
         snprintf(p, sizeof p, "%s.png", plots[k]);
@@ -276,7 +249,7 @@ static void test_cli_table_and_files(void) {
     free(err);
 
     /* --out puts the report elsewhere */
-    mkdir_p(ROOT "/elsewhere");
+    md_mkdir_p(ROOT "/elsewhere");
     rc = run_eval("--out " ROOT "/elsewhere " ROOT "/runs/shapes_giou");
     struct stat sb;
     CHECK(rc == 0 && stat(ROOT "/elsewhere/compare.md", &sb) == 0, "--out: rc %d", rc);
@@ -295,37 +268,37 @@ static void expect_load_error(const char *dir, const char *n1, const char *n2) {
 static void test_bad_input(void) {
     char p[256];
     expect_load_error(ROOT "/nope", ROOT "/nope", "no such run directory");
-    mkdir_p(ROOT "/bad/no_eval");
+    md_mkdir_p(ROOT "/bad/no_eval");
     expect_load_error(ROOT "/bad/no_eval", "no eval.json", ROOT "/bad/no_eval");
 
-    mkdir_p(ROOT "/bad/malformed");
-    write_text(ROOT "/bad/malformed/eval.json", "{\"iter\": 10, \"stats\": [0.1, 0.2,");
+    md_mkdir_p(ROOT "/bad/malformed");
+    md_test_write_text(ROOT "/bad/malformed/eval.json", "{\"iter\": 10, \"stats\": [0.1, 0.2,");
     expect_load_error(ROOT "/bad/malformed", "malformed/eval.json", "malformed JSON");
 
-    mkdir_p(ROOT "/bad/short_stats");
-    write_text(ROOT "/bad/short_stats/eval.json", "{\"iter\": 10, \"stats\": [0.1, 0.2]}");
+    md_mkdir_p(ROOT "/bad/short_stats");
+    md_test_write_text(ROOT "/bad/short_stats/eval.json", "{\"iter\": 10, \"stats\": [0.1, 0.2]}");
     expect_load_error(ROOT "/bad/short_stats", "short_stats/eval.json", "field 'stats'");
 
-    mkdir_p(ROOT "/bad/string_iter");
-    write_text(ROOT "/bad/string_iter/eval.json", "{\"iter\": \"ten\", \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
+    md_mkdir_p(ROOT "/bad/string_iter");
+    md_test_write_text(ROOT "/bad/string_iter/eval.json", "{\"iter\": \"ten\", \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
     expect_load_error(ROOT "/bad/string_iter", "string_iter/eval.json", "field 'iter'");
 
-    mkdir_p(ROOT "/bad/bad_pr");
-    write_text(ROOT "/bad/bad_pr/eval.json", "{\"iter\": 1, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0], \"pr\": {\"0.50\": [1, 2]}}");
+    md_mkdir_p(ROOT "/bad/bad_pr");
+    md_test_write_text(ROOT "/bad/bad_pr/eval.json", "{\"iter\": 1, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0], \"pr\": {\"0.50\": [1, 2]}}");
     expect_load_error(ROOT "/bad/bad_pr", "field 'pr'", "'0.50'");
 
-    mkdir_p(ROOT "/bad/bad_metrics");
-    write_text(ROOT "/bad/bad_metrics/eval.json", "{\"iter\": 1, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
-    write_text(ROOT "/bad/bad_metrics/metrics.jsonl",
+    md_mkdir_p(ROOT "/bad/bad_metrics");
+    md_test_write_text(ROOT "/bad/bad_metrics/eval.json", "{\"iter\": 1, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
+    md_test_write_text(ROOT "/bad/bad_metrics/metrics.jsonl",
                "{\"type\":\"train\",\"iter\":1,\"loss_total\":1.5}\n\n{\"type\":\"train\",\"iter\":2,\"loss_total\":1.4}\n{\"type\":\"train\",\"iter\":3,\"loss_tot");
     expect_load_error(ROOT "/bad/bad_metrics", "metrics.jsonl:4", "malformed JSON");
-    write_text(ROOT "/bad/bad_metrics/metrics.jsonl", "{\"type\":\"eval\",\"iter\":1,\"stats\":[1,2,3]}\n");
+    md_test_write_text(ROOT "/bad/bad_metrics/metrics.jsonl", "{\"type\":\"eval\",\"iter\":1,\"stats\":[1,2,3]}\n");
     expect_load_error(ROOT "/bad/bad_metrics", "metrics.jsonl:1", "field 'stats'");
 
     /* a resumed run's log: lines from the checkpoint on are superseded by the later ones */
-    mkdir_p(ROOT "/bad/resumed");
-    write_text(ROOT "/bad/resumed/eval.json", "{\"iter\": 4, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
-    write_text(ROOT "/bad/resumed/metrics.jsonl",
+    md_mkdir_p(ROOT "/bad/resumed");
+    md_test_write_text(ROOT "/bad/resumed/eval.json", "{\"iter\": 4, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
+    md_test_write_text(ROOT "/bad/resumed/metrics.jsonl",
                "{\"type\":\"train\",\"iter\":1,\"loss_total\":4}\n{\"type\":\"train\",\"iter\":2,\"loss_total\":3}\n"
                "{\"type\":\"train\",\"iter\":3,\"loss_total\":9}\n{\"type\":\"train\",\"iter\":2,\"loss_total\":3}\n"
                "{\"type\":\"train\",\"iter\":3,\"loss_total\":2}\n{\"type\":\"train\",\"iter\":4,\"loss_total\":1}\n");
@@ -339,7 +312,7 @@ static void test_bad_input(void) {
     if (!md_test_need_path(bin_dir(), "the eval CLI (make)")) return;
     make_runs();
     int rc = run_eval(ROOT "/runs/shapes_giou " ROOT "/bad/no_eval");
-    char *err = slurp(ROOT "/err.txt");
+    char *err = md_test_slurp(ROOT "/err.txt", NULL);
     CHECK(rc == 1 && err && strstr(err, "bad/no_eval") && strstr(err, "no eval.json"), "CLI: rc %d, stderr '%s'", rc, err ? err : "");
     free(err);
     snprintf(p, sizeof p, "--bogus " ROOT "/runs/shapes_giou");
@@ -467,18 +440,18 @@ static void test_vis(void) {
     for (int r = 0; r < 2; r++) {
         char dir[256], path[320], cfg[1024];
         snprintf(dir, sizeof dir, ROOT "/vis/runs/%s", names[r]);
-        mkdir_p(dir);
+        md_mkdir_p(dir);
         snprintf(path, sizeof path, "%s/config.cfg", dir);
         snprintf(cfg, sizeof cfg,
                  "[run]\nname = %s\nseed = %d\n[data]\nval_ann = " ROOT "/vis/data/annotations.json\nval_images = " ROOT
                  "/vis/data/images\n[model]\ndepth = 18\nwidth_mult = 0.125\nnum_classes = 5\nmin_size = 64\nmax_size = 64\n"
                  "fpn_channels = 16\nrepresentation_size = 32\n[roi_heads]\nbox_loss = %s\n",
                  names[r], r + 1, r ? "diou" : "giou");
-        CHECK(write_text(path, cfg), "%s", path);
+        CHECK(md_test_write_text(path, cfg), "%s", path);
         snprintf(path, sizeof path, "%s/eval.json", dir);
-        write_text(path, "{\"iter\": 0, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
+        md_test_write_text(path, "{\"iter\": 0, \"stats\": [0,0,0,0,0,0,0,0,0,0,0,0]}");
         snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-        write_text(path, "");
+        md_test_write_text(path, "");
         md_config c;
         md_config_defaults(&c);
         snprintf(path, sizeof path, "%s/config.cfg", dir);
@@ -524,7 +497,7 @@ static void test_vis(void) {
     remove(ROOT "/vis/runs/vis_giou/eval.json");
     if (!md_test_need_path(bin_dir(), "the eval CLI (make)")) return;
     int rc = run_eval(ROOT "/vis/runs/vis_giou --out " ROOT "/vis");
-    char *err = slurp(ROOT "/err.txt");
+    char *err = md_test_slurp(ROOT "/err.txt", NULL);
     md_run_summary e;
     CHECK(rc == 0, "eval of a run without eval.json: rc %d: %s", rc, err ? err : "");
     CHECK(md_run_summary_load(ROOT "/vis/runs/vis_giou", &e) == MD_OK && e.has_ap_per_iou, "eval.json written by the checkpoint evaluation: %s",
@@ -534,7 +507,7 @@ static void test_vis(void) {
 }
 
 int main(void) {
-    mkdir_p(ROOT);
+    md_mkdir_p(ROOT);
     MD_RUN(test_load_values);
     MD_RUN(test_best_markers);
     MD_RUN(test_cli_table_and_files);

@@ -28,19 +28,6 @@ static int write_bytes(const char *path, const void *data, size_t n) {
     return w == n;
 }
 
-static void *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *b = malloc((size_t)sz);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); b = NULL; }
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 /* Output size rule vs torchvision's own _resize_image_and_masks on 592 sizes. */
 static void test_resize_size_rule(void) {
     md_st_file f;
@@ -205,7 +192,7 @@ static void expect_image_error(const char *path, int allow16, const char *needle
 
 static void test_bad_images(void) {
     size_t n;
-    uint8_t *jpg = read_file("tests/fixtures/coco/images/000000000536.jpg", &n);
+    uint8_t *jpg = (uint8_t *)md_test_slurp("tests/fixtures/coco/images/000000000536.jpg", &n);
     CHECK(jpg != NULL, "read fixture jpeg");
     if (!jpg) return;
     write_bytes(tmp_path("truncated.jpg"), jpg, n / 2);
@@ -262,7 +249,7 @@ static void test_dataset_check(void) {
         snprintf(src, sizeof src, "tests/fixtures/coco/images/%s", c.images[i].file_name);
         snprintf(dst, sizeof dst, "%s/%s", dir, c.images[i].file_name);
         size_t n;
-        void *b = read_file(src, &n);
+        void *b = md_test_slurp(src, &n);
         if (i == 3) n = 0;
         if (i != 6 && b) write_bytes(dst, b, n);
         free(b);

@@ -21,19 +21,6 @@
 #define TINY "model.depth=18 model.width_mult=0.0625 model.fpn_channels=16 model.representation_size=16 " \
              "model.min_size=96 model.max_size=128 test.score_thresh=0.0"
 
-static char *slurp(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
 static md_status save_tiny(const char *path, int num_classes) {
     md_config c;
     md_config_defaults(&c);
@@ -61,8 +48,8 @@ static void test_eval_weights_end_to_end(void) {
              "/out --max-images 5 --quiet " TINY " model.num_classes=81 > " DIR "/stdout.txt 2> " DIR "/stderr.txt",
              bin);
     int rc = system(cmd);
-    CHECK(rc == 0, "eval --weights exit %d: %s", rc, slurp(DIR "/stderr.txt"));
-    char *out = slurp(DIR "/stdout.txt");
+    CHECK(rc == 0, "eval --weights exit %d: %s", rc, md_test_slurp(DIR "/stderr.txt", NULL));
+    char *out = md_test_slurp(DIR "/stdout.txt", NULL);
     CHECK(out && strstr(out, "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"), "summary printed");
     free(out);
     /* results.json: COCO results, readable by the evaluator, boxes inside the images */
@@ -82,14 +69,14 @@ static void test_eval_weights_end_to_end(void) {
     }
     md_coco_dets_free(dt);
     md_coco_gt_free(gt);
-    char *ej = slurp(DIR "/out/eval.json");
+    char *ej = md_test_slurp(DIR "/out/eval.json", NULL);
     cJSON *j = ej ? cJSON_Parse(ej) : NULL;
     CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "stats")) == 12 && cJSON_GetObjectItem(j, "per_category_ap") &&
               cJSON_GetArraySize(cJSON_GetObjectItem(j, "ap_per_iou")) == 10 && cJSON_GetObjectItem(j, "pr"),
           "eval.json has stats, per_category_ap, ap_per_iou, pr");
     cJSON_Delete(j);
     free(ej);
-    char *rep = slurp(DIR "/out/report.md");
+    char *rep = md_test_slurp(DIR "/out/report.md", NULL);
     CHECK(rep && strstr(rep, "AP per category") && strstr(rep, "images/s"), "report.md");
     free(rep);
 
@@ -100,7 +87,7 @@ static void test_eval_weights_end_to_end(void) {
              "/out5 --max-images 1 --quiet " TINY " model.num_classes=81 > /dev/null 2> " DIR "/stderr5.txt",
              bin);
     rc = system(cmd);
-    char *err = slurp(DIR "/stderr5.txt");
+    char *err = md_test_slurp(DIR "/stderr5.txt", NULL);
     CHECK(rc != 0 && err && strstr(err, "roi_heads.box_predictor.cls_score.weight: file [5, 16] vs model [81, 16]"),
           "num_classes mismatch: rc %d, %s", rc, err ? err : "");
     free(err);
@@ -109,7 +96,7 @@ static void test_eval_weights_end_to_end(void) {
              "/out5 --max-images 1 --strict 0 " TINY " model.num_classes=81 > /dev/null 2> " DIR "/stderr5.txt",
              bin);
     rc = system(cmd);
-    err = slurp(DIR "/stderr5.txt");
+    err = md_test_slurp(DIR "/stderr5.txt", NULL);
     CHECK(rc == 0 && err && strstr(err, "4 with a wrong shape"), "partial load: rc %d, %s", rc, err ? err : "");
     free(err);
     /* a model with fewer classes than the annotations: clear error */
@@ -118,7 +105,7 @@ static void test_eval_weights_end_to_end(void) {
              "/out5 --max-images 1 " TINY " model.num_classes=5 > /dev/null 2> " DIR "/stderr5.txt",
              bin);
     rc = system(cmd);
-    err = slurp(DIR "/stderr5.txt");
+    err = md_test_slurp(DIR "/stderr5.txt", NULL);
     CHECK(rc != 0 && err && strstr(err, "model.num_classes >= 81"), "too few classes: rc %d, %s", rc, err ? err : "");
     free(err);
 }
@@ -147,7 +134,7 @@ static void test_eval_weights_vis(void) {
              "/vis --max-images 2 --vis 3 --vis-score 0 --quiet " TINY " model.num_classes=81 > /dev/null 2> " DIR "/stderr_vis.txt",
              bin);
     int rc = system(cmd);
-    CHECK(rc == 0, "eval --vis exit %d: %s", rc, slurp(DIR "/stderr_vis.txt"));
+    CHECK(rc == 0, "eval --vis exit %d: %s", rc, md_test_slurp(DIR "/stderr_vis.txt", NULL));
     md_coco_gt *gt = NULL;
     md_coco_dets *dt = NULL;
     md_coco coco;
@@ -160,7 +147,7 @@ static void test_eval_weights_vis(void) {
         md_test_fail(__FILE__, __LINE__, "vis run: %s", md_last_error());
         goto out;
     }
-    char *rep = slurp(DIR "/vis/report.md");
+    char *rep = md_test_slurp(DIR "/vis/report.md", NULL);
     int n_png = 0;
     for (int i = 0; i < gt->n_img; i++) {
         /* the images that have detections are the evaluated ones (random weights give every image boxes) */
@@ -205,7 +192,7 @@ static void test_eval_weights_vis(void) {
              "/stderr_vis.txt",
              bin);
     rc = system(cmd);
-    CHECK(rc == 0, "eval --vis-score 0.9 exit %d: %s", rc, slurp(DIR "/stderr_vis.txt"));
+    CHECK(rc == 0, "eval --vis-score 0.9 exit %d: %s", rc, md_test_slurp(DIR "/stderr_vis.txt", NULL));
     {
         char png[256], jpg[1024];
         snprintf(png, sizeof png, DIR "/vis_none/vis_%lld.png", (long long)coco.images[0].id);
@@ -229,7 +216,7 @@ static void test_eval_weights_vis(void) {
                  "/vis_bad " TINY " %s > /dev/null 2> " DIR "/stderr_vis.txt",
                  bin, bad[k][0]);
         rc = system(cmd);
-        char *err = slurp(DIR "/stderr_vis.txt");
+        char *err = md_test_slurp(DIR "/stderr_vis.txt", NULL);
         char want[160];
         snprintf(want, sizeof want, "minidet: %s", bad[k][1]);
         CHECK(rc != 0 && err && strstr(err, want), "%s: rc %d, stderr '%s'", bad[k][0], rc, err ? err : "");

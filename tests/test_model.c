@@ -48,16 +48,7 @@ static void config_from(md_config *c, const md_st_file *ref) {
     c->test.detections_per_img = 100;
 }
 
-static float *get(const md_st_file *f, const char *name, size_t *n) {
-    float *p = NULL;
-    size_t k = 0;
-    if (md_st_alloc_f32(f, name, &p, &k) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, md_last_error());
-        return NULL;
-    }
-    if (n) *n = k;
-    return p;
-}
+static float *get(const md_st_file *f, const char *name, size_t *n) { return md_test_tensor_f32(f, name, n); }
 
 static void cmp(const char *what, const float *a, const md_st_file *ref, const char *name, size_t n, double tol) {
     size_t k;

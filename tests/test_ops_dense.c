@@ -51,17 +51,7 @@ static void cmp(int op, int bwd, const char *cs, const char *what, const float *
 /* ------------------------------------------------------------ fixture access */
 static float *fx(const char *cs, const char *t, size_t *n) { return md_test_fixture_f32(&F, cs, t, n); }
 
-static int geom(const char *cs, int64_t *g, int want) {
-    char name[200];
-    snprintf(name, sizeof name, "%s.geom", cs);
-    const md_st_tensor *t = md_st_find(&F, name);
-    md_test_checks++;
-    if (!t || (int)t->numel != want || md_st_read_i64(&F, name, -1, NULL, g, (size_t)want) != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "%s: missing or wrong size (want %d values)", name, want);
-        return 0;
-    }
-    return 1;
-}
+static int geom(const char *cs, int64_t *g, int want) { return md_test_fixture_geom(&F, cs, g, want); }
 
 /* Calls fn(case name) for every case "<prefix>*" in the fixture. */
 static void for_cases(const char *prefix, int op, void (*fn)(const char *)) {

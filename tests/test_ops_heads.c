@@ -31,39 +31,13 @@ static int fx_ok;
 static double worst_fwd[4], worst_bwd[4]; /* CE, BCE, SL1, RoIAlign */
 static const char *op_names[4] = {"cross_entropy", "bce_logits", "smooth_l1", "roi_align"};
 
-static float *get(const char *cs, const char *key, size_t *n) {
-    char name[128];
-    snprintf(name, sizeof name, "%s.%s", cs, key);
-    float *p = NULL;
-    size_t m = 0;
-    md_status st = md_st_alloc_f32(&fx, name, &p, &m);
-    if (st != MD_OK) {
-        md_test_fail(__FILE__, __LINE__, "fixture: %s", md_last_error());
-        return NULL;
-    }
-    if (n) *n = m;
-    return p;
-}
+static float *get(const char *cs, const char *key, size_t *n) { return md_test_fixture_f32(&fx, cs, key, n); }
 
-static int geom(const char *cs, int64_t *g, int n) {
-    char name[128];
-    snprintf(name, sizeof name, "%s.geom", cs);
-    int shape[1] = {n};
-    md_status st = md_st_read_i64(&fx, name, 1, shape, g, (size_t)n);
-    if (st != MD_OK) md_test_fail(__FILE__, __LINE__, "fixture: %s", md_last_error());
-    return st == MD_OK;
-}
-
-static double max_abs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs(a[i]) > m) m = fabs(a[i]);
-    return m;
-}
+static int geom(const char *cs, int64_t *g, int n) { return md_test_fixture_geom(&fx, cs, g, n); }
 
 /* relative error with floor 1e-3 * max|ref| (and >= 1e-30); records the op's worst. */
 static double cmp(const char *what, const float *got, const float *ref, size_t n, double *worst) {
-    double fl = 1e-3 * max_abs(ref, n);
+    double fl = 1e-3 * md_max_abs(ref, n);
     if (fl < 1e-30) fl = 1e-30;
     size_t wi = 0;
     double e = md_max_rel_err(got, ref, n, fl, &wi);
@@ -431,7 +405,7 @@ static void test_roi_align_threads(void) {
         md_roi_align_backward(g2, dout, rois, R, N, C, H, W, PH, PW, 0.125f, sr, pass);
         CHECK(!memcmp(y1, y2, sizeof *y1 * no), "forward differs between 1 and 2 threads (sr %d)", sr);
         CHECK(!memcmp(g1, g2, sizeof *g1 * nf), "backward differs between 1 and 2 threads (sr %d)", sr);
-        CHECK(max_abs(g1, nf) > 0, "backward produced no gradient");
+        CHECK(md_max_abs(g1, nf) > 0, "backward produced no gradient");
     }
     omp_set_num_threads(saved);
     free(feat), free(rois), free(dout), free(y1), free(y2), free(g1), free(g2);
@@ -445,12 +419,12 @@ static void test_roi_align_bad_rois(void) {
     float rois[15] = {1, 0, 0, 2, 2, -1, 0, 0, 2, 2, 0, NAN, 0, 2, 2};
     md_roi_align_forward(out, feat, rois, 3, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
     md_roi_align_backward(g, dout, rois, 3, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
-    CHECK(max_abs(out, 12) == 0 && max_abs(g, 16) == 0, "bad RoIs must give zero output and no gradient");
+    CHECK(md_max_abs(out, 12) == 0 && md_max_abs(g, 16) == 0, "bad RoIs must give zero output and no gradient");
     /* empty sizes are no-ops (no division by a zero channel block) */
     md_roi_align_forward(out, feat, rois, 0, 1, 1, 4, 4, 2, 2, 1.0f, 2, 0);
     md_roi_align_backward(g, dout, rois, 3, 1, 0, 4, 4, 2, 2, 1.0f, 2, 0);
     md_roi_align_forward(out, feat, rois, 3, 1, 0, 4, 4, 2, 2, 1.0f, 2, 0);
-    CHECK(max_abs(g, 16) == 0, "empty calls must not write");
+    CHECK(md_max_abs(g, 16) == 0, "empty calls must not write");
 }
 
 static void report(void) {

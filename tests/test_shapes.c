@@ -11,19 +11,6 @@
 
 static char g_tmp[64];
 
-static void *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); b = NULL; }
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 /* Each box is the tight box of the pixels its shape owns, those pixels carry the
    shape's colour (within the noise), and nothing outside them does so exactly. */
 static void test_boxes_are_tight(void) {
@@ -171,19 +158,19 @@ static void test_generate_roundtrip(void) {
     snprintf(ann2, sizeof ann2, "%s/annotations.json", dir2);
     CHECK_OK(md_shapes_generate(dir2, &o));
     size_t n1, n2;
-    char *t1 = read_file(ann, &n1), *t2 = read_file(ann2, &n2);
+    char *t1 = md_test_slurp(ann, &n1), *t2 = md_test_slurp(ann2, &n2);
     CHECK(t1 && t2 && n1 == n2 && !memcmp(t1, t2, n1), "annotations differ between identical runs");
     free(t2);
     char p1[256], p2[256];
     snprintf(p1, sizeof p1, "%s/images/000003.png", dir);
     snprintf(p2, sizeof p2, "%s/images/000003.png", dir2);
-    char *i1 = read_file(p1, &n1), *i2 = read_file(p2, &n2);
+    char *i1 = md_test_slurp(p1, &n1), *i2 = md_test_slurp(p2, &n2);
     CHECK(i1 && i2 && n1 == n2 && !memcmp(i1, i2, n1), "images differ between identical runs");
     free(i1);
     free(i2);
     o.val = 1;
     CHECK_OK(md_shapes_generate(dir2, &o));
-    t2 = read_file(ann2, &n2);
+    t2 = md_test_slurp(ann2, &n2);
     CHECK(t1 && t2 && (n1 != n2 || memcmp(t1, t2, n1)), "val split equals train split");
     free(t1);
     free(t2);

@@ -2,7 +2,10 @@
 #include "testutil.h"
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include "minidet/fs.h"
 
 int md_test_checks = 0, md_test_failures = 0;
 
@@ -74,6 +77,10 @@ double md_test_cmp_rel_at(const char *file, int line, double *worst, double tol,
 float *md_test_fixture_f32(const md_st_file *f, const char *cs, const char *t, size_t *n) {
     char name[256];
     snprintf(name, sizeof name, "%s.%s", cs, t);
+    return md_test_tensor_f32(f, name, n);
+}
+
+float *md_test_tensor_f32(const md_st_file *f, const char *name, size_t *n) {
     float *p = NULL;
     size_t cnt = 0;
     md_test_checks++;
@@ -83,4 +90,66 @@ float *md_test_fixture_f32(const md_st_file *f, const char *cs, const char *t, s
     }
     if (n) *n = cnt;
     return p;
+}
+
+/* The element count of name, with a failed check when it is missing or empty. */
+static size_t tensor_numel(const md_st_file *f, const char *name) {
+    const md_st_tensor *t = md_st_find(f, name);
+    if (!t || !t->numel) md_test_fail(__FILE__, __LINE__, "fixture tensor %s: missing", name);
+    return t ? t->numel : 0;
+}
+
+double *md_test_tensor_f64(const md_st_file *f, const char *name, size_t *n) {
+    md_test_checks++;
+    size_t cnt = tensor_numel(f, name);
+    if (!cnt) return NULL;
+    double *p = malloc(sizeof(double) * cnt);
+    if (!p || md_st_read_f64(f, name, -1, NULL, p, cnt) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, p ? md_last_error() : "out of memory");
+        free(p);
+        return NULL;
+    }
+    if (n) *n = cnt;
+    return p;
+}
+
+int64_t *md_test_tensor_i64(const md_st_file *f, const char *name, size_t *n) {
+    md_test_checks++;
+    size_t cnt = tensor_numel(f, name);
+    if (!cnt) return NULL;
+    int64_t *p = malloc(sizeof(int64_t) * cnt);
+    if (!p || md_st_read_i64(f, name, -1, NULL, p, cnt) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "fixture tensor %s: %s", name, p ? md_last_error() : "out of memory");
+        free(p);
+        return NULL;
+    }
+    if (n) *n = cnt;
+    return p;
+}
+
+int md_test_fixture_geom(const md_st_file *f, const char *cs, int64_t *g, int want) {
+    char name[200];
+    snprintf(name, sizeof name, "%s.geom", cs);
+    const md_st_tensor *t = md_st_find(f, name);
+    md_test_checks++;
+    if (!t || (int)t->numel != want || md_st_read_i64(f, name, -1, NULL, g, (size_t)want) != MD_OK) {
+        md_test_fail(__FILE__, __LINE__, "%s: missing or wrong size (want %d values)", name, want);
+        return 0;
+    }
+    return 1;
+}
+
+char *md_test_slurp(const char *path, size_t *n) {
+    char *data = NULL;
+    size_t len = 0;
+    if (md_read_file(path, &data, &len) != MD_OK) return NULL;
+    if (n) *n = len;
+    return data;
+}
+
+int md_test_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fputs(text, f) >= 0;
+    return (fclose(f) == 0) && ok;
 }

@@ -9,6 +9,7 @@
 #ifndef MINIDET_TESTUTIL_H
 #define MINIDET_TESTUTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "minidet/safetensors.h"
 
@@ -30,6 +31,18 @@ double md_test_cmp_rel_at(const char *file, int line, double *worst, double tol,
 /* The float32 fixture tensor "<cs>.<t>" of f, malloc'd (numel in *n, may be NULL); a failed check
  * and NULL when it is missing or not float32. */
 float *md_test_fixture_f32(const md_st_file *f, const char *cs, const char *t, size_t *n);
+/* Fixture tensors by their full name, malloc'd (numel in *n, may be NULL), converted from any stored
+ * dtype the reader accepts; a failed check and NULL when missing or unreadable. */
+float *md_test_tensor_f32(const md_st_file *f, const char *name, size_t *n);
+double *md_test_tensor_f64(const md_st_file *f, const char *name, size_t *n);
+int64_t *md_test_tensor_i64(const md_st_file *f, const char *name, size_t *n);
+/* Reads the int64 vector "<cs>.geom" of exactly want values into g; a failed check and 0 otherwise. */
+int md_test_fixture_geom(const md_st_file *f, const char *cs, int64_t *g, int want);
+/* The whole file, malloc'd and NUL-terminated (size in *n, may be NULL); NULL when it cannot be read
+ * (no check recorded: callers check what they expect). */
+char *md_test_slurp(const char *path, size_t *n);
+/* Writes text to path; 1 on success, 0 (no check recorded) otherwise. */
+int md_test_write_text(const char *path, const char *text);
 /* Fails (and returns 0) when path does not exist, with a message saying what provides it. */
 int md_test_need_path(const char *path, const char *what);
 

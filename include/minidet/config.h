@@ -144,6 +144,8 @@ md_status md_config_load(md_config *c, const char *path, int n_overrides, char *
 md_status md_config_set(md_config *c, const char *section, const char *key, const char *value);
 /* Writes the fully resolved configuration as INI. */
 md_status md_config_write(const md_config *c, FILE *f);
+/* The same text in a malloc'ed string (runs/<name>/config.cfg, checkpoint metadata); NULL with the error set. */
+char *md_config_to_text(const md_config *c);
 /* Anchor geometry check for resume / evaluation of a checkpoint: ckpt_config_text is the resolved
  * configuration a checkpoint carries (metadata minidet.config, INI as md_config_write). If its [rpn]
  * anchor_sizes or aspect_ratios (keys it lacks count as their defaults: older checkpoints) differ from

@@ -32,4 +32,7 @@ md_status md_last_status(void);
 void md_clear_error(void);
 const char *md_status_name(md_status code);
 
+/* Returns x's status from the calling function when it is not MD_OK (the message is already set). */
+#define MD_TRY(x) do { md_status md_try_ = (x); if (md_try_ != MD_OK) return md_try_; } while (0)
+
 #endif

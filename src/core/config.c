@@ -1,6 +1,7 @@
 /* config.c — defaults for every setting (see include/minidet/config.h).
  * The INI parser (md_config_load / md_config_set / md_config_write) lives in config_ini.c. */
 #include "minidet/config.h"
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const loss_names[] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
@@ -96,4 +97,21 @@ void md_config_defaults(md_config *c) {
     c->test.diou_beta = 1.0f;
     c->test.detections_per_img = 100;
     c->test.batch_size = 1;
+}
+
+char *md_config_to_text(const md_config *c) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        md_set_error(MD_ERR_NOMEM, "configuration text: out of memory");
+        return NULL;
+    }
+    md_status s = md_config_write(c, f);
+    if (fclose(f) && !s) s = md_set_error(MD_ERR_NOMEM, "configuration text: out of memory");
+    if (s) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }

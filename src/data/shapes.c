@@ -1,13 +1,12 @@
 /* shapes.c — synthetic shapes dataset (see include/minidet/shapes.h). */
 #include "minidet/shapes.h"
+#include "minidet/fs.h"
 #include "minidet/rng.h"
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <stb_image_write.h>
 
 const char *const md_shape_names[MD_SHAPE_NUM_CLASSES + 1] = {"background", "rectangle", "ellipse", "triangle", "bar"};
@@ -186,24 +185,11 @@ md_status md_shapes_render(const md_shapes_options *o, int index, uint8_t *rgb, 
     return MD_OK;
 }
 
-static md_status mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-    return MD_OK;
-}
-
 md_status md_shapes_generate(const char *out_dir, const md_shapes_options *o) {
     if (o->num <= 0) return md_set_error(MD_ERR_ARG, "shapes: --num must be positive (got %d)", o->num);
     char path[4096];
     snprintf(path, sizeof path, "%s/images", out_dir);
-    md_status st = mkdir_p(path);
+    md_status st = md_mkdir_p(path);
     if (st) return st;
     uint8_t *rgb = malloc((size_t)o->width * o->height * 3);
     cJSON *root = cJSON_CreateObject(), *images = cJSON_CreateArray(), *anns = cJSON_CreateArray(), *cats = cJSON_CreateArray();
@@ -271,19 +257,21 @@ md_status md_shapes_generate(const char *out_dir, const md_shapes_options *o) {
             st = md_set_error(MD_ERR_NOMEM, "shapes: out of memory printing the JSON");
             goto done;
         }
-        char tmp[4200];
-        snprintf(path, sizeof path, "%s/annotations.json", out_dir);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "wb");
         size_t len = strlen(text);
-        int ok = f && fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
-        if (f && fclose(f) != 0) ok = 0;
+        char *line = malloc(len + 2); /* the JSON and a newline */
+        if (line) {
+            memcpy(line, text, len);
+            line[len] = '\n';
+            line[len + 1] = 0;
+        }
         cJSON_free(text);
-        if (!ok || rename(tmp, path) != 0) {
-            st = md_set_error(MD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-            remove(tmp);
+        if (!line) {
+            st = md_set_error(MD_ERR_NOMEM, "shapes: out of memory");
             goto done;
         }
+        snprintf(path, sizeof path, "%s/annotations.json", out_dir);
+        st = md_write_atomic(path, line, len + 1);
+        free(line);
     }
 done:
     cJSON_Delete(root);

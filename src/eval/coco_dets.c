@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 #include "json_scan.h"
 
 md_status md_coco_dets_create(const md_coco_gt *gt, md_coco_dets **out) {
@@ -187,7 +188,7 @@ static md_status read_results(const char *path, dets_raw *d) {
     memset(d, 0, sizeof *d);
     char *buf;
     size_t len;
-    md_status st = md_eval_read_file(path, &buf, &len);
+    md_status st = md_read_file(path, &buf, &len);
     if (st != MD_OK) return st;
     if (raw_reserve(d, len / 80 + 16)) {
         free(buf);
@@ -343,7 +344,7 @@ md_status md_coco_dets_save(const md_coco_dets *d, const char *path) {
     }
     out[n++] = ']';
     out[n++] = '\n';
-    md_status st = md_eval_write_atomic(path, out, n);
+    md_status st = md_write_atomic(path, out, n);
     free(out);
     return st;
 }

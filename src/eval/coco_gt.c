@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 #include "json_scan.h"
 
 void md_coco_gt_free(md_coco_gt *gt) {
@@ -366,7 +367,7 @@ md_status md_coco_gt_load(const char *path, md_coco_gt **out) {
     *out = NULL;
     char *buf;
     size_t len;
-    md_status st = md_eval_read_file(path, &buf, &len);
+    md_status st = md_read_file(path, &buf, &len);
     if (st != MD_OK) return st;
     md_coco_gt *gt = calloc(1, sizeof *gt);
     if (!gt || !(gt->path = strdup(path))) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 
 enum { CODE_FP = 0, CODE_TP = 1, CODE_IGN = 2 };
 /* What a detection is at all 10 thresholds of one area range: mostly the same thing. */
@@ -631,7 +632,7 @@ md_status md_cocoeval_write_json_with(const md_cocoeval_result *r, const char *e
         n += (size_t)snprintf(out + n, cap - n, "%s\"%lld\": %s", k ? ", " : "", (long long)r->cat_ids[k], v);
     }
     n += (size_t)snprintf(out + n, cap - n, "}%s%s}\n", extra ? ",\n " : "", extra ? extra : "");
-    md_status st = md_eval_write_atomic(path, out, n);
+    md_status st = md_write_atomic(path, out, n);
     free(out);
     return st;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 #include "minidet/config.h"
 #include "minidet/log.h"
 
@@ -174,7 +175,7 @@ static md_status load_categories(const char *path, const cJSON *root, md_run_sum
 static md_status load_eval_json(const char *path, md_run_summary *r) {
     char *text;
     size_t len;
-    md_status st = md_eval_read_file(path, &text, &len);
+    md_status st = md_read_file(path, &text, &len);
     if (st) return st;
     cJSON *root;
     st = parse_json(path, 0, text, len, &root);
@@ -233,7 +234,7 @@ static md_status push2(double **a, double **b, int n, int *cap, double x, double
 static md_status load_metrics(const char *path, md_run_summary *r, double *img_s_mean) {
     char *text;
     size_t len;
-    md_status st = md_eval_read_file(path, &text, &len);
+    md_status st = md_read_file(path, &text, &len);
     if (st) return st;
     int cap_t = 0, cap_e = 0;
     double ips_sum = 0;

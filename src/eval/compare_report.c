@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 #include "minidet/compare.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
@@ -461,7 +462,7 @@ static md_status write_json(const md_run_summary *runs, int n, const char *path)
     cJSON_Delete(root);
     if (!txt) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path);
     size_t len = strlen(txt);
-    md_status st = md_eval_write_atomic(path, txt, len);
+    md_status st = md_write_atomic(path, txt, len);
     free(txt);
     return st;
 }
@@ -509,7 +510,7 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     for (int k = 0; k < N_PLOTS; k++) tx(&md, "%s\n\n![%s](%s.png) ([SVG](%s.svg))\n\n", PLOT_CAPTION[k], PLOT_FILE[k], PLOT_FILE[k], PLOT_FILE[k]);
     if (md.oom) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
     if (!(path = join(out_dir, "compare.md", ""))) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
-    if ((st = md_eval_write_atomic(path, md.s, md.len))) goto done;
+    if ((st = md_write_atomic(path, md.s, md.len))) goto done;
     free(path);
     if (!(path = join(out_dir, "compare.json", ""))) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
     if ((st = write_json(runs, n, path))) goto done;
@@ -539,7 +540,7 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     tx(&html, "</body></html>\n");
     if (html.oom) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
     if (!(path = join(out_dir, "index.html", ""))) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
-    st = md_eval_write_atomic(path, html.s, html.len);
+    st = md_write_atomic(path, html.s, html.len);
 done:
     free(path);
     free(md.s);

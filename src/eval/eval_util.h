@@ -5,11 +5,6 @@
 #include <stdint.h>
 #include "minidet/error.h"
 
-/* Reads a whole file into a malloc'ed, NUL-terminated buffer. */
-md_status md_eval_read_file(const char *path, char **data, size_t *len);
-/* Writes a file atomically: "<path>.tmp.<pid>", fsync, rename. */
-md_status md_eval_write_atomic(const char *path, const void *data, size_t len);
-
 /* Shortest of %.15g / %.16g / %.17g that reads back as the same double. */
 int md_eval_fmt_double(char *s, size_t cap, double v);
 

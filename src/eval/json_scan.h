@@ -21,7 +21,7 @@ typedef struct {
     size_t entry;      /* index of the element being read, or (size_t)-1 outside */
 } json_scan;
 
-/* buf[len] must be readable and 0 (md_eval_read_file guarantees it): number scans stop on it. */
+/* buf[len] must be readable and 0 (md_read_file guarantees it): number scans stop on it. */
 void json_init(json_scan *j, const char *path, const char *buf, size_t len);
 /* "entry 5" / "annotations[5]" / "" (outside any element) into buf. */
 const char *json_ctx(const json_scan *j, char *buf, size_t cap);

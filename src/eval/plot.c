@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "eval_util.h"
+#include "minidet/fs.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -487,7 +488,7 @@ md_status md_plot_write_rgb_png(const char *path, const unsigned char *rgb, int 
     png_ctx ctx = {&b};
     int ok = stbi_write_png_to_func(png_sink, &ctx, width, height, 3, rgb, width * 3);
     if (!ok || b.oom) { free(b.data); return md_set_error(MD_ERR_NOMEM, "%s: PNG encoding failed (out of memory)", path); }
-    md_status st = md_eval_write_atomic(path, b.data, b.len);
+    md_status st = md_write_atomic(path, b.data, b.len);
     free(b.data);
     return st;
 }
@@ -617,7 +618,7 @@ md_status md_plot_svg(const md_plot *p, const char *path) {
     }
     sb_printf(&b, "</svg>\n");
     if (b.oom) { free(b.data); return md_set_error(MD_ERR_NOMEM, "%s: out of memory writing the SVG", path); }
-    st = md_eval_write_atomic(path, b.data, b.len);
+    st = md_write_atomic(path, b.data, b.len);
     free(b.data);
     return st;
 }

@@ -8,7 +8,6 @@
 #include "minidet/safetensors.h"
 #include "model_internal.h"
 
-#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 
 /* ------------------------------------------------------------------ registry */
 int md_reg_add(md_detector *det, const char *name, int ndim, const int *shape, int trainable, int is_buffer) {
@@ -482,9 +481,9 @@ md_status md_detector_forward_rpn(md_detector *det, md_arena *a, const float *im
     if (!st->saved) return MD_ERR_NOMEM;
     st->saved->images = images;
     refold(det, 1);
-    TRY(md_resnet_forward(det, a, st));
-    TRY(md_fpn_forward(det, a, st));
-    TRY(md_rpn_forward(det, a, st));
+    MD_TRY(md_resnet_forward(det, a, st));
+    MD_TRY(md_fpn_forward(det, a, st));
+    MD_TRY(md_rpn_forward(det, a, st));
     return MD_OK;
 }
 
@@ -498,8 +497,8 @@ md_status md_detector_backward(md_detector *det, md_arena *a, md_step *st, const
         dP[l] = md_arena_calloc(a, (size_t)N * F * st->level_h[l] * st->level_w[l] * sizeof(float));
         if (!dP[l]) return MD_ERR_NOMEM;
     }
-    TRY(md_roi_backward(det, a, st, d_class_logits, d_box_deltas, dP));
-    if (d_objectness || d_rpn_deltas) TRY(md_rpn_backward(det, a, st, d_objectness, d_rpn_deltas, dP));
+    MD_TRY(md_roi_backward(det, a, st, d_class_logits, d_box_deltas, dP));
+    if (d_objectness || d_rpn_deltas) MD_TRY(md_rpn_backward(det, a, st, d_objectness, d_rpn_deltas, dP));
     md_resnet *r = &det->impl->resnet;
     float *dC[4] = {NULL, NULL, NULL, NULL};
     for (int s = 0; s < 4; s++)
@@ -507,16 +506,16 @@ md_status md_detector_backward(md_detector *det, md_arena *a, md_step *st, const
             dC[s] = md_arena_calloc(a, (size_t)N * r->out_ch[s] * st->saved->cH[s] * st->saved->cW[s] * sizeof(float));
             if (!dC[s]) return MD_ERR_NOMEM;
         }
-    TRY(md_fpn_backward(det, a, st, dP, dC));
-    TRY(md_resnet_backward(det, a, st, dC));
+    MD_TRY(md_fpn_backward(det, a, st, dP, dC));
+    MD_TRY(md_resnet_backward(det, a, st, dC));
     return MD_OK;
 }
 
 md_status md_detector_infer(md_detector *det, md_arena *a, const float *images, int N, int H, int W,
                             const int *image_sizes, const int *orig_sizes, md_detections *out) {
     md_step st;
-    TRY(md_detector_forward_rpn(det, a, images, N, H, W, image_sizes, 0, &st));
-    TRY(md_detector_proposals(det, a, &st));
+    MD_TRY(md_detector_forward_rpn(det, a, images, N, H, W, image_sizes, 0, &st));
+    MD_TRY(md_detector_proposals(det, a, &st));
     int R = 0;
     for (int n = 0; n < N; n++) R += st.num_proposals[n];
     float *rois = md_arena_floats(a, (size_t)(R ? R : 1) * 5);
@@ -527,6 +526,6 @@ md_status md_detector_infer(md_detector *det, md_arena *a, const float *images, 
             rois[(size_t)r * 5] = (float)n;
             memcpy(rois + (size_t)r * 5 + 1, st.proposals[n] + (size_t)j * 4, 4 * sizeof(float));
         }
-    TRY(md_detector_forward_roi(det, a, &st, rois, R));
+    MD_TRY(md_detector_forward_roi(det, a, &st, rois, R));
     return md_detector_postprocess(det, a, &st, orig_sizes, out);
 }

@@ -5,7 +5,6 @@
 #include "minidet/ops.h"
 #include "model_internal.h"
 
-#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 
 md_status md_fpn_build(md_detector *det) {
     md_fpn *f = &det->impl->fpn;
@@ -15,11 +14,11 @@ md_status md_fpn_build(md_detector *det) {
     char pre[96];
     for (int i = 0; i < 4; i++) {
         snprintf(pre, sizeof pre, "backbone.fpn.inner_blocks.%d.0", i);
-        TRY(md_reg_conv(det, &f->inner[i], pre, NULL, det->impl->resnet.out_ch[i], F, 1, 1, 0, 1, 1));
+        MD_TRY(md_reg_conv(det, &f->inner[i], pre, NULL, det->impl->resnet.out_ch[i], F, 1, 1, 0, 1, 1));
     }
     for (int i = 0; i < 4; i++) {
         snprintf(pre, sizeof pre, "backbone.fpn.layer_blocks.%d.0", i);
-        TRY(md_reg_conv(det, &f->layer[i], pre, NULL, F, F, 3, 1, 1, 1, 1));
+        MD_TRY(md_reg_conv(det, &f->layer[i], pre, NULL, F, F, 3, 1, 1, 1, 1));
     }
     return MD_OK;
 }
@@ -28,19 +27,19 @@ md_status md_fpn_forward(md_detector *det, md_arena *a, md_step *st) {
     md_fpn *f = &det->impl->fpn;
     md_step_saved *sv = st->saved;
     int N = st->N, F = f->channels, h, w;
-    TRY(md_conv_forward_layer(det, a, &f->inner[3], sv->C[3], N, sv->cH[3], sv->cW[3], &sv->inner[3], &h, &w));
-    TRY(md_conv_forward_layer(det, a, &f->layer[3], sv->inner[3], N, h, w, &st->features[3], &st->level_h[3],
+    MD_TRY(md_conv_forward_layer(det, a, &f->inner[3], sv->C[3], N, sv->cH[3], sv->cW[3], &sv->inner[3], &h, &w));
+    MD_TRY(md_conv_forward_layer(det, a, &f->layer[3], sv->inner[3], N, h, w, &st->features[3], &st->level_h[3],
                               &st->level_w[3]));
     for (int i = 2; i >= 0; i--) {
         int lh, lw;
-        TRY(md_conv_forward_layer(det, a, &f->inner[i], sv->C[i], N, sv->cH[i], sv->cW[i], &sv->inner[i], &lh, &lw));
+        MD_TRY(md_conv_forward_layer(det, a, &f->inner[i], sv->C[i], N, sv->cH[i], sv->cW[i], &sv->inner[i], &lh, &lw));
         size_t mark = md_arena_mark(a);
         float *up = md_arena_floats(a, (size_t)N * F * lh * lw);
         if (!up) return MD_ERR_NOMEM;
         md_upsample_nearest_forward(up, sv->inner[i + 1], N, F, sv->cH[i + 1], sv->cW[i + 1], lh, lw);
         md_add_forward(sv->inner[i], sv->inner[i], up, (size_t)N * F * lh * lw);
         md_arena_release(a, mark);
-        TRY(md_conv_forward_layer(det, a, &f->layer[i], sv->inner[i], N, lh, lw, &st->features[i], &st->level_h[i],
+        MD_TRY(md_conv_forward_layer(det, a, &f->layer[i], sv->inner[i], N, lh, lw, &st->features[i], &st->level_h[i],
                                   &st->level_w[i]));
     }
     /* P6: max_pool2d(P5, kernel 1, stride 2) = every other pixel */
@@ -74,8 +73,8 @@ md_status md_fpn_backward(md_detector *det, md_arena *a, md_step *st, float *dP[
         if (!dI[i]) return MD_ERR_NOMEM;
     }
     for (int i = 0; i < 4; i++) {
-        TRY(md_conv_backward_layer(det, a, &f->layer[i], dI[i], dP[i], sv->inner[i], N, sv->cH[i], sv->cW[i]));
-        TRY(md_conv_backward_layer(det, a, &f->inner[i], dC[i], dI[i], sv->C[i], N, sv->cH[i], sv->cW[i]));
+        MD_TRY(md_conv_backward_layer(det, a, &f->layer[i], dI[i], dP[i], sv->inner[i], N, sv->cH[i], sv->cW[i]));
+        MD_TRY(md_conv_backward_layer(det, a, &f->inner[i], dC[i], dI[i], sv->C[i], N, sv->cH[i], sv->cW[i]));
         if (i < 3)
             md_upsample_nearest_backward(dI[i + 1], dI[i], N, F, sv->cH[i + 1], sv->cW[i + 1], sv->cH[i], sv->cW[i]);
     }

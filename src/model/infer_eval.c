@@ -23,6 +23,7 @@
 #include "minidet/coco.h"
 #include "minidet/cocoeval.h"
 #include "minidet/data.h"
+#include "minidet/fs.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
 #include "minidet/plot.h"
@@ -106,36 +107,6 @@ static md_status parse(int argc, char **argv, ev_args *a) {
     return MD_OK;
 }
 
-static md_status mkdir_p(const char *path) {
-    char buf[MD_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
-    return MD_OK;
-}
-
-static md_status write_atomic(const char *path, const char *text) {
-    char tmp[MD_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return md_set_error(MD_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
-    ok &= fflush(f) == 0;
-    ok &= fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        return md_set_error(MD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return MD_OK;
-}
-
 static double mean_valid(const double *v, size_t n) {
     double s = 0;
     size_t c = 0;
@@ -193,7 +164,7 @@ static md_status write_eval_json(const char *path, const md_cocoeval_result *r, 
     char *txt = cJSON_Print(j);
     cJSON_Delete(j);
     if (!txt) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
-    md_status s = write_atomic(path, txt);
+    md_status s = md_write_atomic(path, txt, strlen(txt));
     free(txt);
     return s;
 }
@@ -235,7 +206,7 @@ static md_status write_report(const char *path, const ev_args *a, const md_confi
         for (int i = 0; i < n_vis; i++) P("- [image %lld](vis_%lld.png)\n", (long long)vis_ids[i], (long long)vis_ids[i]);
     }
 #undef P
-    md_status s = write_atomic(path, t);
+    md_status s = md_write_atomic(path, t, strlen(t));
     free(t);
     return s;
 }
@@ -420,7 +391,7 @@ int md_eval_weights_main(int argc, char **argv) {
     /* the output directory only once model and data are good (a failed run leaves nothing behind) */
     struct stat osb;
     created_out = stat(out_dir, &osb) != 0;
-    TRYG(mkdir_p(out_dir));
+    TRYG(md_mkdir_p(out_dir));
 
     /* inference */
     int bs = cfg.test.batch_size < 1 ? 1 : (cfg.test.batch_size > MD_MAX_BATCH ? MD_MAX_BATCH : cfg.test.batch_size);

@@ -232,7 +232,6 @@ md_status md_resnet_build(md_detector *det) {
 }
 
 /* ------------------------------------------------------------------ forward */
-#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 
 /* ResNet-vd shortcut pool: *src = avgpool2d(x, k 2, stride 2, ceil_mode, count_include_pad = 0) in arena
  * memory, N x ic x sh x sw; without down_pool *src = x unchanged. */
@@ -274,17 +273,17 @@ static md_status block_forward(md_detector *det, md_arena *a, const md_block *b,
     size_t mark = md_arena_mark(a);
     float *t1 = md_arena_floats(a, (size_t)N * b->c1.oc * h1 * w1);
     if (!t1) return MD_ERR_NOMEM;
-    TRY(md_conv_bn_forward_into(det, a, &b->c1, x, N, H, W, t1, training, &ba->bn[0]));
+    MD_TRY(md_conv_bn_forward_into(det, a, &b->c1, x, N, H, W, t1, training, &ba->bn[0]));
     md_relu_forward(t1, t1, (size_t)N * b->c1.oc * h1 * w1);
     float *t2 = NULL;
     if (b->bottleneck) {
         t2 = md_arena_floats(a, (size_t)N * b->c2.oc * h2 * w2);
         if (!t2) return MD_ERR_NOMEM;
-        TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, t2, training, &ba->bn[1]));
+        MD_TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, t2, training, &ba->bn[1]));
         md_relu_forward(t2, t2, (size_t)N * b->c2.oc * h2 * w2);
-        TRY(md_conv_bn_forward_into(det, a, &b->c3, t2, N, h2, w2, ba->out, training, &ba->bn[2]));
+        MD_TRY(md_conv_bn_forward_into(det, a, &b->c3, t2, N, h2, w2, ba->out, training, &ba->bn[2]));
     } else {
-        TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, ba->out, training, &ba->bn[1]));
+        MD_TRY(md_conv_bn_forward_into(det, a, &b->c2, t1, N, h1, w1, ba->out, training, &ba->bn[1]));
     }
     if (b->has_down) {
         size_t m2 = md_arena_mark(a);
@@ -292,10 +291,10 @@ static md_status block_forward(md_detector *det, md_arena *a, const md_block *b,
         if (!idn) return MD_ERR_NOMEM;
         const float *src = x;
         int sh = H, sw = W;
-        TRY(shortcut_pool(a, b, x, N, H, W, &src, &sh, &sw));
+        MD_TRY(shortcut_pool(a, b, x, N, H, W, &src, &sh, &sw));
         if (md_conv_out(sh, 1, b->down.stride, 0) != ho || md_conv_out(sw, 1, b->down.stride, 0) != wo)
             return md_set_error(MD_ERR_INTERNAL, "resnet shortcut: %dx%d vs main path %dx%d", sh, sw, ho, wo);
-        TRY(md_conv_bn_forward_into(det, a, &b->down, src, N, sh, sw, idn, training, &ba->bn[3]));
+        MD_TRY(md_conv_bn_forward_into(det, a, &b->down, src, N, sh, sw, idn, training, &ba->bn[3]));
         md_add_relu_forward(ba->out, ba->out, idn, no);
         if (!keep) md_arena_release(a, m2); /* kept: the training BN's saved input lies above idn */
     } else {
@@ -337,15 +336,15 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
             const md_conv *ci = &r->stem_vd[i];
             size_t n = (size_t)N * ci->oc * sv->sH * sv->sW;
             if (!(sv->stem_vd[i] = md_arena_floats(a, n))) return MD_ERR_NOMEM;
-            TRY(md_conv_bn_forward_into(det, a, ci, x, N, h, w, sv->stem_vd[i], st->training, &sv->stem_vd_bn[i]));
+            MD_TRY(md_conv_bn_forward_into(det, a, ci, x, N, h, w, sv->stem_vd[i], st->training, &sv->stem_vd_bn[i]));
             md_relu_forward(sv->stem_vd[i], sv->stem_vd[i], n);
             x = sv->stem_vd[i];
             h = sv->sH;
             w = sv->sW;
         }
-        TRY(md_conv_bn_forward_into(det, a, c, x, N, h, w, sv->stem, st->training, &sv->stem_bn));
+        MD_TRY(md_conv_bn_forward_into(det, a, c, x, N, h, w, sv->stem, st->training, &sv->stem_bn));
     } else {
-        TRY(md_conv_bn_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem, st->training, &sv->stem_bn));
+        MD_TRY(md_conv_bn_forward_into(det, a, c, sv->images, N, st->H, st->W, sv->stem, st->training, &sv->stem_bn));
     }
     md_relu_forward(sv->stem, sv->stem, ns);
     md_maxpool2d_forward(sv->pool, sv->argmax, sv->stem, N, C0, sv->sH, sv->sW, 3, 2, 1, sv->pH, sv->pW);
@@ -361,7 +360,7 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
         md_block *b = &r->blocks[i];
         md_block_act *ba = &sv->blk[i];
         int keep = st->training && b->stage >= r->lowest_trainable;
-        TRY(block_forward(det, a, b, ba, x, N, H, W, keep, st->training));
+        MD_TRY(block_forward(det, a, b, ba, x, N, H, W, keep, st->training));
         x = ba->out;
         H = ba->OH;
         W = ba->OW;
@@ -412,24 +411,24 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
             size_t n2 = (size_t)N * b->c2.oc * ba->OH * ba->OW;
             float *dt2 = md_arena_calloc(a, n2 * sizeof(float));
             if (!dt2) return MD_ERR_NOMEM;
-            TRY(md_conv_bn_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW, &ba->bn[2]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &b->c3, dt2, dz, ba->t2, N, ba->OH, ba->OW, &ba->bn[2]));
             md_relu_backward_inplace(dt2, ba->t2, n2);
-            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dt2, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dt2, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         } else {
-            TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &b->c2, dt1, dz, ba->t1, N, ba->H1, ba->W1, &ba->bn[1]));
         }
         md_relu_backward_inplace(dt1, ba->t1, n1);
-        TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1, ba->in, N, ba->H, ba->W, &ba->bn[0]));
+        MD_TRY(md_conv_bn_backward_layer(det, a, &b->c1, din, dt1, ba->in, N, ba->H, ba->W, &ba->bn[0]));
         if (b->has_down && b->down_pool) { /* ResNet-vd: the pooled input is recomputed (cheap), not kept */
             const float *pooled;
             int sh, sw;
-            TRY(shortcut_pool(a, b, ba->in, N, ba->H, ba->W, &pooled, &sh, &sw));
+            MD_TRY(shortcut_pool(a, b, ba->in, N, ba->H, ba->W, &pooled, &sh, &sw));
             float *dpool = NULL;
             if (din && !(dpool = md_arena_calloc(a, (size_t)N * b->down.ic * sh * sw * sizeof(float)))) return MD_ERR_NOMEM;
-            TRY(md_conv_bn_backward_layer(det, a, &b->down, dpool, dz, pooled, N, sh, sw, &ba->bn[3]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &b->down, dpool, dz, pooled, N, sh, sw, &ba->bn[3]));
             md_avgpool2d_backward(din, dpool, N, b->down.ic, ba->H, ba->W, 2, 2, 0, 0, sh, sw);
         } else if (b->has_down) {
-            TRY(md_conv_bn_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W, &ba->bn[3]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &b->down, din, dz, ba->in, N, ba->H, ba->W, &ba->bn[3]));
         } else if (din) {
             md_add_forward(din, din, dz, nin);
         }
@@ -453,13 +452,13 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
                 size_t n = (size_t)N * r->stem_vd[i].oc * sv->sH * sv->sW;
                 float *dx = md_arena_calloc(a, n * sizeof(float)), *dxr = md_arena_calloc(a, n * sizeof(float));
                 if (!dx || !dxr) return MD_ERR_NOMEM;
-                TRY(md_conv_bn_backward_layer(det, a, cn, dx, dy, sv->stem_vd[i], N, sv->sH, sv->sW, bn));
+                MD_TRY(md_conv_bn_backward_layer(det, a, cn, dx, dy, sv->stem_vd[i], N, sv->sH, sv->sW, bn));
                 md_relu_backward(dxr, dx, sv->stem_vd[i], n);
                 dy = dxr;
             }
-            TRY(md_conv_bn_backward_layer(det, a, &r->stem_vd[0], NULL, dy, sv->images, N, st->H, st->W, &sv->stem_vd_bn[0]));
+            MD_TRY(md_conv_bn_backward_layer(det, a, &r->stem_vd[0], NULL, dy, sv->images, N, st->H, st->W, &sv->stem_vd_bn[0]));
         } else {
-            TRY(md_conv_bn_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W, &sv->stem_bn));
+            MD_TRY(md_conv_bn_backward_layer(det, a, c, NULL, dstem_r, sv->images, N, st->H, st->W, &sv->stem_bn));
         }
     }
     return MD_OK;

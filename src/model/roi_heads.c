@@ -8,7 +8,6 @@
 #include "minidet/ops.h"
 #include "model_internal.h"
 
-#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 
 md_status md_box_head_build(md_detector *det) {
     md_box_head *h = &det->impl->head;
@@ -211,7 +210,7 @@ md_status md_detector_postprocess(md_detector *det, md_arena *a, md_step *st, co
             }
         }
         int nk = 0;
-        TRY(md_batched_nms_topk(keep, &nk, cb, cs, cl, c, md_cfg_double(tc->nms_thresh), tc->nms == MD_NMS_DIOU,
+        MD_TRY(md_batched_nms_topk(keep, &nk, cb, cs, cl, c, md_cfg_double(tc->nms_thresh), tc->nms == MD_NMS_DIOU,
                                 md_cfg_double(tc->diou_beta), maxd));
         if (nk > maxd) nk = maxd;
         float rh = 1.0f, rw = 1.0f;

@@ -8,15 +8,14 @@
 #include "minidet/ops.h"
 #include "model_internal.h"
 
-#define TRY(x) do { md_status s_ = (x); if (s_) return s_; } while (0)
 _Static_assert(MD_RPN_ANCHOR_LEVELS == MD_FPN_LEVELS, "one [rpn] anchor size per FPN level");
 
 md_status md_rpn_build(md_detector *det) {
     md_rpn_head *h = &det->impl->rpn;
     int F = det->model.fpn_channels, NA = det->rpn.num_aspect_ratios; /* anchors per location */
-    TRY(md_reg_conv(det, &h->conv, "rpn.head.conv.0.0", NULL, F, F, 3, 1, 1, 1, 1));
-    TRY(md_reg_conv(det, &h->cls, "rpn.head.cls_logits", NULL, F, NA, 1, 1, 0, 1, 1));
-    TRY(md_reg_conv(det, &h->bbox, "rpn.head.bbox_pred", NULL, F, 4 * NA, 1, 1, 0, 1, 1));
+    MD_TRY(md_reg_conv(det, &h->conv, "rpn.head.conv.0.0", NULL, F, F, 3, 1, 1, 1, 1));
+    MD_TRY(md_reg_conv(det, &h->cls, "rpn.head.cls_logits", NULL, F, NA, 1, 1, 0, 1, 1));
+    MD_TRY(md_reg_conv(det, &h->bbox, "rpn.head.bbox_pred", NULL, F, 4 * NA, 1, 1, 0, 1, 1));
     return MD_OK;
 }
 
@@ -65,12 +64,12 @@ md_status md_rpn_forward(md_detector *det, md_arena *a, md_step *st) {
                     o[2] = (float)(x * sx) + cell[k][2];
                     o[3] = (float)(y * sy) + cell[k][3];
                 }
-        TRY(md_conv_forward_layer(det, a, &h->conv, st->features[l], N, Hl, Wl, &sv->rpn_t[l], &h1, &w1));
+        MD_TRY(md_conv_forward_layer(det, a, &h->conv, st->features[l], N, Hl, Wl, &sv->rpn_t[l], &h1, &w1));
         md_relu_forward(sv->rpn_t[l], sv->rpn_t[l], (size_t)N * h->conv.oc * Hl * Wl);
         size_t mark = md_arena_mark(a);
         float *obj, *del;
-        TRY(md_conv_forward_layer(det, a, &h->cls, sv->rpn_t[l], N, Hl, Wl, &obj, &h1, &w1));
-        TRY(md_conv_forward_layer(det, a, &h->bbox, sv->rpn_t[l], N, Hl, Wl, &del, &h1, &w1));
+        MD_TRY(md_conv_forward_layer(det, a, &h->cls, sv->rpn_t[l], N, Hl, Wl, &obj, &h1, &w1));
+        MD_TRY(md_conv_forward_layer(det, a, &h->bbox, sv->rpn_t[l], N, Hl, Wl, &del, &h1, &w1));
         size_t HW = (size_t)Hl * Wl;
         for (int n = 0; n < N; n++)
             for (size_t p = 0; p < HW; p++)
@@ -106,10 +105,10 @@ md_status md_rpn_backward(md_detector *det, md_arena *a, md_step *st, const floa
                     if (d_del)
                         for (int c = 0; c < 4; c++) ddel[((size_t)n * 4 * NA + k * 4 + c) * HW + p] = d_del[fi * 4 + c];
                 }
-        TRY(md_conv_backward_layer(det, a, &h->cls, dt, dobj, sv->rpn_t[l], N, Hl, Wl));
-        TRY(md_conv_backward_layer(det, a, &h->bbox, dt, ddel, sv->rpn_t[l], N, Hl, Wl));
+        MD_TRY(md_conv_backward_layer(det, a, &h->cls, dt, dobj, sv->rpn_t[l], N, Hl, Wl));
+        MD_TRY(md_conv_backward_layer(det, a, &h->bbox, dt, ddel, sv->rpn_t[l], N, Hl, Wl));
         md_relu_backward_inplace(dt, sv->rpn_t[l], (size_t)N * F * HW);
-        TRY(md_conv_backward_layer(det, a, &h->conv, dP[l], dt, st->features[l], N, Hl, Wl));
+        MD_TRY(md_conv_backward_layer(det, a, &h->conv, dP[l], dt, st->features[l], N, Hl, Wl));
         md_arena_release(a, mark);
     }
     return MD_OK;
@@ -169,7 +168,7 @@ md_status md_detector_proposals(md_detector *det, md_arena *a, md_step *st) {
             c++;
         }
         int nk = 0;
-        TRY(md_batched_nms_topk(keep, &nk, boxes, scores, lvl, c, md_cfg_double(rc->nms_thresh), 0, 1.0, cap));
+        MD_TRY(md_batched_nms_topk(keep, &nk, boxes, scores, lvl, c, md_cfg_double(rc->nms_thresh), 0, 1.0, cap));
         if (nk > cap) nk = cap;
         for (int j = 0; j < nk; j++) {
             memcpy(st->proposals[n] + (size_t)j * 4, boxes + (size_t)keep[j] * 4, 4 * sizeof(float));

@@ -10,16 +10,6 @@
 #include <unistd.h>
 #include "minidet/safetensors.h"
 
-static char *config_text(const md_config *cfg) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    if (md_config_write(cfg, f)) { fclose(f); free(buf); return NULL; }
-    if (fclose(f)) { free(buf); return NULL; }
-    return buf;
-}
-
 md_status md_checkpoint_save(const char *path, const md_ckpt_tensor *t, int n, const md_sgd *opt, const md_config *cfg,
                              const md_train_state *st, const char *label_map_json) {
     md_st_writer *w = md_st_writer_new();
@@ -49,7 +39,7 @@ md_status md_checkpoint_save(const char *path, const md_ckpt_tensor *t, int n, c
     META("minidet.format", "%s", MD_CKPT_FORMAT);
     META("minidet.format_version", "%d", MD_CKPT_VERSION);
     if (cfg) {
-        cfgtxt = config_text(cfg);
+        cfgtxt = md_config_to_text(cfg);
         if (!cfgtxt && !s) s = md_set_error(MD_ERR_NOMEM, "%s: cannot format the configuration", path);
         if (!s) s = md_st_writer_meta(w, "minidet.config", cfgtxt);
         META("minidet.box_loss", "%s", md_box_loss_name(cfg->roi_heads.box_loss));

@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "minidet/arena.h"
 #include "minidet/checkpoint.h"
 #include "minidet/coco.h"
 #include "minidet/cocoeval.h"
 #include "minidet/data.h"
+#include "minidet/fs.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
 #include "minidet/optim.h"
@@ -40,56 +40,11 @@ static void on_signal(int sig) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static md_status mkdir_p(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return md_set_error(MD_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno));
-    return MD_OK;
-}
-
-static int path_exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 static md_status missing_data(const char *what, const char *key, const char *path) {
     return md_set_error(MD_ERR_IO,
                         "%s not found: looked for '%s' ([data] %s). To train on COCO 2017 run scripts/get_coco.sh (downloads "
                         "it into data/coco), or point [data] train_ann/train_images/val_ann/val_images at any COCO-format dataset",
                         what, path[0] ? path : "(empty)", key);
-}
-
-static md_status write_text_atomic(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return md_set_error(MD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, f) != n;
-    if (fflush(f) || fsync(fileno(f))) bad = 1;
-    if (fclose(f)) bad = 1;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return md_set_error(MD_ERR_IO, "%s: write failed (disk full?)", path);
-    }
-    return MD_OK;
-}
-
-static char *config_to_text(const md_config *c) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    md_status s = md_config_write(c, f);
-    fclose(f);
-    if (s) { free(buf); return NULL; }
-    return buf;
 }
 
 /* Keeps only the lines of metrics.jsonl whose iter <= upto (a resumed run rewrites what follows). */
@@ -115,7 +70,7 @@ static md_status truncate_metrics(const char *path, long long upto) {
     free(line);
     fclose(f);
     fclose(o);
-    md_status s = write_text_atomic(path, out ? out : "");
+    md_status s = md_write_atomic(path, out ? out : "", out ? outlen : 0);
     free(out);
     return s;
 }
@@ -453,7 +408,7 @@ static md_status write_eval_json(trainer *t, long long iter, const md_cocoeval_r
     if (!txt) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
     char path[4096];
     snprintf(path, sizeof path, "%s/eval.json", t->run_dir);
-    md_status s = write_text_atomic(path, txt);
+    md_status s = md_write_atomic(path, txt, strlen(txt));
     free(txt);
     return s;
 }
@@ -492,12 +447,12 @@ static md_status setup(trainer *t, const md_train_options *o) {
     if (c->solver.ims_per_batch / c->solver.grad_accum > MD_MAX_BATCH)
         return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch / grad_accum exceeds %d images per micro-batch", MD_MAX_BATCH);
     /* data */
-    if (!c->data.train_ann[0] || !path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
-    if (!c->data.train_images[0] || !path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
+    if (!c->data.train_ann[0] || !md_path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
+    if (!c->data.train_images[0] || !md_path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
     t->have_val = c->data.val_ann[0] != 0;
     if (t->have_val) {
-        if (!path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
-        if (!c->data.val_images[0] || !path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
+        if (!md_path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
+        if (!c->data.val_images[0] || !md_path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
     }
     md_data_options_from_config(c, &t->dopt);
     t->dopt.ims_per_batch = c->solver.ims_per_batch / c->solver.grad_accum;
@@ -524,7 +479,7 @@ static md_status setup(trainer *t, const md_train_options *o) {
     t->det_ok = 1;
     if (c->model.weights[0] && !o->resume) {
         md_load_report rep;
-        if (!path_exists(c->model.weights))
+        if (!md_path_exists(c->model.weights))
             return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
                                 "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
         if ((s = md_detector_load_weights_ex(&t->det, c->model.weights, 0, c->model.weights_exclude, &rep))) return s;
@@ -551,15 +506,15 @@ static md_status setup(trainer *t, const md_train_options *o) {
     /* run directory */
     char path[4096];
     snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
-    if (o->resume && !path_exists(path)) /* before creating anything */
+    if (o->resume && !md_path_exists(path)) /* before creating anything */
         return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
     snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
-    if ((s = mkdir_p(path))) return s;
+    if ((s = md_mkdir_p(path))) return s;
     snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
     t->st.best_ap = -1;
     t->st.best_iter = -1;
     if (o->resume) {
-        if (!path_exists(path))
+        if (!md_path_exists(path))
             return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
         char *txt = NULL;
         /* anchor geometry first: another count of aspect ratios would otherwise be a bare shape error, and other
@@ -571,20 +526,20 @@ static md_status setup(trainer *t, const md_train_options *o) {
         if (s) return md_error_prefix(s, "--resume");
         if ((s = md_checkpoint_load(path, t->ck, t->nck, &t->opt, &t->st, &txt))) return s;
         md_detector_refold(&t->det);
-        char *now = config_to_text(c);
+        char *now = md_config_to_text(c);
         if (now && txt && strcmp(now, txt))
             md_log(MD_LOG_WARN, "resuming with a configuration that differs from the checkpoint's (see %s/config.cfg)", t->run_dir);
         free(now);
         free(txt);
         if (!t->quiet) md_log(MD_LOG_INFO, "resumed from %s at iteration %lld", path, t->st.iteration);
-    } else if (path_exists(path)) {
+    } else if (md_path_exists(path)) {
         return md_set_error(MD_ERR_ARG, "%s already holds a run (%s); add --resume to continue it, or choose another run.name",
                             t->run_dir, path);
     }
-    char *txt = config_to_text(c);
+    char *txt = md_config_to_text(c);
     if (!txt) return md_set_error(MD_ERR_NOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/config.cfg", t->run_dir);
-    s = write_text_atomic(path, txt);
+    s = md_write_atomic(path, txt, strlen(txt));
     free(txt);
     if (s) return s;
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
@@ -659,8 +614,8 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
             char why[1024];
             snprintf(why, sizeof why, "%s", md_last_error());
             md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, why, idbuf,
-                         path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
-                         path_exists(lastgood) ? lastgood : "");
+                         md_path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
+                         md_path_exists(lastgood) ? lastgood : "");
         }
         if (s) break;
         md_sgd_step(&t->opt, lr);
