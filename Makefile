@@ -1,6 +1,7 @@
 # minidet — build, test, bench.
 #   make            build/libminidet.a, ./train, ./eval
-#   make test       build and run every tests/test_*.c   (SAN=1: address+undefined sanitizers)
+#   make test       check the layer includes (scripts/check_layers.sh), build and run every tests/test_*.c
+#                   (SAN=1: address+undefined sanitizers)
 #   make deps       install the Debian packages needed to build and run
 #   make deps-dev   add what scripts/ needs (python3-torchvision) for reference dumps
 #   make demo       the embedded default job
@@ -60,6 +61,7 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
 
 test: all $(TEST_BINS)
+	@sh scripts/check_layers.sh
 	@MD_BIN=$(BUILD)/bin sh tests/run_tests.sh $(TEST_BINS)
 
 deps:

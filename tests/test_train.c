@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "minidet/config.h"
+#include "minidet/evaluate.h"
 #include "minidet/model.h"
 #include "minidet/optim.h"
 #include "minidet/safetensors.h"
@@ -347,12 +348,21 @@ static void test_aspect_ratios_train(void) {
     s = run("ratios5", 1, 0, 4, ov3);
     CHECK(s == MD_ERR_ARG && strstr(md_last_error(), "aspect_ratios"), "resume with other 5 ratios: %s", md_last_error());
     /* ./eval --weights with the default ratios: refused; with the run's config.cfg it evaluates */
-    char *av[] = {"eval", "--weights", (char *)ck, "--config", CFG, "--out", "build/test_train_runs/ratios5/r.json", "--max-images", "4",
-                  "--ann", "build/shapes96/val/annotations.json", "--images", "build/shapes96/val/images", "run.threads=1"};
-    CHECK(md_eval_weights_main(14, av) != 0 && strstr(md_last_error(), "aspect_ratios = 0.25,0.5,1,2,4"), "eval with 3 ratios: %s",
+    char *ov_eval[] = {"run.threads=1"};
+    md_eval_weights_options eo;
+    md_eval_weights_options_default(&eo);
+    eo.weights = ck;
+    eo.config = CFG;
+    eo.out = "build/test_train_runs/ratios5/r.json";
+    eo.max_images = 4;
+    eo.ann = "build/shapes96/val/annotations.json";
+    eo.images = "build/shapes96/val/images";
+    eo.n_overrides = 1;
+    eo.overrides = ov_eval;
+    CHECK(md_eval_weights(&eo) != MD_OK && strstr(md_last_error(), "aspect_ratios = 0.25,0.5,1,2,4"), "eval with 3 ratios: %s",
           md_last_error());
-    av[4] = "build/test_train_runs/ratios5/config.cfg";
-    CHECK(md_eval_weights_main(14, av) == 0, "eval with the run's config: %s", md_last_error());
+    eo.config = "build/test_train_runs/ratios5/config.cfg";
+    CHECK_OK(md_eval_weights(&eo));
     rm_run("ratios5");
 }
 

@@ -27,12 +27,8 @@
 #define MINIDET_COCO_H
 #include <stdint.h>
 #include <stddef.h>
+#include "minidet/config.h" /* md_label_layout: [model] label_map */
 #include "minidet/error.h"
-
-typedef enum {
-    MD_LABELS_CONTIGUOUS = 0, /* categories sorted by id -> labels 1..K, background 0 */
-    MD_LABELS_COCO_ID = 1     /* label = category id (torchvision's 91-way layout) */
-} md_label_layout;
 
 typedef enum {
     /* Default: clip boxes to the image; drop non-finite boxes and boxes with

@@ -21,8 +21,8 @@
  *   - with --vis N, compare_vis.png: N val images, ground truth beside each run's detections.
  * All values come from the runs' files as written; nothing is recomputed
  * differently. A run without eval.json but with last.safetensors and
- * config.cfg is first evaluated on its val split by md_eval_weights_main()
- * (model.h: `./eval --weights ... --out-dir RUN_DIR` writes its eval.json).
+ * config.cfg is first evaluated on its val split by md_eval_weights()
+ * (evaluate.h: as `./eval --weights ... --out-dir RUN_DIR`, it writes the run's eval.json).
  * A run with neither, a malformed eval.json or
  * metrics.jsonl line is an error naming the run, the file, the line and the field. */
 #ifndef MINIDET_COMPARE_H
@@ -83,10 +83,16 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
  * Writes one RGB PNG to path. */
 md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float score_min, const char *path);
 
-/* `./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]`: loads the runs, prints
- * the table, writes the report (and with --vis N, compare_vis.png of N val
- * images). Returns the process exit status (0 ok, 1 error with the message
- * printed, 2 usage). */
-int md_eval_compare_main(int argc, char **argv);
+/* `./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]` as options (the CLI parses argv into them). */
+typedef struct {
+    const char *const *dirs; /* the run directories, 1..MD_COMPARE_MAX_RUNS */
+    int n;
+    const char *out_dir;     /* NULL: the parent directory of the first run */
+    int vis;                 /* > 0: compare_vis.png of this many val images (1..64) */
+} md_compare_options;
+
+/* Evaluates runs that lack eval.json (md_eval_weights), loads the runs, prints the tables to stdout
+ * and writes the report (with vis, compare_vis.png too). */
+md_status md_compare_run(const md_compare_options *o);
 
 #endif

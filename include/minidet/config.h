@@ -11,7 +11,6 @@
 #ifndef MINIDET_CONFIG_H
 #define MINIDET_CONFIG_H
 #include <stdio.h>
-#include "minidet/coco.h"
 #include "minidet/error.h"
 
 #define MD_PATH_MAX 1024
@@ -24,7 +23,11 @@ typedef enum { MD_NMS_GREEDY = 0, MD_NMS_DIOU } md_nms_kind;
  * bn = trainable nn.BatchNorm2d (batch statistics in training, running statistics in eval), what torchvision
  * uses when the backbone is trained from scratch. */
 typedef enum { MD_NORM_FROZEN_BN = 0, MD_NORM_BN } md_norm_kind;
-/* [model] label_map uses coco.h's layouts (MD_LABELS_CONTIGUOUS, MD_LABELS_COCO_ID). */
+/* How category ids map to the model's class labels ([model] label_map; coco.h applies it). */
+typedef enum {
+    MD_LABELS_CONTIGUOUS = 0, /* categories sorted by id -> labels 1..K, background 0 */
+    MD_LABELS_COCO_ID = 1     /* label = category id (torchvision's 91-way layout) */
+} md_label_layout;
 typedef md_label_layout md_label_map;
 
 typedef struct {

@@ -215,7 +215,4 @@ md_status md_detector_infer(md_detector *det, md_arena *arena, const float *imag
  * width_mult (rounded, at least 1), times 4 for bottleneck depths. */
 int md_resnet_out_channels(const md_model_config *m, int stage);
 
-/* `./eval --weights W --config C ...` mode (src/model/infer_eval.c); argv[0] is the program name. */
-int md_eval_weights_main(int argc, char **argv);
-
 #endif

@@ -1,16 +1,17 @@
 /* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
  *   ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]   eval_results()
- *   ./eval --weights W.safetensors --config C.cfg [...]            md_eval_weights_main() (model.h)
- *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs()
- * Common options: --threads N (default: all cores), --quiet. */
+ *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights() -> md_eval_weights() (evaluate.h)
+ *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs() -> md_compare_run() (compare.h)
+ * Common options: --threads N (default: all cores), --quiet. This file only parses arguments. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minidet/cocoeval.h"
 #include "minidet/compare.h"
 #include "minidet/error.h"
+#include "minidet/evaluate.h"
 #include "minidet/log.h"
-#include "minidet/model.h"
 #include "minidet/threads.h"
 #include "minidet/tide.h"
 
@@ -72,16 +73,104 @@ static int eval_results(const eval_args *a) {
 
 /* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
-    char **v = calloc((size_t)a->n_pos + 6, sizeof(char *));
-    if (!v) { md_set_error(MD_ERR_NOMEM, "out of memory"); md_die(); }
-    int n = 0;
-    v[n++] = "eval";
-    for (int i = 0; i < a->n_pos; i++) v[n++] = a->pos[i];
-    if (a->out) { v[n++] = "--out"; v[n++] = (char *)a->out; }
-    if (a->vis) { v[n++] = "--vis"; v[n++] = (char *)a->vis; }
-    int rc = md_eval_compare_main(n, v);
-    free(v);
-    return rc;
+    md_compare_options o = {(const char *const *)a->pos, a->n_pos, a->out, 0};
+    if (a->n_pos > MD_COMPARE_MAX_RUNS) { fprintf(stderr, "minidet: at most %d runs can be compared at once\n", MD_COMPARE_MAX_RUNS); return 2; }
+    for (int i = 0; i < a->n_pos; i++)
+        if (a->pos[i][0] == '-') {
+            fprintf(stderr, "minidet: unknown option '%s' for a run comparison (usage: ./eval RUN_DIR [RUN_DIR ...] [--out DIR])\n", a->pos[i]);
+            return 2;
+        }
+    if (a->vis) {
+        char *end;
+        o.vis = (int)strtol(a->vis, &end, 10);
+        if (*end || o.vis < 1 || o.vis > 64) { fprintf(stderr, "minidet: --vis needs a number of images (1..64)\n"); return 2; }
+    }
+    if (md_compare_run(&o)) {
+        fprintf(stderr, "minidet: %s\n", md_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+/* `./eval --weights ...`: its own options (see usage); anything else is an error naming it. */
+static md_status parse_weights(int argc, char **argv, md_eval_weights_options *a, char **over) {
+    md_eval_weights_options_default(a);
+    a->overrides = over;
+    int n_over = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(o, "--weights")) dst = &a->weights;
+        else if (!strcmp(o, "--config")) dst = &a->config;
+        else if (!strcmp(o, "--ann")) dst = &a->ann;
+        else if (!strcmp(o, "--images")) dst = &a->images;
+        else if (!strcmp(o, "--out")) dst = &a->out;
+        else if (!strcmp(o, "--out-dir")) dst = &a->out_dir;
+        if (dst) {
+            if (i + 1 >= argc) return md_set_error(MD_ERR_ARG, "option %s needs a value", o);
+            *dst = argv[++i];
+            continue;
+        }
+        if (!strcmp(o, "--quiet")) {
+            md_log_set_level(MD_LOG_WARN);
+        } else if (!strcmp(o, "--vis") || !strcmp(o, "--vis-score")) {
+            if (i + 1 >= argc) return md_set_error(MD_ERR_ARG, "option %s needs a value", o);
+            const char *v = argv[++i];
+            char *end;
+            errno = 0;
+            if (!strcmp(o, "--vis")) {
+                long n = strtol(v, &end, 10);
+                if (!*v || *end || errno || n < 0 || n > MD_VIS_MAX_IMAGES)
+                    return md_set_error(MD_ERR_ARG, "--vis: '%s' is not a number of images (0..%d)", v, MD_VIS_MAX_IMAGES);
+                a->vis = (int)n;
+            } else {
+                double x = strtod(v, &end);
+                if (!*v || *end || errno || !(x >= 0 && x <= 1))
+                    return md_set_error(MD_ERR_ARG, "--vis-score: '%s' is not a score in [0, 1]", v);
+                a->vis_score = (float)x;
+            }
+        } else if (!strcmp(o, "--strict") || !strncmp(o, "--strict=", 9) || !strcmp(o, "--max-images") ||
+                   !strcmp(o, "--threads")) {
+            const char *v = o[8] == '=' ? o + 9 : NULL;
+            if (!v) {
+                if (i + 1 >= argc) return md_set_error(MD_ERR_ARG, "option %s needs a value", o);
+                v = argv[++i];
+            }
+            if (!strncmp(o, "--strict", 8)) {
+                if (!strcmp(v, "1") || !strcmp(v, "true")) a->strict = 1;
+                else if (!strcmp(v, "0") || !strcmp(v, "false")) a->strict = 0;
+                else return md_set_error(MD_ERR_ARG, "--strict: '%s' is not 0/1/true/false", v);
+            } else {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (!*v || *end || n < 0 || n > 100000000) return md_set_error(MD_ERR_ARG, "%s: '%s' is not a count", o, v);
+                if (!strcmp(o, "--threads")) a->threads = (int)n;
+                else a->max_images = (int)n;
+            }
+        } else if (o[0] == '-' && o[1] == '-') {
+            return md_set_error(MD_ERR_ARG, "unknown option %s (see ./eval --help)", o);
+        } else if (strchr(o, '=') && strchr(o, '.')) {
+            over[n_over++] = argv[i];
+        } else {
+            return md_set_error(MD_ERR_ARG, "unexpected argument '%s' (overrides look like section.key=value)", o);
+        }
+    }
+    a->n_overrides = n_over;
+    if (!a->weights) return md_set_error(MD_ERR_ARG, "--weights is required");
+    return MD_OK;
+}
+
+static int eval_weights(int argc, char **argv) {
+    md_eval_weights_options o;
+    char **over = calloc((size_t)argc + 1, sizeof(char *));
+    md_status s = over ? parse_weights(argc, argv, &o, over) : md_set_error(MD_ERR_NOMEM, "out of memory");
+    if (!s) s = md_eval_weights(&o);
+    free(over);
+    if (s) {
+        fprintf(stderr, "minidet: %s\n", md_last_error());
+        return 1;
+    }
+    return 0;
 }
 
 static const char *need_value(int argc, char **argv, int *i) {
@@ -97,9 +186,9 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    /* --weights mode lives with the detector (src/model/infer_eval.c), with its own options */
+    /* --weights mode has its own options */
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--weights")) return md_eval_weights_main(argc, argv);
+        if (!strcmp(argv[i], "--weights")) return eval_weights(argc, argv);
     eval_args a;
     memset(&a, 0, sizeof a);
     a.errors_iou = 0.5;

@@ -9,7 +9,7 @@
 #include "minidet/fs.h"
 #include "minidet/compare.h"
 #include "minidet/log.h"
-#include "minidet/model.h"
+#include "minidet/evaluate.h"
 #include "minidet/plot.h"
 
 static const char *COLS[MD_CMP_NCOL] = {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "iters", "train time", "img/s"};
@@ -565,78 +565,58 @@ static char *parent_dir(const char *dir) {
     return p;
 }
 
-int md_eval_compare_main(int argc, char **argv) {
-    const char *out_dir = NULL;
-    const char *dirs[MD_COMPARE_MAX_RUNS];
-    int n = 0, vis = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out")) {
-            if (++i >= argc) { fprintf(stderr, "minidet: --out needs a directory\n"); return 2; }
-            out_dir = argv[i];
-        } else if (!strcmp(argv[i], "--vis")) {
-            char *end;
-            vis = ++i < argc ? (int)strtol(argv[i], &end, 10) : 0;
-            if (i >= argc || *end || vis < 1 || vis > 64) { fprintf(stderr, "minidet: --vis needs a number of images (1..64)\n"); return 2; }
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "minidet: unknown option '%s' for a run comparison (usage: ./eval RUN_DIR [RUN_DIR ...] [--out DIR])\n", argv[i]);
-            return 2;
-        } else {
-            if (n == MD_COMPARE_MAX_RUNS) { fprintf(stderr, "minidet: at most %d runs can be compared at once\n", MD_COMPARE_MAX_RUNS); return 2; }
-            dirs[n++] = argv[i];
-        }
-    }
-    if (n == 0) { fprintf(stderr, "minidet: no run directories given (usage: ./eval RUN_DIR [RUN_DIR ...] [--out DIR])\n"); return 2; }
+md_status md_compare_run(const md_compare_options *o) {
+    int n = o->n;
+    if (n < 1 || n > MD_COMPARE_MAX_RUNS)
+        return md_set_error(MD_ERR_ARG, "%d run directories given (1..%d can be compared at once)", n, MD_COMPARE_MAX_RUNS);
     md_run_summary runs[MD_COMPARE_MAX_RUNS];
     memset(runs, 0, sizeof runs);
-    int rc = 0;
-    char *parent = NULL;
-    for (int i = 0; i < n; i++) {
+    md_status st = MD_OK;
+    char *parent = NULL, *vp = NULL;
+    const char *out_dir = o->out_dir;
+    for (int i = 0; i < n && !st; i++) {
         /* no final evaluation yet: evaluate the run's last checkpoint on its val split (./eval --weights) */
-        char *ej = join(dirs[i], "eval.json", ""), *w = join(dirs[i], "last.safetensors", ""), *c = join(dirs[i], "config.cfg", "");
-        struct stat sb;
-        if (!ej || !w || !c) { free(ej); free(w); free(c); fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
-        if (stat(ej, &sb) != 0 && stat(w, &sb) == 0 && stat(c, &sb) == 0) {
-            printf("run %s has no eval.json: evaluating %s on its val split\n", dirs[i], w);
+        char *ej = join(o->dirs[i], "eval.json", ""), *w = join(o->dirs[i], "last.safetensors", ""), *c = join(o->dirs[i], "config.cfg", "");
+        if (!ej || !w || !c) st = md_set_error(MD_ERR_NOMEM, "out of memory");
+        else if (!md_path_exists(ej) && md_path_exists(w) && md_path_exists(c)) {
+            printf("run %s has no eval.json: evaluating %s on its val split\n", o->dirs[i], w);
             fflush(stdout);
-            char *av[] = {"eval", "--weights", w, "--config", c, "--out-dir", (char *)dirs[i], NULL};
-            if (md_eval_weights_main(7, av) != 0) {
-                fprintf(stderr, "minidet: run %s: evaluating its last checkpoint failed (see above)\n", dirs[i]);
-                free(ej); free(w); free(c);
-                rc = 1;
-                goto done;
-            }
+            md_eval_weights_options eo;
+            md_eval_weights_options_default(&eo);
+            eo.weights = w;
+            eo.config = c;
+            eo.out_dir = o->dirs[i];
+            if ((st = md_eval_weights(&eo))) md_error_prefix(st, "run %s: evaluating its last checkpoint failed", o->dirs[i]);
         }
-        free(ej); free(w); free(c);
-        if (md_run_summary_load(dirs[i], &runs[i])) { fprintf(stderr, "minidet: %s\n", md_last_error()); rc = 1; goto done; }
+        free(ej);
+        free(w);
+        free(c);
+        if (!st) st = md_run_summary_load(o->dirs[i], &runs[i]);
     }
     /* two runs with the same directory name (from different parents) are told apart by their path */
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && !st; i++)
         for (int j = 0; j < n; j++)
             if (i != j && !strcmp(runs[i].name, runs[j].name) && strcmp(runs[i].name, runs[i].dir)) {
                 char *d = malloc(strlen(runs[i].dir) + 1);
-                if (!d) { fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
+                if (!d) { st = md_set_error(MD_ERR_NOMEM, "out of memory"); break; }
                 strcpy(d, runs[i].dir);
                 free(runs[i].name);
                 runs[i].name = d;
                 break;
             }
-    if (!out_dir) {
-        if (!(parent = parent_dir(dirs[0]))) { fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
+    if (!st && !out_dir) {
+        if (!(parent = parent_dir(o->dirs[0]))) st = md_set_error(MD_ERR_NOMEM, "out of memory");
         out_dir = parent;
     }
-    if (md_compare_report(runs, n, out_dir, stdout)) { fprintf(stderr, "minidet: %s\n", md_last_error()); rc = 1; goto done; }
-    if (vis) {
-        char *vp = join(out_dir, "compare_vis.png", "");
-        if (!vp) { fprintf(stderr, "minidet: out of memory\n"); rc = 1; goto done; }
-        md_status vs = md_compare_vis(runs, n, vis, 0.5f, vp);
-        if (vs) fprintf(stderr, "minidet: %s\n", md_last_error());
-        else printf("\nwrote %s (%d val images: ground truth, then each run's detections with score >= 0.5)\n", vp, vis);
-        free(vp);
-        if (vs) { rc = 1; goto done; }
+    if (!st) st = md_compare_report(runs, n, out_dir, stdout);
+    if (!st && o->vis) {
+        if (!(vp = join(out_dir, "compare_vis.png", ""))) st = md_set_error(MD_ERR_NOMEM, "out of memory");
+        if (!st) st = md_compare_vis(runs, n, o->vis, 0.5f, vp);
+        if (!st) printf("\nwrote %s (%d val images: ground truth, then each run's detections with score >= 0.5)\n", vp, o->vis);
     }
-    printf("\nwrote %s/compare.md, compare.json, index.html and plots (compare_*.png, compare_*.svg)\n", out_dir);
-done:
+    if (!st) printf("\nwrote %s/compare.md, compare.json, index.html and plots (compare_*.png, compare_*.svg)\n", out_dir);
     for (int i = 0; i < n; i++) md_run_summary_free(&runs[i]); /* safe on partly loaded / untouched runs */
     free(parent);
-    return rc;
+    free(vp);
+    return st;
 }

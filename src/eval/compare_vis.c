@@ -8,6 +8,7 @@
 #include "minidet/compare.h"
 #include "minidet/config.h"
 #include "minidet/data.h"
+#include "minidet/evaluate.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
 #include "minidet/plot.h"
@@ -42,6 +43,27 @@ static int cat_index(const md_coco *c, int category_id) {
     return 0;
 }
 
+/* md_eval_detector's per-image step: the run's boxes of image index (score >= score_min), coloured by category. */
+typedef struct {
+    vis_list *col; /* the run's column: lists of image i at col[i * stride] */
+    int stride;
+    float score_min;
+    const md_coco *coco;
+} vis_ctx;
+
+static md_status vis_image(void *ctx, int index, const md_detections *d) {
+    vis_ctx *v = ctx;
+    vis_list *l = &v->col[(size_t)index * v->stride];
+    l->b = calloc(d->n ? (size_t)d->n : 1, sizeof(md_plot_box));
+    if (!l->b) return md_set_error(MD_ERR_NOMEM, "--vis: out of memory");
+    for (int j = 0; j < d->n; j++) {
+        if (d->scores[j] < v->score_min) continue;
+        memcpy(l->b[l->n].box, d->boxes + 4 * j, sizeof(float) * 4);
+        l->b[l->n++].color = cat_index(v->coco, md_coco_category_of_label(v->coco, d->labels[j]));
+    }
+    return MD_OK;
+}
+
 /* Paints image img scaled by k (nearest) at (ox, oy), then its boxes. */
 static void paint_panel(unsigned char *rgb, int W, int H, int ox, int oy, const md_image *img, int k, const vis_list *l) {
     for (int y = 0; y < img->height * k; y++)
@@ -69,20 +91,14 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
     if ((st = md_coco_load(&coco, cfg0.data.val_ann, &co))) return st;
 
     int m = n_images < coco.num_images ? n_images : coco.num_images;
-    int idx[64];
     md_image img[64];
     memset(img, 0, sizeof img);
     vis_list *lists = calloc((size_t)m * (n + 1), sizeof(vis_list)); /* [image][column] */
     unsigned char *rgb = NULL;
-    float *scratch = NULL;
-    size_t scap = 0;
-    md_batch batch;
-    memset(&batch, 0, sizeof batch);
     md_arena arena;
     memset(&arena, 0, sizeof arena);
     if (!lists) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory"); goto done; }
     for (int i = 0; i < m; i++) {
-        idx[i] = i;
         char *p = join2(cfg0.data.val_images, coco.images[i].file_name);
         if (!p) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory"); goto done; }
         st = md_image_load(p, o0.allow_16bit, &img[i]);
@@ -117,25 +133,11 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
         if (st) { md_detector_free(&det); md_error_prefix(st, "run %s (--vis)", runs[r].dir); goto done; }
         md_data_options o;
         md_data_options_from_config(&cfg, &o);
-        o.flip_prob = 0;
-        for (int i = 0; i < m && !st; i++) {
-            uint8_t flip = 0;
-            md_arena_reset(&arena);
-            st = md_batch_build(&batch, &coco, cfg0.data.val_images, &idx[i], &flip, 1, &o, &scratch, &scap);
-            if (st) break;
-            int sizes[2] = {batch.info[0].h, batch.info[0].w}, orig[2] = {batch.info[0].orig_h, batch.info[0].orig_w};
-            md_detections d;
-            st = md_detector_infer(&det, &arena, batch.images, 1, batch.height, batch.width, sizes, orig, &d);
-            if (st) break;
-            vis_list *l = &lists[(size_t)i * (n + 1) + 1 + r];
-            l->b = calloc(d.n ? (size_t)d.n : 1, sizeof(md_plot_box));
-            if (!l->b) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory"); break; }
-            for (int j = 0; j < d.n; j++) {
-                if (d.scores[j] < score_min) continue;
-                memcpy(l->b[l->n].box, d.boxes + 4 * j, sizeof(float) * 4);
-                l->b[l->n++].color = cat_index(&coco, md_coco_category_of_label(&coco, d.labels[j]));
-            }
-        }
+        /* one image per batch, each image's boxes into its cell of column 1 + r */
+        vis_ctx vc = {&lists[1 + r], n + 1, score_min, &coco};
+        md_eval_detector_options eo = {.coco = &coco, .image_dir = cfg0.data.val_images, .dopt = &o, .max_images = m,
+                                       .batch_size = 1, .label_map = &coco, .on_image = vis_image, .ctx = &vc};
+        st = md_eval_detector(&det, &arena, &eo, NULL, NULL, NULL);
         md_detector_free(&det);
         if (st) { md_error_prefix(st, "run %s (--vis)", runs[r].dir); goto done; }
     }
@@ -185,8 +187,6 @@ done:
     free(lists);
     for (int i = 0; i < m; i++) md_image_free(&img[i]);
     free(rgb);
-    free(scratch);
-    md_batch_free(&batch);
     md_arena_free(&arena);
     md_coco_free(&coco);
     return st;

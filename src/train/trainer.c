@@ -13,6 +13,7 @@
 #include "minidet/coco.h"
 #include "minidet/cocoeval.h"
 #include "minidet/data.h"
+#include "minidet/evaluate.h"
 #include "minidet/fs.h"
 #include "minidet/log.h"
 #include "minidet/model.h"
@@ -97,10 +98,6 @@ typedef struct {
     char *label_map_json;
     FILE *metrics;
     int tty, quiet;
-    /* eval scratch */
-    md_batch eval_batch;
-    float *eval_scratch;
-    size_t eval_scratch_cap;
     /* per-step gradients of the stage outputs live in the arena */
 } trainer;
 
@@ -116,8 +113,6 @@ static void trainer_free(trainer *t) {
     free(t->exclude);
     free(t->label_map_json);
     if (t->metrics) fclose(t->metrics);
-    md_batch_free(&t->eval_batch);
-    free(t->eval_scratch);
 }
 
 static char *label_map_json(const md_coco *c) {
@@ -281,70 +276,17 @@ done:
 /* ---------------------------------------------------------------- evaluation */
 
 static md_status evaluate(trainer *t, md_cocoeval_result *res) {
-    const md_config *c = t->cfg;
     md_coco_dets *dets = NULL;
-    md_status s = md_coco_dets_create(t->val_gt, &dets);
-    if (s) return s;
-    md_data_options o = t->dopt;
-    o.flip_prob = 0;
-    int bs = c->test.batch_size;
-    int idx[MD_MAX_BATCH];
-    uint8_t flips[MD_MAX_BATCH] = {0};
-    if (bs > MD_MAX_BATCH) bs = MD_MAX_BATCH;
-    size_t cap = 1024;
-    int64_t *img_ids = malloc(sizeof(int64_t) * cap), *cat_ids = malloc(sizeof(int64_t) * cap);
-    double *xywh = malloc(sizeof(double) * 4 * cap), *scores = malloc(sizeof(double) * cap);
-    if (!img_ids || !cat_ids || !xywh || !scores) { s = md_set_error(MD_ERR_NOMEM, "evaluation: out of memory"); goto done; }
-    for (int i0 = 0; i0 < t->val.num_images && !s; i0 += bs) {
-        int n = t->val.num_images - i0 < bs ? t->val.num_images - i0 : bs;
-        for (int k = 0; k < n; k++) idx[k] = i0 + k;
-        s = md_batch_build(&t->eval_batch, &t->val, c->data.val_images, idx, flips, n, &o, &t->eval_scratch, &t->eval_scratch_cap);
-        if (s) break;
-        const md_batch *b = &t->eval_batch;
-        int sizes[2 * MD_MAX_BATCH], orig[2 * MD_MAX_BATCH];
-        for (int k = 0; k < n; k++) {
-            sizes[2 * k] = b->info[k].h; sizes[2 * k + 1] = b->info[k].w;
-            orig[2 * k] = b->info[k].orig_h; orig[2 * k + 1] = b->info[k].orig_w;
-        }
-        md_detections out[MD_MAX_BATCH];
-        for (;;) {
-            md_arena_reset(&t->arena);
-            s = md_detector_infer(&t->det, &t->arena, b->images, n, b->height, b->width, sizes, orig, out);
-            if (!arena_full(s)) break;
-            if ((s = grow_arena(&t->arena))) break;
-        }
-        if (s) break;
-        for (int k = 0; k < n && !s; k++) {
-            size_t m = 0;
-            if ((size_t)out[k].n > cap) {
-                cap = (size_t)out[k].n * 2;
-                int64_t *a = realloc(img_ids, sizeof(int64_t) * cap), *bb = realloc(cat_ids, sizeof(int64_t) * cap);
-                if (a) img_ids = a;
-                if (bb) cat_ids = bb;
-                double *x = realloc(xywh, sizeof(double) * 4 * cap), *y = realloc(scores, sizeof(double) * cap);
-                if (x) xywh = x;
-                if (y) scores = y;
-                if (!a || !bb || !x || !y) { s = md_set_error(MD_ERR_NOMEM, "evaluation: out of memory"); break; }
-            }
-            for (int d = 0; d < out[k].n; d++) {
-                int cat = md_coco_category_of_label(&t->train, out[k].labels[d]);
-                if (cat < 0 || md_coco_gt_cat_index(t->val_gt, cat) < 0) continue;
-                const float *bx = out[k].boxes + 4 * d;
-                img_ids[m] = b->info[k].image_id;
-                cat_ids[m] = cat;
-                xywh[4 * m] = bx[0];
-                xywh[4 * m + 1] = bx[1];
-                xywh[4 * m + 2] = (double)bx[2] - bx[0];
-                xywh[4 * m + 3] = (double)bx[3] - bx[1];
-                scores[m] = out[k].scores[d];
-                m++;
-            }
-            if (m) s = md_coco_dets_add(dets, m, img_ids, cat_ids, xywh, scores);
-        }
-    }
+    md_det_list dl;
+    memset(&dl, 0, sizeof dl);
+    md_eval_detector_options o = {.coco = &t->val, .image_dir = t->cfg->data.val_images, .dopt = &t->dopt,
+                                  .batch_size = t->cfg->test.batch_size, .label_map = &t->train, .gt = t->val_gt,
+                                  .arena_max = ARENA_MAX};
+    md_status s = md_eval_detector(&t->det, &t->arena, &o, &dl, NULL, NULL);
+    if (!s) s = md_coco_dets_create(t->val_gt, &dets);
+    if (!s && dl.n) s = md_coco_dets_add(dets, dl.n, dl.image_id, dl.category_id, dl.xywh, dl.score);
     if (!s) s = md_cocoeval_run(t->val_gt, dets, res);
-done:
-    free(img_ids); free(cat_ids); free(xywh); free(scores);
+    md_det_list_free(&dl);
     md_coco_dets_free(dets);
     return s;
 }
@@ -357,60 +299,10 @@ static void metrics_eval_line(trainer *t, long long iter, const md_cocoeval_resu
     fflush(t->metrics);
 }
 
-static double mean_valid(const double *v, size_t n) {
-    double s = 0;
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++) if (v[i] > -1) { s += v[i]; c++; }
-    return c ? s / (double)c : -1;
-}
-
 static md_status write_eval_json(trainer *t, long long iter, const md_cocoeval_result *r, double train_time, double ips) {
-    cJSON *j = cJSON_CreateObject();
-    if (!j) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
-    cJSON_AddNumberToObject(j, "iter", (double)iter);
-    cJSON_AddStringToObject(j, "loss", md_box_loss_name(t->cfg->roi_heads.box_loss));
-    cJSON_AddNumberToObject(j, "train_time_s", train_time);
-    cJSON_AddNumberToObject(j, "img_per_sec", ips);
-    cJSON *stats = cJSON_AddArrayToObject(j, "stats");
-    for (int i = 0; i < 12; i++) cJSON_AddItemToArray(stats, cJSON_CreateNumber(r->stats[i]));
-    cJSON *pc = cJSON_AddObjectToObject(j, "per_category_ap"), *names = cJSON_AddObjectToObject(j, "category_names");
-    char key[32];
-    for (int k = 0; k < r->K; k++) {
-        snprintf(key, sizeof key, "%lld", (long long)r->cat_ids[k]);
-        cJSON_AddNumberToObject(pc, key, r->per_category_ap[k]);
-        int ci = md_coco_gt_cat_index(t->val_gt, r->cat_ids[k]);
-        cJSON_AddStringToObject(names, key, ci >= 0 ? t->val_gt->cat_names[ci] : "");
-    }
-    /* AP per IoU threshold (area all, maxDets 100) and PR curves at .50 and .75 */
-    int m = r->M - 1;
-    double *buf = malloc(sizeof(double) * (size_t)r->R * (size_t)(r->K ? r->K : 1));
-    if (!buf) { cJSON_Delete(j); return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory"); }
-    cJSON *api = cJSON_AddArrayToObject(j, "ap_per_iou");
-    for (int ti = 0; ti < r->T; ti++) {
-        size_t c = 0;
-        for (int ri = 0; ri < r->R; ri++)
-            for (int k = 0; k < r->K; k++) buf[c++] = r->precision[md_coco_pidx(r, ti, ri, k, 0, m)];
-        cJSON_AddItemToArray(api, cJSON_CreateNumber(mean_valid(buf, c)));
-    }
-    cJSON *pr = cJSON_AddObjectToObject(j, "pr");
-    const int tis[2] = {0, 5};
-    const char *tn[2] = {"0.50", "0.75"};
-    for (int q = 0; q < 2; q++) {
-        cJSON *a = cJSON_AddArrayToObject(pr, tn[q]);
-        for (int ri = 0; ri < r->R; ri++) {
-            for (int k = 0; k < r->K; k++) buf[k] = r->precision[md_coco_pidx(r, tis[q], ri, k, 0, m)];
-            cJSON_AddItemToArray(a, cJSON_CreateNumber(mean_valid(buf, (size_t)r->K)));
-        }
-    }
-    free(buf);
-    char *txt = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!txt) return md_set_error(MD_ERR_NOMEM, "eval.json: out of memory");
     char path[4096];
     snprintf(path, sizeof path, "%s/eval.json", t->run_dir);
-    md_status s = md_write_atomic(path, txt, strlen(txt));
-    free(txt);
-    return s;
+    return md_eval_json_write(path, r, t->val_gt, iter, md_box_loss_name(t->cfg->roi_heads.box_loss), train_time, ips);
 }
 
 /* ---------------------------------------------------------------- checkpoints */
