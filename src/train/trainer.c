@@ -1,4 +1,7 @@
-/* trainer.c — the training loop (see trainer.h). */
+/* trainer.c — the training loop (see trainer.h). md_train() reads top to bottom: setup(), then per
+ * iteration train_step() (batches, forward/backward, clipping, SGD), log_window_flush() every
+ * [run] log_every, maybe_checkpoint(), maybe_eval(); after the loop final_eval(). Evaluation runs
+ * through md_eval_detector (evaluate.h), the same loop ./eval --weights uses. */
 #include "minidet/trainer.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -446,6 +449,139 @@ static md_status setup(trainer *t, const md_train_options *o) {
     return MD_OK;
 }
 
+/* ---------------------------------------------------------------- the loop, one named step at a time */
+
+/* The losses, images and time since the last log line (metrics.jsonl averages over them). */
+typedef struct {
+    step_losses sum;
+    int n;
+    long long imgs;
+    double t0, stall0;
+} log_window;
+
+/* One iteration: the micro-batches' forward/backward (gradients accumulate), clipping and the SGD step
+ * at this iteration's lr; then the state a checkpoint records. L receives the mean losses. A non-finite
+ * loss or gradient stops with MD_ERR_NUMERIC naming the iteration and the batch's image ids. */
+static md_status train_step(trainer *t, long long it, float lr, step_losses *L, log_window *w) {
+    const md_config *cfg = t->cfg;
+    int accum = cfg->solver.grad_accum;
+    float gscale = 1.0f / (float)accum;
+    md_detector_zero_grad(&t->det);
+    *L = (step_losses){0, 0, 0, 0};
+    int64_t ids[MD_MAX_BATCH * 8];
+    int nids = 0;
+    md_status s = MD_OK;
+    for (int m = 0; m < accum && !s; m++) {
+        const md_batch *b;
+        if ((s = md_loader_next(t->loader, &b))) break;
+        for (int i = 0; i < b->n && nids < MD_MAX_BATCH * 8; i++) ids[nids++] = b->info[i].image_id;
+        md_rng rng = md_rng_make(cfg->run.seed, MD_STREAM_SAMPLER);
+        rng.counter = ((uint64_t)it * (uint64_t)accum + (uint64_t)m) << 32;
+        step_losses ml;
+        s = micro_step(t, b, &rng, gscale, &ml);
+        if (s) break;
+        L->obj += ml.obj / accum;
+        L->rpn_box += ml.rpn_box / accum;
+        L->cls += ml.cls / accum;
+        L->box += ml.box / accum;
+        w->imgs += b->n;
+    }
+    if (!s) {
+        double gnorm = md_clip_grad_norm(&t->opt, cfg->solver.clip_grad_norm);
+        if (!isfinite(gnorm)) s = md_set_error(MD_ERR_NUMERIC, "non-finite gradient norm");
+    }
+    if (s == MD_ERR_NUMERIC) {
+        char lastgood[4096], idbuf[512], why[1024];
+        snprintf(lastgood, sizeof lastgood, "%.2047s/last.safetensors", t->run_dir); /* run_dir is 2048 bytes */
+        size_t off = 0;
+        for (int i = 0; i < nids && off < sizeof idbuf; i++) off += (size_t)snprintf(idbuf + off, sizeof idbuf - off, "%s%lld", i ? ", " : "", (long long)ids[i]);
+        snprintf(why, sizeof why, "%s", md_last_error());
+        md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, why, idbuf,
+                     md_path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
+                     md_path_exists(lastgood) ? lastgood : "");
+    }
+    if (s) return s;
+    md_sgd_step(&t->opt, lr);
+    t->st.iteration = it + 1;
+    md_loader_tell(t->loader, &t->st.loader_epoch, &t->st.loader_position);
+    t->st.rng_seed = cfg->run.seed;
+    t->st.rng_stream = MD_STREAM_SAMPLER;
+    t->st.rng_counter = ((uint64_t)(it + 1) * (uint64_t)accum) << 32;
+    return MD_OK;
+}
+
+/* A metrics.jsonl "train" line (and the progress line) over the window, which then starts again. */
+static void log_window_flush(trainer *t, long long it, float lr, log_window *w) {
+    const md_solver_config *sc = &t->cfg->solver;
+    double dt = md_now() - w->t0, stall = md_loader_stall_seconds(t->loader);
+    double spi = dt / w->n, ips = w->imgs / (dt > 0 ? dt : 1e-9);
+    double lo = w->sum.obj / w->n, lr_ = w->sum.rpn_box / w->n, lc = w->sum.cls / w->n, lb = w->sum.box / w->n;
+    double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb();
+    fprintf(t->metrics,
+            "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
+            "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
+            "\"data_wait_s\":%.6g}\n",
+            it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - w->stall0);
+    fflush(t->metrics);
+    if (!t->quiet) {
+        char eta[32];
+        fmt_eta(eta, sizeof eta, spi * (double)(sc->max_iter - it - 1));
+        fprintf(stderr, "%siter %lld/%d  %.1f%%  eta %s  lr %.3g  loss %.4f (obj %.4f rpn %.4f cls %.4f box %.4f)  %.2f img/s  %.0f MB%s",
+                t->tty ? "\r" : "", it + 1, sc->max_iter, 100.0 * (it + 1) / sc->max_iter, eta, lr, tot, lo, lr_, lc, lb, ips,
+                rss, t->tty ? "\033[K" : "\n");
+        fflush(stderr);
+    }
+    *w = (log_window){{0, 0, 0, 0}, 0, 0, md_now(), stall};
+}
+
+/* Evaluates on the val split, appends the metrics.jsonl "eval" line and keeps the best AP. */
+static md_status eval_and_record(trainer *t, long long iter, md_cocoeval_result *r) {
+    md_status s = evaluate(t, r);
+    if (s) return s;
+    metrics_eval_line(t, iter, r);
+    if (r->stats[0] > t->st.best_ap) {
+        t->st.best_ap = r->stats[0];
+        t->st.best_iter = iter;
+    }
+    return MD_OK;
+}
+
+/* [solver] eval_every: the periodic evaluation (the final one is final_eval). */
+static md_status maybe_eval(trainer *t, long long it, int last) {
+    int every = t->cfg->solver.eval_every;
+    if (last || every <= 0 || (it + 1) % every != 0 || !t->have_val) return MD_OK;
+    md_cocoeval_result r;
+    md_status s = eval_and_record(t, it + 1, &r);
+    if (s) return s;
+    if (!t->quiet) {
+        if (t->tty) fputc('\n', stderr);
+        md_log(MD_LOG_INFO, "eval at iteration %lld: AP %.4f AP50 %.4f (best AP %.4f at %lld)", it + 1, r.stats[0], r.stats[1],
+               t->st.best_ap, t->st.best_iter);
+    }
+    md_cocoeval_result_free(&r);
+    return MD_OK;
+}
+
+/* The last checkpoint, the one of an interrupted run, and every [solver] checkpoint_every. */
+static md_status maybe_checkpoint(trainer *t, long long it, int last, int interrupted) {
+    int every = t->cfg->solver.checkpoint_every;
+    if (last || interrupted || (every > 0 && (it + 1) % every == 0)) return save_checkpoint(t);
+    return MD_OK;
+}
+
+/* After the last iteration: evaluation, its metrics line and eval.json. */
+static md_status final_eval(trainer *t) {
+    md_cocoeval_result r;
+    md_status s = eval_and_record(t, t->st.iteration, &r);
+    if (s) return s;
+    double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * t->cfg->solver.ims_per_batch) / t->st.train_time_s : 0;
+    s = write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips);
+    if (!t->quiet) md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.4f AP50 %.4f AP75 %.4f", t->st.iteration, r.stats[0],
+                          r.stats[1], r.stats[2]);
+    md_cocoeval_result_free(&r);
+    return s;
+}
+
 md_status md_train(const md_config *cfg, const md_train_options *o, char *run_dir_out, size_t n) {
     trainer T;
     memset(&T, 0, sizeof T);
@@ -462,124 +598,30 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
     }
-    int accum = sc->grad_accum;
-    float gscale = 1.0f / (float)accum;
     long long start = t->st.iteration;
-    double t_start = md_now(), win_t0 = md_now(), stall0 = md_loader_stall_seconds(t->loader);
-    double time_before = t->st.train_time_s;
-    step_losses win = {0, 0, 0, 0};
-    int win_n = 0;
-    long long win_imgs = 0;
+    double t_start = md_now(), time_before = t->st.train_time_s;
+    log_window w = {{0, 0, 0, 0}, 0, 0, md_now(), md_loader_stall_seconds(t->loader)};
     md_status stop = MD_OK;
-    char lastgood[4096];
-    snprintf(lastgood, sizeof lastgood, "%.2047s/last.safetensors", t->run_dir); /* run_dir is 2048 bytes */
     for (long long it = start; it < sc->max_iter; it++) {
         float lr = md_lr_at(sc, it);
-        md_detector_zero_grad(&t->det);
-        step_losses L = {0, 0, 0, 0};
-        int64_t ids[MD_MAX_BATCH * 8];
-        int nids = 0;
-        for (int m = 0; m < accum && !s; m++) {
-            const md_batch *b;
-            if ((s = md_loader_next(t->loader, &b))) break;
-            for (int i = 0; i < b->n && nids < MD_MAX_BATCH * 8; i++) ids[nids++] = b->info[i].image_id;
-            md_rng rng = md_rng_make(cfg->run.seed, MD_STREAM_SAMPLER);
-            rng.counter = ((uint64_t)it * (uint64_t)accum + (uint64_t)m) << 32;
-            step_losses ml;
-            s = micro_step(t, b, &rng, gscale, &ml);
-            if (s) break;
-            L.obj += ml.obj / accum;
-            L.rpn_box += ml.rpn_box / accum;
-            L.cls += ml.cls / accum;
-            L.box += ml.box / accum;
-            win_imgs += b->n;
-        }
-        double gnorm = 0;
-        if (!s) {
-            gnorm = md_clip_grad_norm(&t->opt, sc->clip_grad_norm);
-            if (!isfinite(gnorm)) s = md_set_error(MD_ERR_NUMERIC, "non-finite gradient norm");
-        }
-        if (s == MD_ERR_NUMERIC) {
-            char idbuf[512];
-            size_t off = 0;
-            for (int i = 0; i < nids && off < sizeof idbuf; i++) off += (size_t)snprintf(idbuf + off, sizeof idbuf - off, "%s%lld", i ? ", " : "", (long long)ids[i]);
-            char why[1024];
-            snprintf(why, sizeof why, "%s", md_last_error());
-            md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, why, idbuf,
-                         md_path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
-                         md_path_exists(lastgood) ? lastgood : "");
-        }
-        if (s) break;
-        md_sgd_step(&t->opt, lr);
-        t->st.iteration = it + 1;
-        md_loader_tell(t->loader, &t->st.loader_epoch, &t->st.loader_position);
-        t->st.rng_seed = cfg->run.seed;
-        t->st.rng_stream = MD_STREAM_SAMPLER;
-        t->st.rng_counter = ((uint64_t)(it + 1) * (uint64_t)accum) << 32;
+        step_losses L;
+        if ((s = train_step(t, it, lr, &L, &w))) break;
         t->st.train_time_s = time_before + (md_now() - t_start);
-        win.obj += L.obj; win.rpn_box += L.rpn_box; win.cls += L.cls; win.box += L.box;
-        win_n++;
+        w.sum.obj += L.obj; w.sum.rpn_box += L.rpn_box; w.sum.cls += L.cls; w.sum.box += L.box;
+        w.n++;
         int last = it + 1 == sc->max_iter;
         int interrupted = g_stop_signal || (o->stop_after > 0 && it + 1 - start >= o->stop_after);
-        if ((it + 1) % cfg->run.log_every == 0 || last || interrupted) {
-            double dt = md_now() - win_t0, stall = md_loader_stall_seconds(t->loader);
-            double spi = dt / win_n, ips = win_imgs / (dt > 0 ? dt : 1e-9);
-            double lo = win.obj / win_n, lr_ = win.rpn_box / win_n, lc = win.cls / win_n, lb = win.box / win_n;
-            double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb();
-            fprintf(t->metrics,
-                    "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
-                    "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
-                    "\"data_wait_s\":%.6g}\n",
-                    it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - stall0);
-            fflush(t->metrics);
-            if (!t->quiet) {
-                char eta[32];
-                fmt_eta(eta, sizeof eta, spi * (double)(sc->max_iter - it - 1));
-                fprintf(stderr, "%siter %lld/%d  %.1f%%  eta %s  lr %.3g  loss %.4f (obj %.4f rpn %.4f cls %.4f box %.4f)  %.2f img/s  %.0f MB%s",
-                        t->tty ? "\r" : "", it + 1, sc->max_iter, 100.0 * (it + 1) / sc->max_iter, eta, lr, tot, lo, lr_, lc, lb, ips,
-                        rss, t->tty ? "\033[K" : "\n");
-                fflush(stderr);
-            }
-            win = (step_losses){0, 0, 0, 0};
-            win_n = 0;
-            win_imgs = 0;
-            win_t0 = md_now();
-            stall0 = stall;
-        }
-        if (last || interrupted || (sc->checkpoint_every > 0 && (it + 1) % sc->checkpoint_every == 0)) {
-            if ((s = save_checkpoint(t))) break;
-        }
-        if (!last && sc->eval_every > 0 && (it + 1) % sc->eval_every == 0 && t->have_val) {
-            md_cocoeval_result r;
-            if ((s = evaluate(t, &r))) break;
-            metrics_eval_line(t, it + 1, &r);
-            if (r.stats[0] > t->st.best_ap) { t->st.best_ap = r.stats[0]; t->st.best_iter = it + 1; }
-            if (!t->quiet) {
-                if (t->tty) fputc('\n', stderr);
-                md_log(MD_LOG_INFO, "eval at iteration %lld: AP %.4f AP50 %.4f (best AP %.4f at %lld)", it + 1, r.stats[0], r.stats[1],
-                       t->st.best_ap, t->st.best_iter);
-            }
-            md_cocoeval_result_free(&r);
-        }
+        if ((it + 1) % cfg->run.log_every == 0 || last || interrupted) log_window_flush(t, it, lr, &w);
+        if ((s = maybe_checkpoint(t, it, last, interrupted))) break;
+        if ((s = maybe_eval(t, it, last))) break;
         if (interrupted && !last) {
-            stop = md_set_error(MD_ERR_INTERRUPTED, "interrupted at iteration %lld; checkpoint saved to %s", it + 1, lastgood);
+            stop = md_set_error(MD_ERR_INTERRUPTED, "interrupted at iteration %lld; checkpoint saved to %.2047s/last.safetensors", it + 1,
+                                t->run_dir);
             break;
         }
     }
     if (t->tty && !t->quiet) fputc('\n', stderr);
-    if (!s && !stop && t->have_val) {
-        md_cocoeval_result r;
-        s = evaluate(t, &r);
-        if (!s) {
-            metrics_eval_line(t, t->st.iteration, &r);
-            if (r.stats[0] > t->st.best_ap) { t->st.best_ap = r.stats[0]; t->st.best_iter = t->st.iteration; }
-            double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * sc->ims_per_batch) / t->st.train_time_s : 0;
-            s = write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips);
-            if (!t->quiet) md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.4f AP50 %.4f AP75 %.4f", t->st.iteration, r.stats[0],
-                                  r.stats[1], r.stats[2]);
-            md_cocoeval_result_free(&r);
-        }
-    }
+    if (!s && !stop && t->have_val) s = final_eval(t);
     if (o->handle_signals) {
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
