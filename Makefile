@@ -4,12 +4,16 @@
 #                   (SAN=1: address+undefined sanitizers)
 #   make deps       install the Debian packages needed to build and run
 #   make deps-dev   add what scripts/ needs (python3-torchvision) for reference dumps
+#   make MPI=1      the same with Open MPI (mpicc, build/mpi): data-parallel ./train and ./eval under mpirun
+#   make deps-mpi   install Open MPI (libopenmpi-dev, openmpi-bin)
 #   make demo       the embedded default job
 #   make bench      benchmarks (figures, not tests)
 CC      ?= gcc
 SAN     ?= 0
+MPI     ?= 0
 DEPS     = libopenblas-openmp-dev libcjson-dev libstb-dev libinih-dev pkg-config make gcc
 DEPS_DEV = python3-torchvision python3-numpy
+DEPS_MPI = libopenmpi-dev openmpi-bin
 
 CPPFLAGS = -Iinclude -I/usr/include/stb -I/usr/include/x86_64-linux-gnu/openblas-openmp -D_GNU_SOURCE
 CFLAGS  ?= -std=c11 -O2 -g -Wall -Wextra -fopenmp
@@ -23,15 +27,25 @@ LDFLAGS += -fsanitize=address,undefined
 else
 BUILD   := build
 endif
+ifeq ($(MPI),1)
+# mpicc wraps $(CC) with Open MPI's include and link flags; objects go to their own tree
+CC      := mpicc
+CPPFLAGS += -DMD_MPI=1
+BUILD   := $(BUILD)/mpi
+endif
 
 LIB_SRCS  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
-TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+# tests/test_mpi_*.c start ./train under mpirun: only in the MPI build
+TEST_SRCS := $(sort $(filter-out tests/test_mpi_%,$(wildcard tests/test_*.c)))
+ifeq ($(MPI),1)
+TEST_SRCS += $(sort $(wildcard tests/test_mpi_*.c))
+endif
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := tests/testutil.c
 TOOLS     := $(patsubst src/cli/%.c,$(BUILD)/bin/%,$(wildcard src/cli/tool_*.c))
 
-.PHONY: all lib test deps deps-dev deps-fuzz demo bench fuzz clean
+.PHONY: all lib test deps deps-dev deps-mpi deps-fuzz demo bench fuzz clean
 ifeq ($(SAN),1)
 all: lib $(BUILD)/bin/train $(BUILD)/bin/eval $(TOOLS)
 else
@@ -51,9 +65,9 @@ $(BUILD)/bin/%: src/cli/%.c $(BUILD)/libminidet.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
 
-train: build/bin/train
+train: $(BUILD)/bin/train
 	cp $< $@
-eval: build/bin/eval
+eval: $(BUILD)/bin/eval
 	cp $< $@
 
 $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
@@ -66,6 +80,9 @@ test: all $(TEST_BINS)
 
 deps:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+
+deps-mpi:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS_MPI)
 
 deps-dev: deps
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS_DEV)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include "minidet/fs.h"
 
 int md_test_checks = 0, md_test_failures = 0;
@@ -152,4 +153,15 @@ int md_test_write_text(const char *path, const char *text) {
     if (!f) return 0;
     int ok = fputs(text, f) >= 0;
     return (fclose(f) == 0) && ok;
+}
+
+int md_test_mpirun(int np, const char *args, int timeout_s) {
+    /* Open MPI refuses root unless told; --oversubscribe lets np exceed the cores of a small CI machine */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "timeout -k 5 %d mpirun --oversubscribe -np %d -x MD_TEST_RANKS=%d %s", timeout_s, np, np, args);
+    int rc = system(cmd);
+    if (rc == -1) return -1;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }

@@ -46,6 +46,11 @@ int md_test_write_text(const char *path, const char *text);
 /* Fails (and returns 0) when path does not exist, with a message saying what provides it. */
 int md_test_need_path(const char *path, const char *what);
 
+/* Runs `mpirun --oversubscribe -np np <args>` (args: the program and its arguments) under
+ * `timeout timeout_s`, with MD_TEST_RANKS=np in the ranks' environment and root allowed; returns the
+ * exit status (124 after the timeout, 128 + signal when killed), -1 when it cannot start. */
+int md_test_mpirun(int np, const char *args, int timeout_s);
+
 #define CHECK(cond, ...) do { md_test_checks++; if (!(cond)) md_test_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
 #define CHECK_OK(expr) do { md_test_checks++; md_status st_ = (expr); \
     if (st_ != MD_OK) md_test_fail(__FILE__, __LINE__, "%s -> %s", #expr, md_last_error()); } while (0)
