@@ -306,11 +306,87 @@ static void test_coco_mini(void) {
     }
 }
 
+/* Data-parallel shards: rank r of N gets images [r B/N, (r + 1) B/N) of every global batch of B,
+ * padded to the whole batch's size, so the shards side by side are the one-process batch bit for bit,
+ * and each rank decodes only its own images. */
+static void test_shards(void) {
+    md_coco c;
+    CHECK_OK(md_coco_load(&c, ANN, NULL));
+    if (!c.images) return;
+    md_data_options o;
+    small_opts(&o);
+    o.ims_per_batch = 4;
+    o.aspect_grouping = 0; /* 10 images: both aspect groups could not fill batches of 4 */
+    enum { NBATCH = 5 };
+    md_loader *whole = NULL;
+    CHECK_OK(md_loader_create(&whole, &c, IMGS, &o, NULL, 0, 1));
+    for (int N = 2; N <= 4 && whole; N += 2) {
+        md_loader *part[4] = {NULL};
+        md_loader_destroy(whole);
+        CHECK_OK(md_loader_create(&whole, &c, IMGS, &o, NULL, 0, 1));
+        for (int r = 0; r < N; r++) {
+            md_data_options so = o;
+            so.shard_rank = r;
+            so.shard_count = N;
+            so.workers = r % 2; /* the worker count never matters */
+            CHECK_OK(md_loader_create(&part[r], &c, IMGS, &so, NULL, 0, 1));
+        }
+        for (int k = 0; k < NBATCH; k++) {
+            const md_batch *w = NULL;
+            CHECK_OK(md_loader_next(whole, &w));
+            for (int r = 0; r < N && w; r++) {
+                const md_batch *b = NULL;
+                if (!part[r]) break;
+                CHECK_OK(md_loader_next(part[r], &b));
+                if (!b) break;
+                int m = w->n / N, f = r * m;
+                CHECK(b->n == m && b->slot0 == f && b->global_n == w->n, "N %d rank %d: %d images from slot %d of %d", N, r, b->n,
+                      b->slot0, b->global_n);
+                CHECK(b->height == w->height && b->width == w->width && b->epoch == w->epoch && b->position == w->position,
+                      "N %d rank %d batch %d: %dx%d at (%lld, %lld), whole %dx%d at (%lld, %lld)", N, r, k, b->height, b->width,
+                      (long long)b->epoch, (long long)b->position, w->height, w->width, (long long)w->epoch, (long long)w->position);
+                if (b->n != m || b->height != w->height || b->width != w->width) continue;
+                size_t img = (size_t)3 * w->height * w->width;
+                CHECK(!memcmp(b->images, w->images + (size_t)f * img, (size_t)m * img * sizeof(float)), "N %d rank %d batch %d: pixels differ",
+                      N, r, k);
+                for (int i = 0; i < m; i++) {
+                    const md_image_info *a = &b->info[i], *e = &w->info[f + i];
+                    CHECK(a->image_id == e->image_id && a->flipped == e->flipped && a->h == e->h && a->w == e->w && a->num_boxes == e->num_boxes,
+                          "N %d rank %d batch %d image %d: id %lld flip %d, whole id %lld flip %d", N, r, k, i, (long long)a->image_id,
+                          a->flipped, (long long)e->image_id, e->flipped);
+                    if (a->num_boxes != e->num_boxes) continue;
+                    CHECK(!memcmp(b->boxes + 4 * (size_t)a->box_begin, w->boxes + 4 * (size_t)e->box_begin, 16 * (size_t)a->num_boxes) &&
+                              !memcmp(b->labels + a->box_begin, w->labels + e->box_begin, sizeof(int) * (size_t)a->num_boxes),
+                          "N %d rank %d batch %d image %d: targets differ", N, r, k, i);
+                }
+            }
+        }
+        for (int r = 0; r < N; r++) {
+            CHECK(!part[r] || md_loader_images_done(part[r]) >= NBATCH * 4 / N, "rank %d decoded %lld images", r,
+                  part[r] ? (long long)md_loader_images_done(part[r]) : -1LL);
+            /* prefetching decodes ahead, but never the other ranks' images: at most queue_depth + 1 batches' worth */
+            CHECK(!part[r] || md_loader_images_done(part[r]) <= (NBATCH + o.queue_depth + 1) * 4 / N, "rank %d decoded %lld images", r,
+                  part[r] ? (long long)md_loader_images_done(part[r]) : -1LL);
+            md_loader_destroy(part[r]);
+        }
+    }
+    md_loader_destroy(whole);
+    /* a global batch that does not divide: an error naming both numbers */
+    md_loader *l = NULL;
+    o.shard_count = 3;
+    md_status st = md_loader_create(&l, &c, IMGS, &o, NULL, 0, 0);
+    CHECK(st == MD_ERR_ARG && strstr(md_last_error(), "4 images") && strstr(md_last_error(), "3 ranks"), "not divisible: %s",
+          md_last_error());
+    md_loader_destroy(l);
+    md_coco_free(&c);
+}
+
 int main(void) {
     MD_RUN(test_determinism_and_workers);
     MD_RUN(test_resume);
     MD_RUN(test_epoch_structure);
     MD_RUN(test_worker_error);
+    MD_RUN(test_shards);
     MD_RUN(test_coco_mini);
     return md_test_summary();
 }

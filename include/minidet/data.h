@@ -22,7 +22,14 @@
  * in separate batches (torchvision's GroupedBatchSampler with 2 groups); flips
  * come from md_rng keyed by (seed, epoch, position, slot). Batches are returned
  * in order, identical for any number of workers, and a loader started at
- * (epoch, position) continues exactly where another stopped. */
+ * (epoch, position) continues exactly where another stopped.
+ *
+ * Data-parallel shards: with shard_count = N ranks, ims_per_batch stays the
+ * global batch and rank shard_rank builds only images [r B/N, (r + 1) B/N) of
+ * every global batch, with the flips of their global slots and zero-padded to
+ * the global batch's padded size (known from the JSON sizes without decoding),
+ * so the N shards put side by side are exactly the one-process batch. Each
+ * rank decodes only its own images. */
 #ifndef MINIDET_DATA_H
 #define MINIDET_DATA_H
 #include <stdint.h>
@@ -44,6 +51,7 @@ typedef struct {
     int shuffle;                          /* 1: seeded shuffle per epoch, incomplete last batch dropped (training);
                                              0: file order, last batch may be smaller, no grouping (evaluation) */
     int skip_empty;                       /* 1: training skips images with no usable boxes */
+    int shard_rank, shard_count;          /* this rank's slice of every batch: 0 of 1 (whole batches) by default */
     md_bad_policy image_check;            /* start-up check of image files: fail (default) | skip */
     int allow_16bit;                      /* 0: 16-bit PNG is an error; 1: load as 8-bit */
     md_box_policy boxes;                  /* clip (default) | drop | fail */
@@ -118,6 +126,7 @@ typedef struct {
     int *labels;          /* (num_boxes) */
     int num_boxes;
     int64_t epoch, position; /* batch `position` of `epoch` */
+    int slot0, global_n;  /* a shard: images slot0 .. slot0 + n - 1 of a global batch of global_n (0, n when whole) */
     /* capacities (internal) */
     size_t cap_images;
     int cap_info, cap_boxes;
@@ -130,6 +139,10 @@ void md_batch_free(md_batch *b);
    scratch / scratch_cap: a reusable float buffer (grown with realloc). */
 md_status md_batch_build(md_batch *b, const md_coco *c, const char *image_dir, const int *idx, const uint8_t *flips, int n,
                          const md_data_options *o, float **scratch, size_t *scratch_cap);
+/* The shard of images [first, first + count) of the global batch idx[0..n): decodes only those, and
+   pads them to the padded size of the whole global batch (so shards match md_batch_build's batch). */
+md_status md_batch_build_shard(md_batch *b, const md_coco *c, const char *image_dir, const int *idx, const uint8_t *flips, int n,
+                               int first, int count, const md_data_options *o, float **scratch, size_t *scratch_cap);
 
 /* ---------- the loader ---------- */
 
@@ -138,7 +151,8 @@ typedef struct md_loader md_loader;
 /* Training/eval loader over the images of c (not owned: keep it alive) found in
    image_dir. Images marked in exclude (may be NULL, e.g. from md_dataset_check)
    are left out, and with o->skip_empty so are images without training boxes.
-   Starts producing batches from (epoch, position) at once. */
+   Starts producing batches from (epoch, position) at once. With o->shard_count > 1
+   ims_per_batch must be a multiple of it (MD_ERR_ARG naming both otherwise). */
 md_status md_loader_create(md_loader **out, const md_coco *c, const char *image_dir, const md_data_options *o, const uint8_t *exclude,
                            int64_t epoch, int64_t position);
 /* The next batch in order; valid until the next call or md_loader_destroy. An
@@ -149,7 +163,8 @@ void md_loader_tell(const md_loader *l, int64_t *epoch, int64_t *position);
 /* Number of batches in an epoch (depends on the epoch with aspect grouping). */
 int64_t md_loader_epoch_batches(md_loader *l, int64_t epoch);
 /* Image indices (into md_coco.images) of batch (epoch, position) and their flips, without
-   decoding; idx and flips hold ims_per_batch entries, *n receives the batch size. */
+   decoding; idx and flips hold ims_per_batch entries, *n receives the batch size (the whole
+   global batch, whatever the shard). */
 md_status md_loader_plan(md_loader *l, int64_t epoch, int64_t position, int *idx, uint8_t *flips, int *n);
 /* Seconds md_loader_next spent waiting for workers since creation, and images decoded. */
 double md_loader_stall_seconds(const md_loader *l);

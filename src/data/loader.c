@@ -185,12 +185,23 @@ static md_status advance(md_loader *l, int64_t *epoch, int64_t *pos) {
 
 /* ---------- workers ---------- */
 
-static void build_into(md_loader *l, slot *s, int64_t epoch, int64_t pos, const int *idx, const uint8_t *flips, int n, float **scratch,
-                       size_t *scap) {
-    s->st = md_batch_build(&s->b, l->c, l->image_dir, idx, flips, n, &l->o, scratch, scap);
+/* Builds this rank's shard of batch (epoch, pos); returns the images it decoded. */
+static int build_into(md_loader *l, slot *s, int64_t epoch, int64_t pos, const int *idx, const uint8_t *flips, int n, float **scratch,
+                      size_t *scap) {
+    int N = l->o.shard_count, r = l->o.shard_rank;
+    if (n % N) {
+        /* only an evaluation order's last batch can be short; training batches are whole */
+        s->st = md_set_error(MD_ERR_ARG, "loader: batch (%lld, %lld) has %d images, which %d ranks cannot share evenly", (long long)epoch,
+                             (long long)pos, n, N);
+        n = 0;
+    } else {
+        s->st = md_batch_build_shard(&s->b, l->c, l->image_dir, idx, flips, n, r * (n / N), n / N, &l->o, scratch, scap);
+        n /= N;
+    }
     s->b.epoch = epoch;
     s->b.position = pos;
     if (s->st) snprintf(s->err, sizeof s->err, "%s", md_last_error());
+    return n;
 }
 
 /* Under l->mu: claim the next batch if its slot is free. Returns 1 with the plan filled. */
@@ -228,9 +239,9 @@ static void *worker_main(void *arg) {
             snprintf(s->err, sizeof s->err, "%s", md_last_error());
         } else {
             pthread_mutex_unlock(&l->mu);
-            build_into(l, s, epoch, pos, idx, flips, n, &w->scratch, &w->scratch_cap);
+            int done = build_into(l, s, epoch, pos, idx, flips, n, &w->scratch, &w->scratch_cap);
             pthread_mutex_lock(&l->mu);
-            l->images_done += n;
+            l->images_done += done;
         }
         s->state = SLOT_READY;
         pthread_cond_broadcast(&l->cv_ready);
@@ -252,6 +263,11 @@ md_status md_loader_create(md_loader **out, const md_coco *c, const char *image_
     if (o->queue_depth < 1 || o->queue_depth > 1024)
         return md_set_error(MD_ERR_ARG, "loader: queue_depth must be in 1..1024 (got %d)", o->queue_depth);
     if (o->min_size <= 0 || o->max_size <= 0) return md_set_error(MD_ERR_ARG, "loader: min_size/max_size must be positive");
+    int shards = o->shard_count > 0 ? o->shard_count : 1; /* 0: options filled without md_data_options_default */
+    if (o->shard_rank < 0 || o->shard_rank >= shards) return md_set_error(MD_ERR_ARG, "loader: shard %d of %d", o->shard_rank, shards);
+    if (o->ims_per_batch % shards)
+        return md_set_error(MD_ERR_ARG, "loader: a batch of %d images cannot be shared evenly by %d ranks (ims_per_batch must be a multiple of the rank count)",
+                            o->ims_per_batch, shards);
     if (epoch < 0 || position < 0) return md_set_error(MD_ERR_ARG, "loader: negative start (epoch %lld, position %lld)", (long long)epoch,
                                                        (long long)position);
     md_loader *l = calloc(1, sizeof *l);
@@ -261,6 +277,7 @@ md_status md_loader_create(md_loader **out, const md_coco *c, const char *image_
     pthread_cond_init(&l->cv_free, NULL);
     l->c = c;
     l->o = *o;
+    l->o.shard_count = shards;
     l->plans[0].epoch = l->plans[1].epoch = -1;
     l->image_dir = strdup(image_dir);
     l->pool = malloc((size_t)(c->num_images ? c->num_images : 1) * sizeof *l->pool);
@@ -334,8 +351,7 @@ md_status md_loader_next(md_loader *l, const md_batch **batch) {
         if (!idx || !flips) st = md_set_error(MD_ERR_NOMEM, "loader: out of memory");
         else if (claim(l, &seq, &epoch, &pos, idx, flips, &n, &st) && !st) {
             s->seq = seq;
-            build_into(l, s, epoch, pos, idx, flips, n, &l->scratch, &l->scratch_cap);
-            l->images_done += n;
+            l->images_done += build_into(l, s, epoch, pos, idx, flips, n, &l->scratch, &l->scratch_cap);
             st = s->st;
         }
         free(idx);

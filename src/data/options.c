@@ -14,6 +14,8 @@ void md_data_options_default(md_data_options *o) {
     o->aspect_grouping = 1;
     o->shuffle = 1;
     o->skip_empty = 1;
+    o->shard_rank = 0;
+    o->shard_count = 1;
     o->image_check = MD_POLICY_FAIL;
     o->allow_16bit = 0;
     o->boxes = MD_BOX_CLIP;

@@ -157,36 +157,49 @@ static int grow_floats(float **p, size_t *cap, size_t need) {
 
 md_status md_batch_build(md_batch *b, const md_coco *c, const char *image_dir, const int *idx, const uint8_t *flips, int n,
                          const md_data_options *o, float **scratch, size_t *scratch_cap) {
-    if (n <= 0) return md_set_error(MD_ERR_ARG, "batch: %d images", n);
+    return md_batch_build_shard(b, c, image_dir, idx, flips, n, 0, n, o, scratch, scratch_cap);
+}
+
+md_status md_batch_build_shard(md_batch *b, const md_coco *c, const char *image_dir, const int *idx, const uint8_t *flips, int n,
+                               int first, int count, const md_data_options *o, float **scratch, size_t *scratch_cap) {
+    if (n <= 0 || first < 0 || count <= 0 || first > n - count)
+        return md_set_error(MD_ERR_ARG, "batch: images %d..%d of a batch of %d", first, first + count - 1, n);
     int div = o->size_divisible > 0 ? o->size_divisible : 1;
     int nbox = 0, maxh = 0, maxw = 0;
-    /* sizes come from the JSON (checked against the file when decoding), so the padded
-       shape is known before decoding and each image is resized straight into the batch */
-    if (n > b->cap_info) {
-        md_image_info *q = realloc(b->info, (size_t)n * sizeof *q);
+    /* sizes come from the JSON (checked against the file when decoding), so the padded shape of the
+       whole batch is known before decoding and each image of the shard is resized straight into it */
+    if (count > b->cap_info) {
+        md_image_info *q = realloc(b->info, (size_t)count * sizeof *q);
         if (!q) return md_set_error(MD_ERR_NOMEM, "batch: out of memory");
         b->info = q;
-        b->cap_info = n;
+        b->cap_info = count;
     }
-    for (int i = 0; i < n; i++) {
-        const md_coco_image *im = &c->images[idx[i]];
-        md_image_info *in = &b->info[i];
+    for (int j = 0; j < n; j++) {
+        const md_coco_image *im = &c->images[idx[j]];
+        int h, w;
+        md_resize_size(im->height, im->width, o->min_size, o->max_size, &h, &w);
+        if (h <= 0 || w <= 0)
+            return md_set_error(MD_ERR_ARG, "%s: images[%d] (id %lld): %dx%d resizes to %dx%d (min_size %d, max_size %d)", c->path, idx[j],
+                                (long long)im->id, im->width, im->height, w, h, o->min_size, o->max_size);
+        if (h > maxh) maxh = h;
+        if (w > maxw) maxw = w;
+        if (j < first || j >= first + count) continue;
+        md_image_info *in = &b->info[j - first];
         memset(in, 0, sizeof *in);
         in->image_id = im->id;
-        in->index = idx[i];
+        in->index = idx[j];
         in->orig_h = im->height;
         in->orig_w = im->width;
-        in->flipped = flips ? flips[i] != 0 : 0;
-        md_resize_size(im->height, im->width, o->min_size, o->max_size, &in->h, &in->w);
-        if (in->h <= 0 || in->w <= 0)
-            return md_set_error(MD_ERR_ARG, "%s: images[%d] (id %lld): %dx%d resizes to %dx%d (min_size %d, max_size %d)", c->path, idx[i],
-                                (long long)im->id, im->width, im->height, in->w, in->h, o->min_size, o->max_size);
-        if (in->h > maxh) maxh = in->h;
-        if (in->w > maxw) maxw = in->w;
+        in->flipped = flips ? flips[j] != 0 : 0;
+        in->h = h;
+        in->w = w;
         in->box_begin = nbox;
         in->num_boxes = im->num_targets;
         nbox += im->num_targets;
     }
+    b->slot0 = first;
+    b->global_n = n;
+    n = count; /* from here on: the images of the shard */
     b->n = n;
     b->height = (maxh + div - 1) / div * div;
     b->width = (maxw + div - 1) / div * div;
