@@ -303,7 +303,7 @@ static void test_r50vd_bn_train(void) {
         if (dC[l])
             for (size_t i = 0; i < n; i++) dC[l][i] = loss_weight(i, 10 + l);
     }
-    if (dC[0] && dC[1] && dC[2] && dC[3]) CHECK_OK(md_resnet_backward(&det, &arena, &st, dC));
+    if (dC[0] && dC[1] && dC[2] && dC[3]) CHECK_OK(md_resnet_backward(&det, &arena, &st, dC, NULL));
     int ng = 0, nr = 0;
     double worst = 0, worst_rs = 0;
     for (int t = 0; t < bref.count; t++) {

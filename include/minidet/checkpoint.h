@@ -45,6 +45,8 @@ typedef struct {
     double train_time_s;          /* wall time spent training so far */
     double best_ap;               /* best val AP so far (-1 = none) */
     long long best_iter;
+    int world_size;               /* ranks of the data-parallel job that wrote it (1: one process; informative:
+                                     a run resumes on any rank count) */
 } md_train_state;
 
 /* Writes path atomically. opt may be NULL (weights only). label_map_json may be NULL. */

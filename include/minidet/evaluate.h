@@ -6,6 +6,10 @@
  * It builds the batches (data.h, no flips), runs md_detector_infer, maps the
  * model's labels to category ids and collects the kept detections as COCO
  * results (image id, category id, [x, y, w, h] in original pixels, score).
+ * Under mpirun it is sharded (shard_count ranks): the batches are the
+ * one-process batches, batch b runs on rank b % shard_count, and rank 0
+ * gathers every rank's detections in the one-process order, so COCO
+ * evaluation on rank 0 gives the one-process stats.
  *
  * md_eval_json_write() writes eval.json (docs/FORMATS.md) from a COCOeval
  * result, for the trainer and `./eval --weights` alike; md_eval_weights() is
@@ -48,13 +52,15 @@ typedef struct {
     const md_coco_gt *gt;          /* drop detections of categories gt lacks; NULL: keep all (category -1 if unmapped) */
     size_t arena_max;              /* the arena doubles on "out of arena" up to this many bytes */
     int progress;                  /* 1: an "[eval] i/n images, img/s, ETA" line on stderr (at INFO level) */
-    md_eval_image_fn on_image;     /* may be NULL */
+    md_eval_image_fn on_image;     /* may be NULL (called for this rank's images only) */
     void *ctx;
+    int shard_rank, shard_count;   /* data-parallel (dist.h): 0, 0 or 0, 1 = one process; every rank must call */
 } md_eval_detector_options;
 
 /* Runs det over the split. out (may be NULL: only on_image sees the detections) receives the kept
- * detections appended; *n_images (may be NULL) the images run; *seconds (may be NULL) the inference
- * time without on_image's. arena holds the activations and is grown as needed. */
+ * detections appended — sharded, rank 0's out receives every rank's, the others' nothing; *n_images
+ * (may be NULL) the images run (by all ranks); *seconds (may be NULL) the inference time without
+ * on_image's. arena holds the activations and is grown as needed. */
 md_status md_eval_detector(md_detector *det, md_arena *arena, const md_eval_detector_options *o, md_det_list *out,
                            int *n_images, double *seconds);
 

@@ -84,6 +84,12 @@ typedef struct {
     md_param *params;
     size_t num_trainable_floats; /* sum of numel over trainable params */
     md_detector_impl *impl;
+    /* Optional (NULL by default): md_detector_backward calls it with the index of every trainable tensor
+     * as soon as that tensor's gradient for the step is final (heads first, then the FPN, then the ResNet
+     * stages from layer4 down), so data-parallel training can start summing it while the rest of the
+     * backward pass runs. An error it returns stops the backward pass. */
+    md_status (*on_grad_final)(void *ctx, int param);
+    void *on_grad_final_ctx;
 } md_detector;
 
 /* What md_detector_load_weights did. Lists hold at most MD_LOAD_LIST names each (counts are exact). */
@@ -189,7 +195,8 @@ md_status md_detector_forward_roi(md_detector *det, md_arena *arena, md_step *st
 /* (d) Backward from the gradients of the loss w.r.t. the stage outputs, each in the layout of the
  * matching output (any may be NULL = zero): d_objectness N x A, d_rpn_deltas N x A x 4,
  * d_class_logits R x K, d_box_deltas R x 4K. ACCUMULATES into params[i].grad of trainable tensors only;
- * stops below the lowest trainable ResNet stage. Needs step->training = 1. */
+ * stops below the lowest trainable ResNet stage. Needs step->training = 1. Calls det->on_grad_final
+ * (when set) for each trainable tensor once its gradient is final, every tensor exactly once. */
 md_status md_detector_backward(md_detector *det, md_arena *arena, md_step *step, const float *d_objectness,
                                const float *d_rpn_deltas, const float *d_class_logits, const float *d_box_deltas);
 

@@ -20,7 +20,14 @@
  *
  * Gradients are written for the model's stage outputs (d_objectness, d_rpn_deltas, d_class_logits,
  * d_box_deltas), already scaled by grad_scale (1 / micro-batches for gradient accumulation); nothing
- * flows into the proposals. All temporaries come from the caller's arena. */
+ * flows into the proposals. All temporaries come from the caller's arena.
+ *
+ * Randomness: image i of the batch samples from its own substream of rng, keyed by its global slot
+ * (md_gt_batch.slot0 + i) — the RPN sampler at counter + slot * 2^24, the RoI sampler at
+ * counter + slot * 2^24 + 2^23 — so an image's samples do not depend on which other images share its
+ * process. Data-parallel training (md_gt_batch.sum_over_ranks) also sums the two normalisers (sampled
+ * anchors, sampled RoIs) over the ranks (dist.h): each rank's loss and gradients are then its share of
+ * the one-process batch's, and their sum over the ranks is the one-process value. */
 #ifndef MINIDET_TARGETS_H
 #define MINIDET_TARGETS_H
 #include "minidet/arena.h"
@@ -35,11 +42,13 @@ typedef struct {
     const int *labels;     /* class of each box, 1..K-1 */
     const int *begin;      /* n: first box of image i */
     const int *count;      /* n: boxes of image i */
+    int slot0;             /* global slot of image 0 (a data-parallel shard's first image; 0 otherwise) */
+    int sum_over_ranks;    /* 1: normalisers summed over the ranks of a data-parallel job (collective) */
 } md_gt_batch;
 
 typedef struct {
     float loss_objectness, loss_box;
-    int num_sampled, num_pos;
+    int num_sampled, num_pos;  /* of this process's images; the loss divisor is num_sampled summed over the ranks */
 } md_rpn_loss_result;
 
 /* anchors: A x 4 (shared by every image); objectness: n x A; deltas: n x A x 4.
@@ -56,6 +65,7 @@ typedef struct {
     float *boxes;          /* R x 4: the RoI boxes (same as rois[:, 1:5]) */
     float *gt_boxes;       /* R x 4: matched GT box (zeros for background / images without GT) */
     int num_pos;
+    int normalizer;        /* the loss divisor: R, summed over the ranks with md_gt_batch.sum_over_ranks */
 } md_roi_targets;
 
 /* proposals[i]: num_proposals[i] x 4 (no gradient). */

@@ -22,7 +22,24 @@
  * Stops: SIGINT/SIGTERM finish the current step, save a checkpoint and
  * return MD_ERR_INTERRUPTED (the CLI exits 0 and prints how to resume); a
  * non-finite loss or gradient stops with MD_ERR_NUMERIC naming the iteration
- * and the image ids, without saving (the last good checkpoint stays). */
+ * and the image ids, without saving (the last good checkpoint stays).
+ *
+ * Data-parallel (make MPI=1, `mpirun -np N ./train CONFIG`; data_parallel.h):
+ * every rank runs md_train with the same configuration. [solver]
+ * ims_per_batch stays the global batch; rank r takes images
+ * [r B/N, (r + 1) B/N) of every micro-batch of B images, in the one-process
+ * order with the one-process flips, padding and sampling streams, and the
+ * gradients are summed across ranks during the backward pass, so N ranks
+ * follow the one-process trajectory up to float summation order (bit for bit
+ * for a given N). Rank 0 alone writes the run directory (config, progress,
+ * metrics.jsonl with the exposed communication time, checkpoints with the
+ * world size); its weights and state (initial or resumed, from any rank
+ * count) are broadcast at start. Evaluation is sharded by batches and scored
+ * once on rank 0. The ranks agree once per micro-batch (after loading) and
+ * once per step (non-finite loss, signal), so a bad image, a divergence or a
+ * signal on any rank stops every rank at the same step, each error naming its
+ * rank; an error in the middle of a step on one rank ends the job
+ * (MPI_Abort). */
 #ifndef MINIDET_TRAINER_H
 #define MINIDET_TRAINER_H
 #include "minidet/config.h"

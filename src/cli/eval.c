@@ -9,6 +9,7 @@
 #include <string.h>
 #include "minidet/cocoeval.h"
 #include "minidet/compare.h"
+#include "minidet/dist.h"
 #include "minidet/error.h"
 #include "minidet/evaluate.h"
 #include "minidet/log.h"
@@ -160,16 +161,21 @@ static md_status parse_weights(int argc, char **argv, md_eval_weights_options *a
     return MD_OK;
 }
 
+/* Under mpirun (make MPI=1) the ranks share the batches, rank 0 scores and writes, the others stay quiet. */
 static int eval_weights(int argc, char **argv) {
+    if (md_dist_init(&argc, &argv)) md_die();
+    if (md_dist_rank() != 0) md_log_set_level(MD_LOG_WARN);
     md_eval_weights_options o;
     char **over = calloc((size_t)argc + 1, sizeof(char *));
     md_status s = over ? parse_weights(argc, argv, &o, over) : md_set_error(MD_ERR_NOMEM, "out of memory");
     if (!s) s = md_eval_weights(&o);
     free(over);
-    if (s) {
-        fprintf(stderr, "minidet: %s\n", md_last_error());
+    if (s) { /* exits without MPI_Finalize: mpirun then ends the other ranks */
+        if (md_dist_size() > 1) fprintf(stderr, "minidet: rank %d: %s\n", md_dist_rank(), md_last_error());
+        else fprintf(stderr, "minidet: %s\n", md_last_error());
         return 1;
     }
+    md_dist_finalize();
     return 0;
 }
 
@@ -189,6 +195,7 @@ int main(int argc, char **argv) {
     /* --weights mode has its own options */
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--weights")) return eval_weights(argc, argv);
+
     eval_args a;
     memset(&a, 0, sizeof a);
     a.errors_iou = 0.5;

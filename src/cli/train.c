@@ -1,7 +1,9 @@
 /* train.c — `./train CONFIG [section.key=value ...] [--resume] [--quiet]`: parses arguments, runs md_train. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "minidet/config.h"
+#include "minidet/dist.h"
 #include "minidet/error.h"
 #include "minidet/log.h"
 #include "minidet/trainer.h"
@@ -13,12 +15,22 @@ static void usage(FILE *f) {
                "  (config.cfg, metrics.jsonl, checkpoints/, last.safetensors, eval.json).\n"
                "  --resume   continue exactly from runs/<name>/last.safetensors\n"
                "  --quiet    no progress output\n"
-               "  Keys and defaults: configs/README.md. Ctrl-C saves a checkpoint and exits.\n");
+               "  Keys and defaults: configs/README.md. Ctrl-C saves a checkpoint and exits.\n"
+               "  Data-parallel on several processes (make MPI=1): mpirun -np N ./train CONFIG ...\n");
+}
+
+/* Every error below is every rank's (the same arguments, or agreed by md_train): end MPI in order. */
+static void die(void) {
+    fprintf(stderr, "minidet: %s\n", md_last_error());
+    md_dist_finalize();
+    exit(1);
 }
 
 int main(int argc, char **argv) {
+    if (md_dist_init(&argc, &argv)) md_die();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
+        if (md_dist_rank() == 0) usage(argc < 2 ? stderr : stdout);
+        md_dist_finalize();
         return argc < 2 ? 2 : 0;
     }
     md_train_options o;
@@ -26,7 +38,7 @@ int main(int argc, char **argv) {
     o.handle_signals = 1;
     if (!strncmp(argv[1], "--", 2)) {
         md_set_error(MD_ERR_ARG, "%s: the config file comes first: ./train CONFIG [section.key=value ...] [--resume] [--quiet]", argv[1]);
-        md_die();
+        die();
     }
     char *ov[256];
     int nov = 0;
@@ -35,24 +47,35 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quiet")) o.quiet = 1;
         else if (!strncmp(argv[i], "--", 2)) {
             md_set_error(MD_ERR_ARG, "unknown option '%s' (see ./train --help)", argv[i]);
-            md_die();
+            die();
         } else if (nov < 256) ov[nov++] = argv[i];
         else {
             md_set_error(MD_ERR_ARG, "%s: more than 256 overrides", argv[i]);
-            md_die();
+            die();
         }
     }
     md_config cfg;
-    if (md_config_load(&cfg, argv[1], nov, ov)) md_die();
+    if (md_config_load(&cfg, argv[1], nov, ov)) die();
     char run_dir[4096];
     md_status s = md_train(&cfg, &o, run_dir, sizeof run_dir);
+    int rank = md_dist_rank();
     if (s == MD_ERR_INTERRUPTED) {
-        fprintf(stderr, "minidet: %s\nminidet: resume with: ./train %s", md_last_error(), argv[1]);
-        for (int i = 0; i < nov; i++) fprintf(stderr, " %s", ov[i]);
-        fprintf(stderr, " --resume\n");
+        if (rank == 0) {
+            fprintf(stderr, "minidet: %s\nminidet: resume with: %s./train %s", md_last_error(), md_dist_size() > 1 ? "mpirun ... " : "", argv[1]);
+            for (int i = 0; i < nov; i++) fprintf(stderr, " %s", ov[i]);
+            fprintf(stderr, " --resume\n");
+        }
+        md_dist_finalize();
         return 0;
     }
-    if (s) md_die();
-    if (!o.quiet) fprintf(stderr, "minidet: training finished; outputs in %s\n", run_dir);
+    /* with several ranks, the ranks that only stopped because another failed leave the talking to rank 0
+       and to the rank that failed */
+    if (s && rank != 0 && strstr(md_last_error(), "stopped because rank")) {
+        md_dist_finalize();
+        return 1;
+    }
+    if (s) die();
+    if (!o.quiet && rank == 0) fprintf(stderr, "minidet: training finished; outputs in %s\n", run_dir);
+    md_dist_finalize();
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "minidet/dist.h"
 #include "minidet/evaluate.h"
 #include "minidet/log.h"
 #include "minidet/threads.h"
@@ -38,6 +39,51 @@ static md_status det_push(md_det_list *d, int64_t img, int64_t cat, const float 
     d->score[d->n] = score;
     d->n++;
     return MD_OK;
+}
+
+/* Sharded evaluation: every rank's detections from index n0 of out (appended batch by batch; counts[i] of
+ * them from the rank's i-th batch) to rank 0, re-appended there in the one-process order (batch b came
+ * from rank b % ranks); the other ranks' lists end at n0. */
+static md_status gather_shards(md_det_list *out, size_t n0, const int64_t *counts, int nb, int ranks) {
+    int64_t mine[2] = {(int64_t)(out->n - n0), nb};
+    size_t m = out->n - n0, bytes[7];
+    void *all[7] = {NULL};
+    md_status s = md_dist_gather_bytes(mine, sizeof mine, &all[0], &bytes[0]);
+    if (!s) s = md_dist_gather_bytes(counts, sizeof(int64_t) * (size_t)nb, &all[1], &bytes[1]);
+    if (!s) s = md_dist_gather_bytes(out->image_id + n0, sizeof(int64_t) * m, &all[2], &bytes[2]);
+    if (!s) s = md_dist_gather_bytes(out->category_id + n0, sizeof(int64_t) * m, &all[3], &bytes[3]);
+    if (!s) s = md_dist_gather_bytes(out->xywh + 4 * n0, 4 * sizeof(double) * m, &all[4], &bytes[4]);
+    if (!s) s = md_dist_gather_bytes(out->score + n0, sizeof(double) * m, &all[5], &bytes[5]);
+    out->n = n0;
+    if (!s && md_dist_rank() == 0) {
+        const int64_t *per = all[0], *cnt = all[1], *img = all[2], *cat = all[3];
+        const double *xywh = all[4], *score = all[5];
+        /* per rank: where its detections and its batch counts start in the gathered arrays, and how far it got */
+        size_t *det_at = calloc((size_t)ranks, sizeof *det_at), *cnt_at = calloc((size_t)ranks, sizeof *cnt_at);
+        if (!det_at || !cnt_at) s = md_set_error(MD_ERR_NOMEM, "evaluation: out of memory");
+        size_t d0 = 0, c0 = 0;
+        for (int r = 0; !s && r < ranks; r++) {
+            det_at[r] = d0;
+            cnt_at[r] = c0;
+            d0 += (size_t)per[2 * r];
+            c0 += (size_t)per[2 * r + 1];
+        }
+        for (int64_t b = 0; !s && b < (int64_t)c0; b++) {
+            int r = (int)(b % ranks);
+            size_t k = (size_t)cnt[cnt_at[r]++], j = det_at[r];
+            det_at[r] += k;
+            for (size_t q = 0; q < k && !s; q++) {
+                const double *x = xywh + 4 * (j + q);
+                const float box[4] = {0, 0, 0, 0};
+                s = det_push(out, img[j + q], cat[j + q], box, (float)score[j + q]);
+                if (!s) memcpy(out->xywh + 4 * (out->n - 1), x, 4 * sizeof(double)); /* as detected, not through float */
+            }
+        }
+        free(det_at);
+        free(cnt_at);
+    }
+    for (int i = 0; i < 7; i++) free(all[i]);
+    return s;
 }
 
 /* Inference of one built batch; the arena doubles while a step does not fit (up to max bytes). */
@@ -77,14 +123,25 @@ md_status md_eval_detector(md_detector *det, md_arena *arena, const md_eval_dete
     int done = 0, next = 0, tty = isatty(2);
     double t0 = md_now(), last_print = 0, cb_secs = 0;
     md_status s = MD_OK;
+    int ranks = o->shard_count > 1 ? o->shard_count : 1, rank = ranks > 1 ? o->shard_rank : 0;
+    size_t n0 = out ? out->n : 0;
+    int64_t *counts = NULL; /* detections of each batch this rank runs (sharded) */
+    int nb = 0;
+    if (ranks > 1 && !(counts = malloc(sizeof(int64_t) * (size_t)(nimg / bs / ranks + 2))))
+        return md_set_error(MD_ERR_NOMEM, "evaluation: out of memory");
     if (o->progress) md_log(MD_LOG_INFO, "evaluating %d images of %s (batch %d, %d threads)", nimg, coco->path, bs, md_threads_get());
-    while (done < nimg) {
+    for (int64_t bi = 0; done < nimg;) {
         int n = 0;
         while (n < bs && done + n < nimg && next < coco->num_images) {
             if (!(o->exclude && o->exclude[next])) idx[n++] = next;
             next++;
         }
         if (!n) break;
+        if ((bi++) % ranks != rank) { /* another rank's batch */
+            done += n;
+            continue;
+        }
+        size_t before = out ? out->n : 0;
         if ((s = md_batch_build(&batch, coco, o->image_dir, idx, flips, n, o->dopt, &scratch, &scratch_cap))) break;
         md_detections dets[MD_MAX_BATCH];
         if ((s = infer_batch(det, arena, amax, &batch, dets))) break;
@@ -100,6 +157,7 @@ md_status md_eval_detector(md_detector *det, md_arena *arena, const md_eval_dete
             cb_secs += md_now() - tc;
         }
         if (s) break;
+        if (counts) counts[nb++] = (int64_t)((out ? out->n : 0) - before);
         done += n;
         double now = md_now() - t0;
         if (o->progress && md_log_get_level() <= MD_LOG_INFO && (now - last_print > (tty ? 0.5 : 10.0) || done == nimg)) {
@@ -111,6 +169,9 @@ md_status md_eval_detector(md_detector *det, md_arena *arena, const md_eval_dete
     }
     md_batch_free(&batch);
     free(scratch);
+    /* a rank that failed returns its error; under mpirun its exit ends the job, so no rank waits here for it */
+    if (!s && ranks > 1 && out) s = gather_shards(out, n0, counts, nb, ranks);
+    free(counts);
     if (n_images) *n_images = done;
     if (seconds) *seconds = md_now() - t0 - cb_secs;
     return s;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "minidet/dist.h"
 #include "minidet/evaluate.h"
 #include "minidet/fs.h"
 #include "minidet/log.h"
@@ -239,19 +240,25 @@ md_status md_eval_weights(const md_eval_weights_options *o) {
         goto done;
     }
     TRYG(md_arena_init(&arena, (size_t)2 << 30));
-    /* the output directory only once model and data are good (a failed run leaves nothing behind) */
-    created_out = !md_path_exists(out_dir);
-    TRYG(md_mkdir_p(out_dir));
+    /* the output directory only once model and data are good (a failed run leaves nothing behind); under
+       mpirun rank 0 alone writes, the other ranks only run their share of the batches */
+    int rank = md_dist_rank();
+    if (rank == 0) {
+        created_out = !md_path_exists(out_dir);
+        TRYG(md_mkdir_p(out_dir));
+    }
 
     /* inference */
     vis = (vis_ctx){a, &coco, gt, imgdir, out_dir, dop.allow_16bit, vis.ids, 0};
     md_eval_detector_options eo = {.coco = &coco, .image_dir = imgdir, .dopt = &dop, .exclude = bad,
                                    .max_images = a->max_images, .batch_size = cfg.test.batch_size, .label_map = &coco,
                                    .gt = gt, .arena_max = (size_t)32 << 30, .progress = 1,
-                                   .on_image = a->vis ? vis_image : NULL, .ctx = &vis};
+                                   .on_image = a->vis && rank == 0 ? vis_image : NULL, .ctx = &vis,
+                                   .shard_rank = rank, .shard_count = md_dist_size()};
     int nimg = 0;
     double secs = 0;
     TRYG(md_eval_detector(&det, &arena, &eo, &dl, &nimg, &secs));
+    if (rank != 0) goto done;
     if (dl.n) TRYG(md_coco_dets_add(dets, dl.n, dl.image_id, dl.category_id, dl.xywh, dl.score));
     TRYG(md_coco_dets_save(dets, res_path));
     TRYG(md_cocoeval_run(gt, dets, &res));

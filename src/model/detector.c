@@ -497,8 +497,12 @@ md_status md_detector_backward(md_detector *det, md_arena *a, md_step *st, const
         dP[l] = md_arena_calloc(a, (size_t)N * F * st->level_h[l] * st->level_w[l] * sizeof(float));
         if (!dP[l]) return MD_ERR_NOMEM;
     }
+    uint8_t *reported = NULL;
+    if (det->on_grad_final && !(reported = md_arena_calloc(a, (size_t)det->num_params))) return MD_ERR_NOMEM;
     MD_TRY(md_roi_backward(det, a, st, d_class_logits, d_box_deltas, dP));
+    MD_TRY(md_grads_final(det, reported, "roi_heads."));
     if (d_objectness || d_rpn_deltas) MD_TRY(md_rpn_backward(det, a, st, d_objectness, d_rpn_deltas, dP));
+    MD_TRY(md_grads_final(det, reported, "rpn."));
     md_resnet *r = &det->impl->resnet;
     float *dC[4] = {NULL, NULL, NULL, NULL};
     for (int s = 0; s < 4; s++)
@@ -507,7 +511,19 @@ md_status md_detector_backward(md_detector *det, md_arena *a, md_step *st, const
             if (!dC[s]) return MD_ERR_NOMEM;
         }
     MD_TRY(md_fpn_backward(det, a, st, dP, dC));
-    MD_TRY(md_resnet_backward(det, a, st, dC));
+    MD_TRY(md_grads_final(det, reported, "backbone.fpn."));
+    MD_TRY(md_resnet_backward(det, a, st, dC, reported));
+    return md_grads_final(det, reported, ""); /* the stem, and tensors no stage reported */
+}
+
+md_status md_grads_final(md_detector *det, uint8_t *reported, const char *prefix) {
+    if (!det->on_grad_final || !reported) return MD_OK;
+    size_t n = strlen(prefix);
+    for (int i = 0; i < det->num_params; i++) {
+        if (!det->params[i].trainable || reported[i] || strncmp(det->params[i].name, prefix, n)) continue;
+        reported[i] = 1;
+        MD_TRY(det->on_grad_final(det->on_grad_final_ctx, i));
+    }
     return MD_OK;
 }
 

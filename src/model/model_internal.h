@@ -118,9 +118,13 @@ int md_reg_add(md_detector *det, const char *name, int ndim, const int *shape, i
 md_status md_reg_conv(md_detector *det, md_conv *c, const char *prefix, const char *bn_prefix, int ic, int oc, int k,
                       int stride, int pad, int bias, int trainable);
 
+/* det->on_grad_final for every trainable tensor whose name starts with prefix ("" = all) not reported
+   yet this step; `reported` (num_params bytes, zeroed at the start of the backward pass) tracks them
+   (NULL: no reports, for a stage's backward run on its own). */
+md_status md_grads_final(md_detector *det, uint8_t *reported, const char *prefix);
 md_status md_resnet_build(md_detector *det);
 md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st);
-md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *dC[4]);
+md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *dC[4], uint8_t *reported);
 md_status md_fpn_build(md_detector *det);
 md_status md_fpn_forward(md_detector *det, md_arena *a, md_step *st);
 /* dP: gradients of P2..P6 (modified in place); dC: outputs (NULL entries are not needed). */

@@ -376,7 +376,7 @@ md_status md_resnet_forward(md_detector *det, md_arena *a, md_step *st) {
 
 /* ------------------------------------------------------------------ backward
  * dC[s] (N x out_ch[s] x cH x cW) are the gradients from the FPN for the trainable stages (modified). */
-md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *dC[4]) {
+md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *dC[4], uint8_t *reported) {
     md_resnet *r = &det->impl->resnet;
     md_step_saved *sv = st->saved;
     int N = st->N;
@@ -434,6 +434,11 @@ md_status md_resnet_backward(md_detector *det, md_arena *a, md_step *st, float *
         }
         md_arena_release(a, mark);
         dx_next = din;
+        if (b->first) { /* the stage's first block: every gradient of the stage is final */
+            char pre[48];
+            snprintf(pre, sizeof pre, "backbone.body.layer%d.", b->stage);
+            MD_TRY(md_grads_final(det, reported, pre));
+        }
     }
     if (low == 0 && dx_next) {
         /* stem: maxpool, relu, conv1 (no gradient to the image) */

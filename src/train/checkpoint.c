@@ -55,6 +55,7 @@ md_status md_checkpoint_save(const char *path, const md_ckpt_tensor *t, int n, c
         META("minidet.train_time_s", "%.17g", st->train_time_s);
         META("minidet.best_ap", "%.17g", st->best_ap);
         META("minidet.best_iter", "%lld", st->best_iter);
+        META("minidet.world_size", "%d", st->world_size > 0 ? st->world_size : 1);
     }
     META("minidet.sgd_steps", "%lld", opt ? opt->steps : 0LL);
 #undef META
@@ -163,6 +164,13 @@ md_status md_checkpoint_load(const char *path, const md_ckpt_tensor *t, int n, m
         tmp.rng_seed = a;
         tmp.rng_stream = b;
         tmp.rng_counter = c;
+        long long ws = 1; /* absent in checkpoints written before data-parallel training: one process */
+        if (md_st_meta(&f, "minidet.world_size") && (s = meta_ll(&f, "minidet.world_size", &ws))) goto done;
+        if (ws < 1 || ws > 1 << 20) {
+            s = md_set_error(MD_ERR_FORMAT, "%s: metadata 'minidet.world_size' = %lld is not a rank count", path, ws);
+            goto done;
+        }
+        tmp.world_size = (int)ws;
     }
     char *cfg = NULL;
     if (config_text_out) {

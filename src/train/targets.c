@@ -5,6 +5,26 @@
 #include <string.h>
 #include "minidet/box.h"
 #include "minidet/box_loss.h"
+#include "minidet/dist.h"
+
+/* Image `slot`'s substream of rng for sampler `which` (0: RPN, 1: RoI); see targets.h. */
+static md_rng image_stream(const md_rng *rng, int slot, int which) {
+    md_rng r = *rng;
+    r.counter = rng->counter + ((uint64_t)slot << 24) + ((uint64_t)which << 23);
+    return r;
+}
+
+/* n summed over the ranks when the batch is a data-parallel shard. */
+static md_status global_count(const md_gt_batch *gt, int n, int *out) {
+    int64_t v = n;
+    if (gt->sum_over_ranks) {
+        md_status s = md_dist_sum_i64(&v, 1);
+        if (s) return s;
+    }
+    if (v > 2147483647) return md_set_error(MD_ERR_ARG, "targets: %lld samples in one batch", (long long)v);
+    *out = (int)v;
+    return MD_OK;
+}
 
 /* labels from matches: >= 0 -> fg_label(m), BELOW_LOW -> 0, BETWEEN -> -1 */
 
@@ -33,16 +53,19 @@ md_status md_rpn_loss(const md_rpn_config *cfg, md_arena *arena, const md_gt_bat
             for (int a = 0; a < A; a++) lab[a] = m[a] >= 0 ? 1 : (m[a] == MD_MATCH_BELOW_LOW ? 0 : -1);
         }
         int np, nn;
+        md_rng ri = image_stream(rng, gt->slot0 + i, 0);
         if ((s = md_sample_pos_neg(pos + (size_t)i * A, neg + (size_t)i * A, lab, A, cfg->batch_size_per_image,
-                                   cfg->positive_fraction, rng, work, &np, &nn)))
+                                   cfg->positive_fraction, &ri, work, &np, &nn)))
             return md_error_prefix(s, "rpn sampler");
         total += np + nn;
         total_pos += np;
     }
+    int norm = 0;
+    if ((s = global_count(gt, total, &norm))) return md_error_prefix(s, "rpn loss normaliser");
     memset(d_objectness, 0, sizeof(float) * (size_t)n * A);
     /* objectness: BCE with logits, mean over the sampled anchors of the batch */
     double obj = 0;
-    float inv = total ? 1.0f / (float)total : 0.0f;
+    float inv = norm ? 1.0f / (float)norm : 0.0f;
     for (size_t o = 0; o < (size_t)n * A; o++) {
         if (!pos[o] && !neg[o]) continue;
         float x = objectness[o], y = pos[o] ? 1.0f : 0.0f;
@@ -77,13 +100,13 @@ md_status md_rpn_loss(const md_rpn_config *cfg, md_arena *arena, const md_gt_bat
     bo.weight = cfg->box_loss_weight;
     bo.beta = cfg->smooth_l1_beta;
     bo.coder = md_box_coder_make(1, 1, 1, 1);
-    bo.normalizer = total;
+    bo.normalizer = norm;
     float box = 0;
     if ((s = md_box_regression_loss(&box, dd, pd, pa, pg, pl, total_pos, 1, &bo))) return md_error_prefix(s, "rpn box loss");
     memset(d_deltas, 0, sizeof(float) * 4 * (size_t)n * A);
     for (int j = 0; j < total_pos; j++)
         for (int c = 0; c < 4; c++) d_deltas[4 * where[j] + c] = grad_scale * dd[4 * (size_t)j + c];
-    out->loss_objectness = total ? (float)(obj / total) : 0.0f;
+    out->loss_objectness = norm ? (float)(obj / norm) : 0.0f;
     out->loss_box = box;
     out->num_sampled = total;
     out->num_pos = total_pos;
@@ -134,7 +157,8 @@ md_status md_roi_sample(const md_roi_heads_config *cfg, md_arena *arena, const m
             }
         }
         int np, nn;
-        if ((s = md_sample_pos_neg(pos, neg, labels, P, cfg->batch_size_per_image, cfg->positive_fraction, rng, work, &np, &nn)))
+        md_rng ri = image_stream(rng, gt->slot0 + i, 1);
+        if ((s = md_sample_pos_neg(pos, neg, labels, P, cfg->batch_size_per_image, cfg->positive_fraction, &ri, work, &np, &nn)))
             return md_error_prefix(s, "roi sampler");
         npos_total += np;
         for (int p = 0; p < P; p++) { /* ascending proposal order, as torch.where(pos | neg) */
@@ -152,6 +176,7 @@ md_status md_roi_sample(const md_roi_heads_config *cfg, md_arena *arena, const m
     t->R = R;
     t->num_pos = npos_total;
     md_arena_release(arena, mark);
+    if ((s = global_count(gt, R, &t->normalizer))) return md_error_prefix(s, "roi loss normaliser");
     return MD_OK;
 }
 
@@ -164,7 +189,8 @@ md_status md_roi_loss(const md_roi_heads_config *cfg, md_arena *arena, const md_
     out->loss_classifier = out->loss_box = 0;
     if (R == 0) { memset(d_box_deltas, 0, sizeof(float) * (size_t)R * 4 * K); return MD_OK; }
     double ce = 0;
-    float inv = 1.0f / (float)R;
+    int norm = t->normalizer > 0 ? t->normalizer : R;
+    float inv = 1.0f / (float)norm;
     for (int r = 0; r < R; r++) {
         const float *z = class_logits + (size_t)r * K;
         float *dz = d_class_logits + (size_t)r * K;
@@ -179,13 +205,13 @@ md_status md_roi_loss(const md_roi_heads_config *cfg, md_arena *arena, const md_
         for (int k = 0; k < K; k++) dz[k] = grad_scale * inv * ((float)exp((double)z[k] - lse) - (k == y ? 1.0f : 0.0f));
     }
     md_box_loss_opts bo = md_box_loss_opts_roi(cfg);
-    bo.normalizer = R;
+    bo.normalizer = norm;
     float box = 0;
     md_status s = md_box_regression_loss(&box, d_box_deltas, box_deltas, t->boxes, t->gt_boxes, t->labels, R, K, &bo);
     if (s) return md_error_prefix(s, "roi box loss");
     if (grad_scale != 1.0f)
         for (size_t i = 0; i < (size_t)R * 4 * K; i++) d_box_deltas[i] *= grad_scale;
-    out->loss_classifier = (float)(ce / R);
+    out->loss_classifier = (float)(ce / norm);
     out->loss_box = box;
     return MD_OK;
 }

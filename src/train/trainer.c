@@ -16,6 +16,8 @@
 #include "minidet/coco.h"
 #include "minidet/cocoeval.h"
 #include "minidet/data.h"
+#include "minidet/data_parallel.h"
+#include "minidet/dist.h"
 #include "minidet/evaluate.h"
 #include "minidet/fs.h"
 #include "minidet/log.h"
@@ -26,6 +28,9 @@
 #include "minidet/threads.h"
 
 #define ARENA_MAX ((size_t)96 << 30)
+/* Gradient bucket size of data-parallel training (PyTorch DDP's default, 25 MB): large enough for full
+ * link speed, small enough that the first buckets go out while layer4's backward still runs. */
+#define DP_BUCKET_MB 25
 
 void md_train_options_default(md_train_options *o) {
     memset(o, 0, sizeof *o);
@@ -101,10 +106,15 @@ typedef struct {
     char *label_map_json;
     FILE *metrics;
     int tty, quiet;
+    int rank, size;  /* data-parallel rank and rank count (dist.h); rank 0 alone writes the run directory */
+    int sizing;      /* size_arena's dry run: each rank alone, no collectives */
+    int dp_signal;   /* with several ranks: a signal reached some rank (agreed at the end of the step) */
+    md_dp dp;
     /* per-step gradients of the stage outputs live in the arena */
 } trainer;
 
 static void trainer_free(trainer *t) {
+    md_dp_free(&t->dp);
     if (t->loader) md_loader_destroy(t->loader);
     if (t->det_ok) md_detector_free(&t->det);
     md_sgd_free(&t->opt);
@@ -154,7 +164,7 @@ static md_status micro_step(trainer *t, const md_batch *b, md_rng *rng, float gr
     if (!s) s = md_detector_proposals(det, ar, &step);
     if (s) return s;
     int A = step.num_anchors;
-    md_gt_batch gt = {b->n, b->boxes, b->labels, gt_begin, gt_count};
+    md_gt_batch gt = {b->n, b->boxes, b->labels, gt_begin, gt_count, b->slot0, t->size > 1 && !t->sizing};
     float *d_obj = md_arena_floats(ar, (size_t)b->n * A);
     float *d_rpn = md_arena_floats(ar, (size_t)b->n * A * 4);
     if (!d_obj || !d_rpn) return md_last_status();
@@ -211,7 +221,7 @@ static size_t bn_buffers(md_detector *det, float *snap, int restore) {
  * training forward updates) restored afterwards; nothing else changes. */
 static md_status size_arena(trainer *t) {
     const md_config *c = t->cfg;
-    int n = c->solver.ims_per_batch / c->solver.grad_accum;
+    int n = c->solver.ims_per_batch / c->solver.grad_accum / t->size;
     int H = (c->model.min_size + 31) / 32 * 32, W = (c->model.max_size + 31) / 32 * 32;
     size_t img = (size_t)n * 3 * H * W;
     float *images = calloc(img, sizeof(float));
@@ -251,6 +261,7 @@ static md_status size_arena(trainer *t) {
     b.num_boxes = nb;
     md_status s;
     bn_buffers(&t->det, bnsnap, 0);
+    t->sizing = 1;
     if (!t->arena.cap && (s = md_arena_init(&t->arena, (size_t)1 << 30))) goto done;
     for (;;) {
         md_rng rr = md_rng_make(c->run.seed, 98);
@@ -261,6 +272,7 @@ static md_status size_arena(trainer *t) {
         if (!arena_full(s)) break;
         if ((s = grow_arena(&t->arena))) break;
     }
+    t->sizing = 0;
     md_detector_zero_grad(&t->det);
     bn_buffers(&t->det, bnsnap, 1);
     if (!s) {
@@ -278,19 +290,31 @@ done:
 
 /* ---------------------------------------------------------------- evaluation */
 
+static md_status all_ranks(trainer *t, md_status s);
+
+/* COCO evaluation on the val split; with several ranks the batches are shared, rank 0 scores every
+ * rank's detections (the one-process stats) and the others receive res->stats only. */
 static md_status evaluate(trainer *t, md_cocoeval_result *res) {
+    memset(res, 0, sizeof *res);
     md_coco_dets *dets = NULL;
     md_det_list dl;
     memset(&dl, 0, sizeof dl);
     md_eval_detector_options o = {.coco = &t->val, .image_dir = t->cfg->data.val_images, .dopt = &t->dopt,
                                   .batch_size = t->cfg->test.batch_size, .label_map = &t->train, .gt = t->val_gt,
-                                  .arena_max = ARENA_MAX};
-    md_status s = md_eval_detector(&t->det, &t->arena, &o, &dl, NULL, NULL);
-    if (!s) s = md_coco_dets_create(t->val_gt, &dets);
-    if (!s && dl.n) s = md_coco_dets_add(dets, dl.n, dl.image_id, dl.category_id, dl.xywh, dl.score);
-    if (!s) s = md_cocoeval_run(t->val_gt, dets, res);
+                                  .arena_max = ARENA_MAX, .shard_rank = t->rank, .shard_count = t->size};
+    md_status s = all_ranks(t, md_eval_detector(&t->det, &t->arena, &o, &dl, NULL, NULL));
+    if (!s && t->rank == 0) {
+        s = md_coco_dets_create(t->val_gt, &dets);
+        if (!s && dl.n) s = md_coco_dets_add(dets, dl.n, dl.image_id, dl.category_id, dl.xywh, dl.score);
+        if (!s) s = md_cocoeval_run(t->val_gt, dets, res);
+    }
     md_det_list_free(&dl);
     md_coco_dets_free(dets);
+    if (t->size > 1) {
+        s = all_ranks(t, s);
+        if (!s) s = md_dist_bcast(res->stats, sizeof res->stats, 0);
+        if (s) md_cocoeval_result_free(res);
+    }
     return s;
 }
 
@@ -308,9 +332,31 @@ static md_status write_eval_json(trainer *t, long long iter, const md_cocoeval_r
     return md_eval_json_write(path, r, t->val_gt, iter, md_box_loss_name(t->cfg->roi_heads.box_loss), train_time, ips);
 }
 
+/* ---------------------------------------------------------------- ranks */
+
+/* Every rank's outcome of the same piece of work, agreed: MD_OK on all ranks, or on all ranks an error —
+ * the rank's own (prefixed with its rank) where it failed, "rank R failed" elsewhere. One process: s. */
+static md_status all_ranks(trainer *t, md_status s) {
+    if (t->size == 1) return s;
+    int worst = 0, who = 0;
+    md_status cs = md_dist_agree((int)s, &worst, &who);
+    if (cs) return cs;
+    if (s) return md_error_prefix(s, "rank %d", t->rank);
+    if (worst) return md_set_error((md_status)worst, "rank %d: stopped because rank %d failed (its message says why)", t->rank, who);
+    return MD_OK;
+}
+
+/* An error on one rank in the middle of a step, where the others already wait in a collective: the
+ * whole job ends (MPI_Abort) after this rank has said why. */
+static void fatal_mid_step(trainer *t, md_status s) {
+    fprintf(stderr, "minidet: rank %d: %s\n", t->rank, md_last_error());
+    md_dist_abort(s == MD_ERR_NOMEM ? 3 : 1);
+}
+
 /* ---------------------------------------------------------------- checkpoints */
 
 static md_status save_checkpoint(trainer *t) {
+    t->st.world_size = t->size;
     char path[4096];
     md_checkpoint_path(path, sizeof path, t->run_dir, t->st.iteration);
     md_status s = md_checkpoint_save(path, t->ck, t->nck, &t->opt, t->cfg, &t->st, t->label_map_json);
@@ -331,74 +377,11 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 /* ---------------------------------------------------------------- the job */
 
-static md_status setup(trainer *t, const md_train_options *o) {
+/* Rank 0: checks --resume, creates runs/<name>/, loads the checkpoint to resume from, writes config.cfg and
+ * opens metrics.jsonl. */
+static md_status open_run_dir(trainer *t, const md_train_options *o) {
     const md_config *c = t->cfg;
     md_status s;
-    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->run.output_dir, c->run.name);
-    md_threads_init(c->run.threads);
-    if (c->solver.ims_per_batch % c->solver.grad_accum)
-        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch (%d) must be a multiple of grad_accum (%d)", c->solver.ims_per_batch,
-                            c->solver.grad_accum);
-    if (c->solver.ims_per_batch / c->solver.grad_accum > MD_MAX_BATCH)
-        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch / grad_accum exceeds %d images per micro-batch", MD_MAX_BATCH);
-    /* data */
-    if (!c->data.train_ann[0] || !md_path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
-    if (!c->data.train_images[0] || !md_path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
-    t->have_val = c->data.val_ann[0] != 0;
-    if (t->have_val) {
-        if (!md_path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
-        if (!c->data.val_images[0] || !md_path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
-    }
-    md_data_options_from_config(c, &t->dopt);
-    t->dopt.ims_per_batch = c->solver.ims_per_batch / c->solver.grad_accum;
-    md_coco_options co;
-    md_data_coco_options(&t->dopt, &co);
-    if ((s = md_coco_load(&t->train, c->data.train_ann, &co))) return s;
-    if (t->train.num_classes != c->model.num_classes)
-        return md_set_error(MD_ERR_ARG, "%s: the dataset has %d classes with background (label_map %s) but [model] num_classes = %d; set model.num_classes=%d",
-                            c->data.train_ann, t->train.num_classes, c->model.label_map == MD_LABELS_COCO_ID ? "coco_id" : "contiguous",
-                            c->model.num_classes, t->train.num_classes);
-    if (t->have_val) {
-        if ((s = md_coco_load(&t->val, c->data.val_ann, &co))) { t->have_val = 0; return s; }
-        if ((s = md_coco_gt_load(c->data.val_ann, &t->val_gt))) return s;
-    }
-    t->exclude = calloc((size_t)(t->train.num_images ? t->train.num_images : 1), 1);
-    if (!t->exclude) return md_set_error(MD_ERR_NOMEM, "out of memory");
-    int nbad = 0;
-    if ((s = md_dataset_check(&t->train, c->data.train_images, t->dopt.image_check, t->dopt.allow_16bit, t->exclude, &nbad))) return s;
-    if (nbad) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", c->data.train_images, nbad);
-    t->label_map_json = label_map_json(&t->train);
-    if (!t->label_map_json) return md_set_error(MD_ERR_NOMEM, "out of memory");
-    /* model */
-    if ((s = md_detector_create(&t->det, c))) return s;
-    t->det_ok = 1;
-    if (c->model.weights[0] && !o->resume) {
-        md_load_report rep;
-        if (!md_path_exists(c->model.weights))
-            return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
-                                "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
-        if ((s = md_detector_load_weights_ex(&t->det, c->model.weights, 0, c->model.weights_exclude, &rep))) return s;
-        char buf[2048];
-        md_load_report_format(&rep, buf, sizeof buf);
-        if (!t->quiet) md_log(MD_LOG_INFO, "%s: %s", c->model.weights, buf);
-    }
-    /* optimizer over the trainable tensors; checkpoint over every tensor */
-    int ntr = 0;
-    for (int i = 0; i < t->det.num_params; i++) ntr += t->det.params[i].trainable;
-    md_sgd_param *sp = calloc((size_t)(ntr ? ntr : 1), sizeof *sp);
-    t->ck = calloc((size_t)t->det.num_params, sizeof *t->ck);
-    if (!sp || !t->ck) { free(sp); return md_set_error(MD_ERR_NOMEM, "out of memory"); }
-    int k = 0;
-    for (int i = 0; i < t->det.num_params; i++) {
-        md_param *p = &t->det.params[i];
-        t->ck[i] = (md_ckpt_tensor){p->name, p->data, p->numel, p->ndim, {p->shape[0], p->shape[1], p->shape[2], p->shape[3]}};
-        if (p->trainable) sp[k++] = (md_sgd_param){p->name, p->data, p->grad, p->numel, p->weight_decay};
-    }
-    t->nck = t->det.num_params;
-    s = md_sgd_init(&t->opt, sp, ntr, c->solver.momentum, c->solver.weight_decay);
-    free(sp);
-    if (s) return s;
-    /* run directory */
     char path[4096];
     snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
     if (o->resume && !md_path_exists(path)) /* before creating anything */
@@ -406,8 +389,6 @@ static md_status setup(trainer *t, const md_train_options *o) {
     snprintf(path, sizeof path, "%s/checkpoints", t->run_dir);
     if ((s = md_mkdir_p(path))) return s;
     snprintf(path, sizeof path, "%s/last.safetensors", t->run_dir);
-    t->st.best_ap = -1;
-    t->st.best_iter = -1;
     if (o->resume) {
         if (!md_path_exists(path))
             return md_set_error(MD_ERR_IO, "%s: nothing to resume (no checkpoint in %s; start without --resume)", path, t->run_dir);
@@ -441,11 +422,97 @@ static md_status setup(trainer *t, const md_train_options *o) {
     if (o->resume && (s = truncate_metrics(path, t->st.iteration))) return s;
     t->metrics = fopen(path, o->resume ? "ab" : "wb");
     if (!t->metrics) return md_set_error(MD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    /* memory, then data */
+    return MD_OK;
+}
+
+/* Every rank, once rank 0's state has been broadcast: the arena, then the data from where training stands. */
+static md_status setup_data(trainer *t) {
+    const md_config *c = t->cfg;
+    md_status s;
     if ((s = size_arena(t))) return s;
     if ((s = md_loader_create(&t->loader, &t->train, c->data.train_images, &t->dopt, t->exclude, t->st.loader_epoch,
                               t->st.loader_position)))
         return s;
+    return MD_OK;
+}
+
+static md_status setup(trainer *t, const md_train_options *o) {
+    const md_config *c = t->cfg;
+    md_status s;
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", c->run.output_dir, c->run.name);
+    md_threads_init(c->run.threads);
+    if (c->solver.ims_per_batch % c->solver.grad_accum)
+        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch (%d) must be a multiple of grad_accum (%d)", c->solver.ims_per_batch,
+                            c->solver.grad_accum);
+    if ((c->solver.ims_per_batch / c->solver.grad_accum) % t->size)
+        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch (%d) is the global batch: %d ranks cannot share its %d images per "
+                            "micro-batch evenly (grad_accum %d); use a multiple of %d images, or another rank count",
+                            c->solver.ims_per_batch, t->size, c->solver.ims_per_batch / c->solver.grad_accum, c->solver.grad_accum,
+                            t->size * c->solver.grad_accum);
+    if (c->solver.ims_per_batch / c->solver.grad_accum > MD_MAX_BATCH)
+        return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch / grad_accum exceeds %d images per micro-batch", MD_MAX_BATCH);
+    /* data */
+    if (!c->data.train_ann[0] || !md_path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
+    if (!c->data.train_images[0] || !md_path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
+    t->have_val = c->data.val_ann[0] != 0;
+    if (t->have_val) {
+        if (!md_path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
+        if (!c->data.val_images[0] || !md_path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
+    }
+    md_data_options_from_config(c, &t->dopt);
+    t->dopt.ims_per_batch = c->solver.ims_per_batch / c->solver.grad_accum;
+    t->dopt.shard_rank = t->rank;
+    t->dopt.shard_count = t->size;
+    md_coco_options co;
+    md_data_coco_options(&t->dopt, &co);
+    if ((s = md_coco_load(&t->train, c->data.train_ann, &co))) return s;
+    if (t->train.num_classes != c->model.num_classes)
+        return md_set_error(MD_ERR_ARG, "%s: the dataset has %d classes with background (label_map %s) but [model] num_classes = %d; set model.num_classes=%d",
+                            c->data.train_ann, t->train.num_classes, c->model.label_map == MD_LABELS_COCO_ID ? "coco_id" : "contiguous",
+                            c->model.num_classes, t->train.num_classes);
+    if (t->have_val) {
+        if ((s = md_coco_load(&t->val, c->data.val_ann, &co))) { t->have_val = 0; return s; }
+        if ((s = md_coco_gt_load(c->data.val_ann, &t->val_gt))) return s;
+    }
+    t->exclude = calloc((size_t)(t->train.num_images ? t->train.num_images : 1), 1);
+    if (!t->exclude) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    int nbad = 0;
+    if ((s = md_dataset_check(&t->train, c->data.train_images, t->dopt.image_check, t->dopt.allow_16bit, t->exclude, &nbad))) return s;
+    if (nbad) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", c->data.train_images, nbad);
+    t->label_map_json = label_map_json(&t->train);
+    if (!t->label_map_json) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    /* model */
+    if ((s = md_detector_create(&t->det, c))) return s;
+    t->det_ok = 1;
+    if (c->model.weights[0] && !o->resume && t->rank == 0) { /* the other ranks receive rank 0's tensors */
+        md_load_report rep;
+        if (!md_path_exists(c->model.weights))
+            return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
+                                "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
+        if ((s = md_detector_load_weights_ex(&t->det, c->model.weights, 0, c->model.weights_exclude, &rep))) return s;
+        char buf[2048];
+        md_load_report_format(&rep, buf, sizeof buf);
+        if (!t->quiet) md_log(MD_LOG_INFO, "%s: %s", c->model.weights, buf);
+    }
+    /* optimizer over the trainable tensors; checkpoint over every tensor */
+    int ntr = 0;
+    for (int i = 0; i < t->det.num_params; i++) ntr += t->det.params[i].trainable;
+    md_sgd_param *sp = calloc((size_t)(ntr ? ntr : 1), sizeof *sp);
+    t->ck = calloc((size_t)t->det.num_params, sizeof *t->ck);
+    if (!sp || !t->ck) { free(sp); return md_set_error(MD_ERR_NOMEM, "out of memory"); }
+    int k = 0;
+    for (int i = 0; i < t->det.num_params; i++) {
+        md_param *p = &t->det.params[i];
+        t->ck[i] = (md_ckpt_tensor){p->name, p->data, p->numel, p->ndim, {p->shape[0], p->shape[1], p->shape[2], p->shape[3]}};
+        if (p->trainable) sp[k++] = (md_sgd_param){p->name, p->data, p->grad, p->numel, p->weight_decay};
+    }
+    t->nck = t->det.num_params;
+    s = md_sgd_init(&t->opt, sp, ntr, c->solver.momentum, c->solver.weight_decay);
+    free(sp);
+    if (s) return s;
+    t->st.best_ap = -1;
+    t->st.best_iter = -1;
+    if (t->rank == 0 && (s = open_run_dir(t, o))) return s;
     return MD_OK;
 }
 
@@ -457,34 +524,65 @@ typedef struct {
     int n;
     long long imgs;
     double t0, stall0;
+    double comm; /* exposed gradient-sum seconds (several ranks) */
 } log_window;
 
 /* One iteration: the micro-batches' forward/backward (gradients accumulate), clipping and the SGD step
  * at this iteration's lr; then the state a checkpoint records. L receives the mean losses. A non-finite
- * loss or gradient stops with MD_ERR_NUMERIC naming the iteration and the batch's image ids. */
+ * loss or gradient stops with MD_ERR_NUMERIC naming the iteration and the batch's image ids.
+ * Several ranks: each loads its shard (a bad image anywhere stops every rank there, before the step's
+ * collectives), the gradients are summed during the backward pass (md_dp), and at the end of the step
+ * the ranks agree on a non-finite loss anywhere (every rank stops, the failing one naming its images)
+ * and on a signal anywhere (t->dp_signal); L is then the sum of the ranks' shares, the batch's loss. */
 static md_status train_step(trainer *t, long long it, float lr, step_losses *L, log_window *w) {
     const md_config *cfg = t->cfg;
     int accum = cfg->solver.grad_accum;
     float gscale = 1.0f / (float)accum;
     md_detector_zero_grad(&t->det);
+    md_dp_step_begin(&t->dp);
     *L = (step_losses){0, 0, 0, 0};
     int64_t ids[MD_MAX_BATCH * 8];
     int nids = 0;
-    md_status s = MD_OK;
+    md_status s = MD_OK, numeric = MD_OK; /* numeric: several ranks, a non-finite loss here, reported once all end the step */
+    char numeric_msg[1024] = "";
     for (int m = 0; m < accum && !s; m++) {
         const md_batch *b;
-        if ((s = md_loader_next(t->loader, &b))) break;
+        if ((s = all_ranks(t, md_loader_next(t->loader, &b)))) break;
         for (int i = 0; i < b->n && nids < MD_MAX_BATCH * 8; i++) ids[nids++] = b->info[i].image_id;
         md_rng rng = md_rng_make(cfg->run.seed, MD_STREAM_SAMPLER);
         rng.counter = ((uint64_t)it * (uint64_t)accum + (uint64_t)m) << 32;
-        step_losses ml;
+        step_losses ml = {0, 0, 0, 0};
+        md_dp_arm(&t->dp, m == accum - 1);
         s = micro_step(t, b, &rng, gscale, &ml);
+        if (s == MD_ERR_NUMERIC && t->size > 1) {
+            /* the others go on through the step's collectives: so does this rank (the gradient sum starts every
+               bucket in the same order whether or not its backward pass ran), then all stop together */
+            if (!numeric) snprintf(numeric_msg, sizeof numeric_msg, "%s", md_last_error());
+            numeric = s;
+            s = MD_OK;
+            continue;
+        }
+        if (s && t->size > 1) fatal_mid_step(t, s);
         if (s) break;
         L->obj += ml.obj / accum;
         L->rpn_box += ml.rpn_box / accum;
         L->cls += ml.cls / accum;
         L->box += ml.box / accum;
-        w->imgs += b->n;
+        w->imgs += (long long)b->n * t->size; /* every rank takes an equal share */
+    }
+    if (!s && t->size > 1) {
+        if ((s = md_dp_step_end(&t->dp))) fatal_mid_step(t, s);
+        w->comm += t->dp.exposed_s;
+        int worst = 0, who = 0;
+        double lv[4] = {L->obj, L->rpn_box, L->cls, L->box};
+        if ((s = md_dist_agree(numeric ? 2 : (g_stop_signal ? 1 : 0), &worst, &who)) || (s = md_dist_sum_f64(lv, 4)))
+            fatal_mid_step(t, s);
+        *L = (step_losses){lv[0], lv[1], lv[2], lv[3]};
+        if (worst == 2 && numeric) s = md_set_error(MD_ERR_NUMERIC, "rank %d: %s", t->rank, numeric_msg);
+        else if (worst == 2)
+            s = md_set_error(MD_ERR_NUMERIC, "rank %d: stopped because rank %d had a non-finite loss (its message names the images)",
+                             t->rank, who);
+        t->dp_signal = worst == 1;
     }
     if (!s) {
         double gnorm = md_clip_grad_norm(&t->opt, cfg->solver.clip_grad_norm);
@@ -516,22 +614,25 @@ static void log_window_flush(trainer *t, long long it, float lr, log_window *w) 
     double dt = md_now() - w->t0, stall = md_loader_stall_seconds(t->loader);
     double spi = dt / w->n, ips = w->imgs / (dt > 0 ? dt : 1e-9);
     double lo = w->sum.obj / w->n, lr_ = w->sum.rpn_box / w->n, lc = w->sum.cls / w->n, lb = w->sum.box / w->n;
-    double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb();
-    fprintf(t->metrics,
-            "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
-            "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
-            "\"data_wait_s\":%.6g}\n",
-            it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - w->stall0);
-    fflush(t->metrics);
+    double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb(), comm = w->comm / w->n;
+    if (t->metrics) { /* rank 0 */
+        fprintf(t->metrics,
+                "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
+                "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
+                "\"data_wait_s\":%.6g,\"ranks\":%d,\"comm_exposed_s\":%.6g}\n",
+                it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - w->stall0, t->size, comm);
+        fflush(t->metrics);
+    }
     if (!t->quiet) {
-        char eta[32];
+        char eta[32], dp[64] = "";
         fmt_eta(eta, sizeof eta, spi * (double)(sc->max_iter - it - 1));
-        fprintf(stderr, "%siter %lld/%d  %.1f%%  eta %s  lr %.3g  loss %.4f (obj %.4f rpn %.4f cls %.4f box %.4f)  %.2f img/s  %.0f MB%s",
+        if (t->size > 1) snprintf(dp, sizeof dp, "  %d ranks, comm %.3f s/iter", t->size, comm);
+        fprintf(stderr, "%siter %lld/%d  %.1f%%  eta %s  lr %.3g  loss %.4f (obj %.4f rpn %.4f cls %.4f box %.4f)  %.2f img/s  %.0f MB%s%s",
                 t->tty ? "\r" : "", it + 1, sc->max_iter, 100.0 * (it + 1) / sc->max_iter, eta, lr, tot, lo, lr_, lc, lb, ips,
-                rss, t->tty ? "\033[K" : "\n");
+                rss, dp, t->tty ? "\033[K" : "\n");
         fflush(stderr);
     }
-    *w = (log_window){{0, 0, 0, 0}, 0, 0, md_now(), stall};
+    *w = (log_window){{0, 0, 0, 0}, 0, 0, md_now(), stall, 0};
 }
 
 /* Evaluates on the val split, appends the metrics.jsonl "eval" line and keeps the best AP. */
@@ -551,7 +652,8 @@ static md_status maybe_eval(trainer *t, long long it, int last) {
     int every = t->cfg->solver.eval_every;
     if (last || every <= 0 || (it + 1) % every != 0 || !t->have_val) return MD_OK;
     md_cocoeval_result r;
-    md_status s = eval_and_record(t, it + 1, &r);
+    md_status s = md_dp_average_bn(&t->dp); /* norm = bn: the ranks' running statistics averaged before use */
+    if (!s) s = eval_and_record(t, it + 1, &r);
     if (s) return s;
     if (!t->quiet) {
         if (t->tty) fputc('\n', stderr);
@@ -565,8 +667,10 @@ static md_status maybe_eval(trainer *t, long long it, int last) {
 /* The last checkpoint, the one of an interrupted run, and every [solver] checkpoint_every. */
 static md_status maybe_checkpoint(trainer *t, long long it, int last, int interrupted) {
     int every = t->cfg->solver.checkpoint_every;
-    if (last || interrupted || (every > 0 && (it + 1) % every == 0)) return save_checkpoint(t);
-    return MD_OK;
+    if (!(last || interrupted || (every > 0 && (it + 1) % every == 0))) return MD_OK;
+    md_status s = md_dp_average_bn(&t->dp); /* norm = bn: the ranks' running statistics averaged before saving */
+    if (s) return s;
+    return all_ranks(t, t->rank == 0 ? save_checkpoint(t) : MD_OK); /* rank 0 writes; a failed save stops every rank */
 }
 
 /* After the last iteration: evaluation, its metrics line and eval.json. */
@@ -575,7 +679,7 @@ static md_status final_eval(trainer *t) {
     md_status s = eval_and_record(t, t->st.iteration, &r);
     if (s) return s;
     double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * t->cfg->solver.ims_per_batch) / t->st.train_time_s : 0;
-    s = write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips);
+    s = all_ranks(t, t->rank == 0 ? write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips) : MD_OK);
     if (!t->quiet) md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.4f AP50 %.4f AP75 %.4f", t->st.iteration, r.stats[0],
                           r.stats[1], r.stats[2]);
     md_cocoeval_result_free(&r);
@@ -587,10 +691,16 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
     memset(&T, 0, sizeof T);
     trainer *t = &T;
     t->cfg = cfg;
-    t->quiet = o->quiet;
+    t->rank = md_dist_rank();
+    t->size = md_dist_size();
+    t->quiet = o->quiet || t->rank != 0; /* rank 0 speaks for the job */
     t->tty = o->progress_tty < 0 ? isatty(STDERR_FILENO) : o->progress_tty;
-    md_status s = setup(t, o);
+    md_status s = all_ranks(t, setup(t, o));
     if (run_dir_out) snprintf(run_dir_out, n, "%s", t->run_dir);
+    /* rank 0's weights, momentum and state (initial weights or the checkpoint resumed from) to every rank */
+    if (!s) s = all_ranks(t, md_dp_init(&t->dp, &t->det, (size_t)DP_BUCKET_MB << 18));
+    if (!s) s = md_dp_broadcast_state(&t->dp, &t->opt, &t->st);
+    if (!s) s = all_ranks(t, setup_data(t));
     if (s) { trainer_free(t); return s; }
     const md_solver_config *sc = &cfg->solver;
     if (o->handle_signals) {
@@ -600,7 +710,7 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
     }
     long long start = t->st.iteration;
     double t_start = md_now(), time_before = t->st.train_time_s;
-    log_window w = {{0, 0, 0, 0}, 0, 0, md_now(), md_loader_stall_seconds(t->loader)};
+    log_window w = {{0, 0, 0, 0}, 0, 0, md_now(), md_loader_stall_seconds(t->loader), 0};
     md_status stop = MD_OK;
     for (long long it = start; it < sc->max_iter; it++) {
         float lr = md_lr_at(sc, it);
@@ -610,7 +720,7 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
         w.sum.obj += L.obj; w.sum.rpn_box += L.rpn_box; w.sum.cls += L.cls; w.sum.box += L.box;
         w.n++;
         int last = it + 1 == sc->max_iter;
-        int interrupted = g_stop_signal || (o->stop_after > 0 && it + 1 - start >= o->stop_after);
+        int interrupted = (t->size > 1 ? t->dp_signal : g_stop_signal) || (o->stop_after > 0 && it + 1 - start >= o->stop_after);
         if ((it + 1) % cfg->run.log_every == 0 || last || interrupted) log_window_flush(t, it, lr, &w);
         if ((s = maybe_checkpoint(t, it, last, interrupted))) break;
         if ((s = maybe_eval(t, it, last))) break;
