@@ -56,7 +56,7 @@ static void parity(const char *FIXP, int bn) {
     md_detector_zero_grad(&det);
     CHECK_OK(md_detector_forward_rpn(&det, &ar, images, N, H, W, sizes, 1, &step));
     CHECK_OK(md_detector_proposals(&det, &ar, &step));
-    md_gt_batch gt = {N, boxes, labels, begin, count};
+    md_gt_batch gt = {N, boxes, labels, begin, count, 0, 0};
     int A = step.num_anchors;
     float *d_obj = md_arena_floats(&ar, (size_t)N * A), *d_rpn = md_arena_floats(&ar, (size_t)N * A * 4);
     md_rng rng = md_rng_make(1, MD_STREAM_SAMPLER);
