@@ -124,16 +124,7 @@ static int run_cli(const char *const *argv, char *err, size_t cap) {
     char prog[700], errpath[200];
     snprintf(prog, sizeof prog, "%s/%s", bin_dir, argv[0]);
     snprintf(errpath, sizeof errpath, BDIR "/stderr.%d.txt", (int)getpid());
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fe = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644), fo = open("/dev/null", O_WRONLY);
-        if (fe < 0 || fo < 0) _exit(126);
-        dup2(fe, 2);
-        dup2(fo, 1);
-        execv(prog, (char *const *)argv);
-        _exit(127);
-    }
+    pid_t pid = md_test_spawn(prog, argv, errpath);
     int status = -1;
     if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
     size_t n = 0;
@@ -552,9 +543,7 @@ static void test_command_lines(void) {
 
 /* ./train must fail before creating anything: the run directory must not exist afterwards. */
 static void train_fail(const char *name, const char *const *argv, const char *n1, const char *n2, const char *n3) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", TRUN);
-    if (system(cmd)) fprintf(stderr, "cannot clean %s\n", TRUN);
+    md_test_rm_rf(TRUN);
     cli_fail("./train", name, TRUN, argv, n1, n2, n3, NULL);
 }
 

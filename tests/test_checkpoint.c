@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "minidet/checkpoint.h"
+#include "minidet/fs.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -138,13 +139,12 @@ static void test_rotation(void) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/md_test_ckpt_%d", (int)getpid());
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/checkpoints", dir);
-    if (system(cmd)) return 1;
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/checkpoints", dir);
+    if (md_mkdir_p(sub)) return 1;
     MD_RUN(test_round_trip);
     MD_RUN(test_refusals);
     MD_RUN(test_rotation);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) return 1;
+    if (md_test_rm_rf(dir)) return 1;
     return md_test_summary();
 }

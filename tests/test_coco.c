@@ -235,15 +235,12 @@ static void test_box_policy(void) {
 }
 
 int main(void) {
-    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/md_test_coco_XXXXXX");
-    if (!mkdtemp(g_tmpdir)) { perror("mkdtemp"); return 1; }
+    if (!md_test_tmpdir("coco", g_tmpdir, sizeof g_tmpdir)) return 1;
     MD_RUN(test_fixture_matches_json);
     MD_RUN(test_coco_id_layout);
     MD_RUN(test_coco_mini_all);
     MD_RUN(test_bad_json);
     MD_RUN(test_box_policy);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmpdir);
+    md_test_rm_rf(g_tmpdir);
     return md_test_summary();
 }

@@ -667,11 +667,7 @@ static void cleanup_tmp(void) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/md_cocoeval_XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!md_test_tmpdir("cocoeval", g_tmp, sizeof g_tmp)) return 1;
     MD_RUN(test_fixtures);
     MD_RUN(test_params);
     MD_RUN(test_single_detection);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "minidet/config.h"
+#include "minidet/fs.h"
 #include "testutil.h"
 
 static char tmpdir[256];
@@ -273,9 +274,7 @@ static void test_check_anchors(void) {
 
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/md_test_config_%d", (int)getpid());
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-    if (system(cmd)) return 1;
+    if (md_mkdir_p(tmpdir)) return 1;
     MD_RUN(test_defaults_load_empty);
     MD_RUN(test_parse_values);
     MD_RUN(test_box_loss_weight_rule);
@@ -284,7 +283,6 @@ int main(void) {
     MD_RUN(test_errors);
     MD_RUN(test_shipped_configs);
     MD_RUN(test_check_anchors);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) return 1;
+    if (md_test_rm_rf(tmpdir)) return 1;
     return md_test_summary();
 }

@@ -271,15 +271,12 @@ static void test_dataset_check(void) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/md_test_data_XXXXXX");
-    if (!mkdtemp(g_tmp)) { perror("mkdtemp"); return 1; }
+    if (!md_test_tmpdir("data", g_tmp, sizeof g_tmp)) return 1;
     MD_RUN(test_resize_size_rule);
     MD_RUN(test_batch_vs_torchvision);
     MD_RUN(test_image_formats);
     MD_RUN(test_bad_images);
     MD_RUN(test_dataset_check);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    md_test_rm_rf(g_tmp);
     return md_test_summary();
 }

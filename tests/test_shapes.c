@@ -212,14 +212,11 @@ static void test_cli(void) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/md_test_shapes_XXXXXX");
-    if (!mkdtemp(g_tmp)) { perror("mkdtemp"); return 1; }
+    if (!md_test_tmpdir("shapes", g_tmp, sizeof g_tmp)) return 1;
     MD_RUN(test_boxes_are_tight);
     MD_RUN(test_size_options);
     MD_RUN(test_generate_roundtrip);
     MD_RUN(test_cli);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    md_test_rm_rf(g_tmp);
     return md_test_summary();
 }

@@ -65,9 +65,9 @@ static md_status run(const char *name, int resume, long long stop_after, int n_e
 }
 
 static void rm_run(const char *name) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf build/test_train_runs/%s", name);
-    if (system(cmd)) fprintf(stderr, "cannot remove %s\n", name);
+    char dir[512];
+    snprintf(dir, sizeof dir, "build/test_train_runs/%s", name);
+    md_test_rm_rf(dir);
 }
 
 /* Reads the train lines of a run's metrics.jsonl: loss_total per iteration (iter-indexed, NAN if absent). */

@@ -59,12 +59,6 @@ static int exists(const char *p) {
     return stat(p, &sb) == 0;
 }
 
-static void rm_rf(const char *p) {
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd)) fprintf(stderr, "cannot remove %s\n", p);
-}
-
 static void make_data(void) {
     if (exists("build/reliab/shapes/annotations.json")) return;
     md_shapes_options o;
@@ -88,17 +82,7 @@ static pid_t start_train(const char *name, int resume, const char *const *extra,
     if (resume) argv[n++] = "--resume";
     argv[n++] = "--quiet";
     argv[n] = NULL;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fe = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644), fo = open("/dev/null", O_WRONLY);
-        if (fe < 0 || fo < 0) _exit(126);
-        dup2(fe, 2);
-        dup2(fo, 1);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    return md_test_spawn(bin, argv, errpath);
 }
 
 static int wait_status(pid_t pid) {
@@ -227,7 +211,7 @@ static void test_kill_and_resume(void) {
     char err[8192];
 
     /* the uninterrupted reference run (also the memory check) */
-    rm_rf(RUNS "/ref");
+    md_test_rm_rf(RUNS "/ref");
     double t0 = now();
     pid_t ref = start_train("ref", 0, extra, "build/reliab/ref.err");
     /* sample the process's current RSS (VmRSS) together with the iteration it has logged */
@@ -275,7 +259,7 @@ static void test_kill_and_resume(void) {
     }
 
     /* killed and resumed */
-    rm_rf(RUNS "/killed");
+    md_test_rm_rf(RUNS "/killed");
     md_rng rng = md_rng_make(77, 1);
     long long prev = 0;
     int kills = 0, finished = 0, bad = 0, mid_write = 0;
@@ -362,7 +346,7 @@ static void test_divergence(void) {
     load_cfg(&cfg);
     md_detector det;
     CHECK_OK(md_detector_create(&det, &cfg));
-    rm_rf(RUNS "/nan");
+    md_test_rm_rf(RUNS "/nan");
     const char *good[] = {"solver.max_iter=4", NULL};
     char err[8192];
     int st = wait_status(start_train("nan", 0, good, "build/reliab/nan.err"));
@@ -394,7 +378,7 @@ static void test_sigterm(void) {
     load_cfg(&cfg);
     md_detector det;
     CHECK_OK(md_detector_create(&det, &cfg));
-    rm_rf(RUNS "/term");
+    md_test_rm_rf(RUNS "/term");
     const char *extra[] = {"solver.max_iter=1000", "solver.checkpoint_every=0", "run.log_every=1", NULL};
     pid_t pid = start_train("term", 0, extra, "build/reliab/term.err");
     static double rss[4096];

@@ -4,8 +4,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include "minidet/fs.h"
 
 int md_test_checks = 0, md_test_failures = 0;
@@ -164,4 +166,37 @@ int md_test_mpirun(int np, const char *args, int timeout_s) {
     int rc = system(cmd);
     if (rc == -1) return -1;
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+int md_test_tmpdir(const char *name, char *buf, size_t cap) {
+    snprintf(buf, cap, "/tmp/md_test_%s_XXXXXX", name);
+    if (mkdtemp(buf)) return 1;
+    perror("mkdtemp");
+    return 0;
+}
+
+int md_test_rm_rf(const char *path) {
+    size_t n = strlen(path) + 16;
+    char *cmd = malloc(n);
+    if (!cmd) return -1;
+    snprintf(cmd, n, "rm -rf '%s'", path);
+    int rc = system(cmd);
+    free(cmd);
+    if (rc) fprintf(stderr, "cannot remove %s\n", path);
+    return rc;
+}
+
+pid_t md_test_spawn(const char *bin, const char *const *argv, const char *err_path) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644), fo = open("/dev/null", O_WRONLY);
+        if (fe < 0 || fo < 0) _exit(126);
+        dup2(fe, 2);
+        dup2(fo, 1);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
 }

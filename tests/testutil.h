@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include "minidet/safetensors.h"
 
 extern int md_test_checks, md_test_failures;
@@ -43,6 +44,13 @@ int md_test_fixture_geom(const md_st_file *f, const char *cs, int64_t *g, int wa
 char *md_test_slurp(const char *path, size_t *n);
 /* Writes text to path; 1 on success, 0 (no check recorded) otherwise. */
 int md_test_write_text(const char *path, const char *text);
+/* A fresh directory /tmp/md_test_<name>_XXXXXX, its path in buf (cap bytes); 0 with a message if it cannot. */
+int md_test_tmpdir(const char *name, char *buf, size_t cap);
+/* Removes path and everything below it (rm -rf); 0 on success, else a message on stderr. */
+int md_test_rm_rf(const char *path);
+/* Starts the program bin with argv (NULL-terminated; argv[0] as given), stdout to /dev/null and stderr
+ * to err_path; returns the child's pid (-1 when it cannot fork). Wait for it with waitpid. */
+pid_t md_test_spawn(const char *bin, const char *const *argv, const char *err_path);
 /* Fails (and returns 0) when path does not exist, with a message saying what provides it. */
 int md_test_need_path(const char *path, const char *what);
 
