@@ -27,10 +27,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+#include "minidet/fs.h"
 #include "minidet/safetensors.h"
 #include "minidet/shapes.h"
+#include "minidet/threads.h"
 #include "testutil.h"
 
 #define CFG "tests/fixtures/reliab_tiny.cfg"
@@ -44,17 +45,6 @@
 
 static char bin[600], evalbin[600];
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 static void sh(const char *cmd) {
     if (system(cmd)) fprintf(stderr, "failed: %s\n", cmd);
 }
@@ -65,10 +55,10 @@ static void make_data(void) {
     o.width = o.height = 64;
     o.num = 24;
     o.seed = 5;
-    if (!exists(TDIR "/shapes/annotations.json")) CHECK_OK(md_shapes_generate(TDIR "/shapes", &o));
+    if (!md_path_exists(TDIR "/shapes/annotations.json")) CHECK_OK(md_shapes_generate(TDIR "/shapes", &o));
     o.num = 10;
     o.seed = 6;
-    if (!exists(TDIR "/val/annotations.json")) CHECK_OK(md_shapes_generate(TDIR "/val", &o));
+    if (!md_path_exists(TDIR "/val/annotations.json")) CHECK_OK(md_shapes_generate(TDIR "/val", &o));
 }
 
 /* ./train CFG run.name=name BASE extra [--resume] --quiet on np ranks (np = 0: no mpirun); stderr to TDIR/name.err. */
@@ -203,9 +193,9 @@ static void test_equivalence(void) {
     const int np[4] = {0, 2, 4, 2};
     for (int i = 0; i < 4; i++) {
         rm_run(names[i]);
-        double t0 = now();
+        double t0 = md_now();
         int rc = train(np[i], names[i], ex, 0);
-        printf("  %s (%d ranks): %.1f s\n", names[i], np[i] ? np[i] : 1, now() - t0);
+        printf("  %s (%d ranks): %.1f s\n", names[i], np[i] ? np[i] : 1, md_now() - t0);
         CHECK(rc == 0, "%s: exit status %d", names[i], rc);
         if (rc) show_err(names[i]);
     }
@@ -334,9 +324,9 @@ static void test_corrupt_image(void) {
     for (long i = n / 2; i < n - 16; i++) fputc(0xA5, f);
     fclose(f);
     rm_run("bad");
-    double t0 = now();
+    double t0 = md_now();
     int rc = train(2, "bad", "data.train_ann=" TDIR "/bad/annotations.json data.train_images=" TDIR "/bad/images solver.max_iter=14", 0);
-    double dt = now() - t0;
+    double dt = md_now() - t0;
     char err[16384];
     read_err("bad", err, sizeof err);
     CHECK(rc != 0 && rc != 124, "corrupt image: status %d", rc);
@@ -411,9 +401,9 @@ static pid_t start_job(int np, const char *name, const char *extra) {
 
 /* Waits up to limit seconds; the exit status (128 + signal when killed), or -1 after the limit (the job is then killed). */
 static int wait_job(pid_t pid, double limit) {
-    double t0 = now();
+    double t0 = md_now();
     int st;
-    while (now() - t0 < limit) {
+    while (md_now() - t0 < limit) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         usleep(100000);
@@ -427,9 +417,9 @@ static int wait_job(pid_t pid, double limit) {
 static int wait_checkpoint(const char *name, double limit) {
     char p[300];
     snprintf(p, sizeof p, "%s/%s/last.safetensors", RUNS, name);
-    double t0 = now();
-    while (now() - t0 < limit) {
-        if (exists(p)) return 1;
+    double t0 = md_now();
+    while (md_now() - t0 < limit) {
+        if (md_path_exists(p)) return 1;
         usleep(100000);
     }
     return 0;
@@ -443,9 +433,9 @@ static void test_kill_rank(void) {
     pid_t victim = rank_pid("kill", 1);
     CHECK(victim > 0, "rank 1 not found");
     if (victim > 0) kill(victim, SIGKILL);
-    double t0 = now();
+    double t0 = md_now();
     int rc = wait_job(job, 60);
-    printf("  SIGKILL of rank 1: job status %d after %.1f s\n", rc, now() - t0);
+    printf("  SIGKILL of rank 1: job status %d after %.1f s\n", rc, md_now() - t0);
     CHECK(rc > 0, "job status %d (-1: still running after 60 s)", rc);
     char it[32];
     meta_of("kill", "minidet.iteration", it, sizeof it);
@@ -462,15 +452,15 @@ static void test_sigterm(void) {
     pid_t job = start_job(2, "term", "solver.max_iter=100000 solver.checkpoint_every=1000");
     char p[300];
     snprintf(p, sizeof p, "%s/term/metrics.jsonl", RUNS);
-    double t0 = now();
+    double t0 = md_now();
     struct stat sb;
-    while (now() - t0 < 120 && !(stat(p, &sb) == 0 && sb.st_size > 600)) usleep(100000); /* a few steps done */
+    while (md_now() - t0 < 120 && !(stat(p, &sb) == 0 && sb.st_size > 600)) usleep(100000); /* a few steps done */
     kill(job, SIGTERM);
-    t0 = now();
+    t0 = md_now();
     int rc = wait_job(job, 60);
     char err[16384], it[32];
     read_err("term", err, sizeof err);
-    printf("  SIGTERM to mpirun: status %d after %.1f s\n", rc, now() - t0);
+    printf("  SIGTERM to mpirun: status %d after %.1f s\n", rc, md_now() - t0);
     CHECK(rc > 0 && rc != 137, "status %d (-1: still running after 60 s; 137: ranks killed before saving)", rc);
     const char *m = strstr(err, "interrupted at iteration ");
     CHECK(m && strstr(err, "resume with: mpirun"), "no interruption message with the resume hint: %s", err);
