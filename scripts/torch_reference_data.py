@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference dump of torchvision 0.14's GeneralizedRCNNTransform for tests/test_data.c.
 
-Crops three fixture images (tests/fixtures/coco/images) to small PNGs (lossless,
+Crops three COCO sample images (tests/data/coco-sample/train2017) to small PNGs (lossless,
 so the C test decodes exactly the pixels torchvision saw; one is grey-scale to
 exercise grey -> RGB), runs GeneralizedRCNNTransform(min_size=64, max_size=96)
 on them plus a horizontally flipped copy of the first (flip as torchvision's
@@ -10,8 +10,11 @@ writes tests/fixtures/data_transform_ref.safetensors:
   batch (4, 3, Hpad, Wpad) float32, image_sizes (4, 2) int64,
   boxes_in_k / boxes_out_k (n_k, 4) float32,
   sizes (N, 6) int64: H, W, min_size, max_size -> out H, out W from torchvision's
-  own _resize_image_and_masks, over random and COCO-mini image sizes.
-Run from the repository root: /usr/bin/python3 scripts/torch_reference_data.py"""
+  own _resize_image_and_masks, over random and COCO image sizes (those of the COCO sample, plus
+  every image of COCO_DIR when given; the committed file holds the sizes of a 287-image COCO 2017
+  excerpt instead, written before the sample was in the repository).
+Run from the repository root: /usr/bin/python3 scripts/torch_reference_data.py [COCO_DIR]
+(COCO_DIR: the layout scripts/get_coco.sh writes)"""
 import glob, os, random, sys
 import numpy as np
 import torch
@@ -23,10 +26,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 import st_io
 
 FIX = "tests/fixtures"
+SAMPLE = "tests/data/coco-sample"
 CROPS = [  # source, (left, top, width, height), output png
-    ("coco/images/000000000536.jpg", (100, 50, 97, 73), "data_crop_a.png"),
-    ("coco/images/000000000086.jpg", (200, 300, 88, 61), "data_crop_b_grey.png"),
-    ("coco/images/000000000590.jpg", (30, 200, 150, 41), "data_crop_c.png"),
+    ("train2017/000000000536.jpg", (100, 50, 97, 73), "data_crop_a.png"),
+    ("train2017/000000000086.jpg", (200, 300, 88, 61), "data_crop_b_grey.png"),
+    ("train2017/000000000590.jpg", (30, 200, 150, 41), "data_crop_c.png"),
 ]
 BOXES = [
     [[0.0, 0.0, 97.0, 73.0], [10.5, 3.25, 40.75, 60.0], [60.2, 30.1, 90.9, 50.5]],
@@ -36,7 +40,7 @@ BOXES = [
 
 imgs, targets = [], []
 for (src, (l, t, w, h), out), boxes in zip(CROPS, BOXES):
-    im = Image.open(os.path.join(FIX, src))
+    im = Image.open(os.path.join(SAMPLE, src))
     crop = im.crop((l, t, l + w, t + h))
     crop.save(os.path.join(FIX, out))
     x = TF.to_tensor(Image.open(os.path.join(FIX, out)).convert("RGB"))
@@ -63,9 +67,10 @@ rows = []
 cases = [(random.randint(1, 1400), random.randint(1, 1400), mn, mx)
          for mn, mx in [(800, 1333), (600, 1000), (64, 100), (160, 256), (512, 853)] for _ in range(60)]
 import json
-for split in ("train2017", "val2017"):
-    d = json.load(open(f"../shared/data/coco-mini/annotations/instances_{split}.json"))
-    cases += [(im["height"], im["width"], 800, 1333) for im in d["images"]]
+for root in [SAMPLE] + sys.argv[1:2]:
+    for split in ("train2017", "val2017"):
+        d = json.load(open(f"{root}/annotations/instances_{split}.json"))
+        cases += [(im["height"], im["width"], 800, 1333) for im in d["images"]]
 cases += [(73, 97, 64, 96), (61, 88, 64, 96), (41, 150, 64, 96), (480, 640, 800, 1333), (427, 640, 800, 1333)]
 for (h, w, mn, mx) in cases:
     y, _ = _resize_image_and_masks(torch.zeros(1, h, w), float(mn), float(mx))

@@ -1,7 +1,7 @@
 /* test_cocoeval.c — the COCO evaluator against pycocotools 2.0.
  *
- * 1. Fixtures: every case in tests/fixtures/cocoeval/<case>/ (copied from
- *    ../shared/fixtures/cocoeval, expected.json computed by pycocotools 2.0):
+ * 1. Fixtures: every case in tests/fixtures/cocoeval/<case>/ (expected.json
+ *    computed by pycocotools 2.0):
  *    all 12 stats and every per-category AP within 1e-9, the printed summary
  *    equal character for character.
  * 2. Hand-derived edge cases (expected values worked out in the comments).
@@ -80,7 +80,7 @@ static void check_case(const char *name) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static void test_fixtures(void) {
-    if (!md_test_need_path(FIX "/basic/expected.json", "copied from ../shared/fixtures/cocoeval")) return;
+    if (!md_test_need_path(FIX "/basic/expected.json", "the committed pycocotools fixtures")) return;
     DIR *d = opendir(FIX);
     char *names[64];
     int n = 0;

@@ -170,7 +170,7 @@ static void test_image_formats(void) {
     md_st_free(&f);
     /* the fixture's grey-scale COCO JPEG decodes to RGB with R == G == B */
     md_image im;
-    CHECK_OK(md_image_load("tests/fixtures/coco/images/000000000086.jpg", 0, &im));
+    CHECK_OK(md_image_load("tests/data/coco-sample/train2017/000000000086.jpg", 0, &im));
     int same = 1;
     for (int i = 0; im.data && i < im.width * im.height; i++)
         if (im.data[3 * i] != im.data[3 * i + 1] || im.data[3 * i] != im.data[3 * i + 2]) same = 0;
@@ -192,7 +192,7 @@ static void expect_image_error(const char *path, int allow16, const char *needle
 
 static void test_bad_images(void) {
     size_t n;
-    uint8_t *jpg = (uint8_t *)md_test_slurp("tests/fixtures/coco/images/000000000536.jpg", &n);
+    uint8_t *jpg = (uint8_t *)md_test_slurp("tests/data/coco-sample/train2017/000000000536.jpg", &n);
     CHECK(jpg != NULL, "read fixture jpeg");
     if (!jpg) return;
     write_bytes(tmp_path("truncated.jpg"), jpg, n / 2);
@@ -235,10 +235,10 @@ static void test_bad_images(void) {
 /* Start-up check: the fixture passes; missing / zero-byte / wrong-size images fail or are skipped and counted. */
 static void test_dataset_check(void) {
     md_coco c;
-    CHECK_OK(md_coco_load(&c, "tests/fixtures/coco/instances.json", NULL));
+    CHECK_OK(md_coco_load(&c, "tests/data/coco-sample/annotations/instances_train2017.json", NULL));
     if (!c.images) return;
     int nbad = -1;
-    CHECK_OK(md_dataset_check(&c, "tests/fixtures/coco/images", MD_POLICY_FAIL, 0, NULL, &nbad));
+    CHECK_OK(md_dataset_check(&c, "tests/data/coco-sample/train2017", MD_POLICY_FAIL, 0, NULL, &nbad));
     CHECK(nbad == 0, "fixture: %d bad", nbad);
     /* a copy of the image folder with one image missing and one empty */
     char dir[256];
@@ -246,7 +246,7 @@ static void test_dataset_check(void) {
     mkdir(dir, 0755);
     for (int i = 0; i < c.num_images; i++) {
         char src[512], dst[512];
-        snprintf(src, sizeof src, "tests/fixtures/coco/images/%s", c.images[i].file_name);
+        snprintf(src, sizeof src, "tests/data/coco-sample/train2017/%s", c.images[i].file_name);
         snprintf(dst, sizeof dst, "%s/%s", dir, c.images[i].file_name);
         size_t n;
         void *b = md_test_slurp(src, &n);
@@ -265,7 +265,7 @@ static void test_dataset_check(void) {
     CHECK(nbad == 2 && bad[3] && bad[6] && !bad[0], "skip policy: %d bad", nbad);
     /* JSON size disagreeing with the file */
     c.images[0].width += 1;
-    st = md_dataset_check(&c, "tests/fixtures/coco/images", MD_POLICY_FAIL, 0, NULL, &nbad);
+    st = md_dataset_check(&c, "tests/data/coco-sample/train2017", MD_POLICY_FAIL, 0, NULL, &nbad);
     CHECK(st != MD_OK && strstr(md_last_error(), "says width"), "size mismatch: %s", md_last_error());
     md_coco_free(&c);
 }

@@ -1,4 +1,5 @@
-/* test_eval_weights.c — `./eval --weights` end to end on coco-mini val with a tiny random detector:
+/* test_eval_weights.c — `./eval --weights` end to end on the COCO sample's val split (tests/data/coco-sample:
+ * 4 official val2017 images, one with a crowd box) with a tiny random detector; --max-images 3 evaluates 3:
  * results.json (COCO loadRes format, re-read by the evaluator), eval.json and report.md are written,
  * every detection is inside its image; a checkpoint with the wrong number of classes is a clear error
  * and --strict 0 loads it partially. --vis N: one PNG per evaluated image at the image's size, the
@@ -15,8 +16,8 @@
 #include "minidet/plot.h"
 #include "testutil.h"
 
-#define ANN "../shared/data/coco-mini/annotations/instances_val2017.json"
-#define IMG "../shared/data/coco-mini/val2017"
+#define ANN "tests/data/coco-sample/annotations/instances_val2017.json"
+#define IMG "tests/data/coco-sample/val2017"
 #define DIR "build/tmp_eval_weights"
 #define TINY "model.depth=18 model.width_mult=0.0625 model.fpn_channels=16 model.representation_size=16 " \
              "model.min_size=96 model.max_size=128 test.score_thresh=0.0"
@@ -38,14 +39,13 @@ static md_status save_tiny(const char *path, int num_classes) {
 }
 
 static void test_eval_weights_end_to_end(void) {
-    if (!md_test_need_path(ANN, "the shared coco-mini data") || !md_test_need_path(IMG, "the shared coco-mini data")) return;
     const char *bin = getenv("MD_BIN") ? getenv("MD_BIN") : "build/bin";
     CHECK(system("mkdir -p " DIR) == 0, "mkdir");
     CHECK_OK(save_tiny(DIR "/w81.safetensors", 81));
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s/eval --weights " DIR "/w81.safetensors --ann " ANN " --images " IMG " --out-dir " DIR
-             "/out --max-images 5 --quiet " TINY " model.num_classes=81 > " DIR "/stdout.txt 2> " DIR "/stderr.txt",
+             "/out --max-images 3 --quiet " TINY " model.num_classes=81 > " DIR "/stdout.txt 2> " DIR "/stderr.txt",
              bin);
     int rc = system(cmd);
     CHECK(rc == 0, "eval --weights exit %d: %s", rc, md_test_slurp(DIR "/stderr.txt", NULL));
@@ -57,13 +57,23 @@ static void test_eval_weights_end_to_end(void) {
     md_coco_dets *dt = NULL;
     CHECK_OK(md_coco_gt_load(ANN, &gt));
     if (gt && md_coco_dets_load(gt, DIR "/out/results.json", &dt) == MD_OK) {
-        CHECK(dt->n > 0 && dt->n <= 5 * 100, "%zu detections for 5 images", dt->n);
-        int bad = 0;
+        CHECK(dt->n > 0 && dt->n <= 3 * 100, "%zu detections for 3 images", dt->n);
+        int bad = 0, per_img[8] = {0}, n_img = 0;
         for (size_t i = 0; i < dt->n; i++) {
             const double *b = dt->bbox + 4 * i;
             bad += !(b[0] >= 0 && b[1] >= 0 && b[2] >= 0 && b[3] >= 0 && dt->score[i] >= 0 && dt->score[i] <= 1);
+            if (dt->img[i] >= 0 && dt->img[i] < 8) per_img[dt->img[i]]++;
         }
         CHECK(bad == 0, "%d malformed detections", bad);
+        /* random weights give every image boxes: the first 3 of the 4 in file order were evaluated, not the
+         * 4th (id 34417; gt->img_ids is in ascending id order) */
+        int last = -1;
+        for (int i = 0; i < gt->n_img && i < 8; i++) {
+            n_img += per_img[i] > 0;
+            if (gt->img_ids[i] == 34417) last = i;
+        }
+        CHECK(gt->n_img == 4 && n_img == 3 && last >= 0 && per_img[last] == 0, "detections on %d of %d images (the first 3 expected)",
+              n_img, gt->n_img);
     } else {
         md_test_fail(__FILE__, __LINE__, "results.json: %s", md_last_error());
     }
@@ -123,7 +133,6 @@ static double ring_share(const unsigned char *px, int W, int H, int a0, int b0, 
 }
 
 static void test_eval_weights_vis(void) {
-    if (!md_test_need_path(ANN, "the shared coco-mini data") || !md_test_need_path(IMG, "the shared coco-mini data")) return;
     const char *bin = getenv("MD_BIN") ? getenv("MD_BIN") : "build/bin";
     CHECK(system("rm -rf " DIR "/vis " DIR "/vis_none && mkdir -p " DIR) == 0, "mkdir");
     CHECK_OK(save_tiny(DIR "/wv.safetensors", 81));

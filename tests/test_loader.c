@@ -1,7 +1,7 @@
 /* test_loader.c — prefetching loader: same seed -> same batches for any worker
  * count, exact resume from (epoch, position), epoch structure (permutation,
- * aspect grouping), errors from workers arrive in order, and all of
- * ../shared/data/coco-mini train+val loads. */
+ * aspect grouping), errors from workers arrive in order, and every image of both
+ * splits of the COCO sample (tests/data/coco-sample) goes through the loader. */
 #include "minidet/data.h"
 #include "minidet/log.h"
 #include "minidet/rng.h"
@@ -11,8 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ANN "tests/fixtures/coco/instances.json"
-#define IMGS "tests/fixtures/coco/images"
+#define SAMPLE "tests/data/coco-sample"
+#define ANN SAMPLE "/annotations/instances_train2017.json"
+#define IMGS SAMPLE "/train2017"
 #define NB 14
 
 typedef struct {
@@ -255,13 +256,12 @@ static void test_worker_error(void) {
     md_coco_free(&c);
 }
 
-/* All of coco-mini train + val: start-up check, then every image through the loader. */
-static void test_coco_mini(void) {
-    const char *ann[2] = {"../shared/data/coco-mini/annotations/instances_train2017.json",
-                          "../shared/data/coco-mini/annotations/instances_val2017.json"};
-    const char *dir[2] = {"../shared/data/coco-mini/train2017", "../shared/data/coco-mini/val2017"};
+/* Both splits of the COCO sample (grey-scale and colour JPEGs, portrait, landscape and wide images, crowd
+ * boxes, an image without annotations): start-up check, then every image through the loader. */
+static void test_coco_sample(void) {
+    const char *ann[2] = {SAMPLE "/annotations/instances_train2017.json", SAMPLE "/annotations/instances_val2017.json"};
+    const char *dir[2] = {SAMPLE "/train2017", SAMPLE "/val2017"};
     for (int s = 0; s < 2; s++) {
-        if (!md_test_need_path(ann[s], "COCO mini annotations") || !md_test_need_path(dir[s], "COCO mini images")) continue;
         md_coco c;
         CHECK_OK(md_coco_load(&c, ann[s], NULL));
         if (!c.images) continue;
@@ -387,6 +387,6 @@ int main(void) {
     MD_RUN(test_epoch_structure);
     MD_RUN(test_worker_error);
     MD_RUN(test_shards);
-    MD_RUN(test_coco_mini);
+    MD_RUN(test_coco_sample);
     return md_test_summary();
 }

@@ -3,9 +3,10 @@
  * Each test program is a main() that calls MD_RUN(fn) for its cases and
  * returns md_test_summary(). CHECK* macros record a failure with file:line and
  * keep going; a program exits non-zero if any check failed. Tests run from
- * the repository root. md_test_need_path() makes a test that needs
- * ../shared (or another external input) FAIL loudly when it is missing —
- * never skip silently. */
+ * the repository root and read only repository paths (and what they write
+ * under build/). md_test_need_path() makes a test that needs an input made
+ * elsewhere (a built program, a generated file) FAIL loudly when it is
+ * missing — never skip silently. */
 #ifndef MINIDET_TESTUTIL_H
 #define MINIDET_TESTUTIL_H
 #include <stddef.h>
