@@ -1,19 +1,25 @@
 #!/bin/sh
 # Data-loading stall benchmark (issue 9: "data loading never stalls the step"). Real COCO
-# images (../shared/data/coco-mini, JPEG, resized to 800/1333 as in training):
+# images (JPEG, resized to 800/1333 as in training) from COCO_DIR, the first argument or $COCO:
+# a COCO 2017 copy in the layout scripts/get_coco.sh writes (annotations/instances_train2017.json,
+# train2017/); at least 100 training images (docs/BENCHMARKS.md used a 208-image excerpt):
 #   1. the loader alone: build/bin/tool_data_bench with the training workers (default 2);
 #   2. the trainer: ./train configs/r18_giou.cfg at a quarter width with FPN 64 (a cheap step at this
 #      image size, so the hardest case for the loader) for ITERS steps with log_every = 1, summing
 #      metrics.jsonl's data_wait_s (time the step waited for its batch) against the step time.
-# Stall share = waited / step time (target: ~0). Skipped with a message when ../shared is missing.
+# Stall share = waited / step time (target: ~0). Without COCO_DIR it says what it needs and gives
+# no figure (exit 0, so `make bench` goes on).
+#   usage: sh scripts/bench_data.sh [COCO_DIR]      (or COCO=COCO_DIR make bench)
 set -eu
-COCO=${COCO:-../shared/data/coco-mini}
+COCO=${1:-${COCO:-data/coco}}
 ITERS=${ITERS:-10}
 WORKERS=${WORKERS:-2}
 THREADS=${THREADS:-2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [ ! -f "$COCO/annotations/instances_train2017.json" ]; then
-    echo "bench_data: $COCO missing (../shared); no figure this run"
+    echo "bench_data: no COCO data at $COCO (needs $COCO/annotations/instances_train2017.json and $COCO/train2017/);"
+    echo "  give a COCO 2017 directory: sh scripts/bench_data.sh COCO_DIR, or COCO=COCO_DIR make bench;"
+    echo "  sh scripts/get_coco.sh downloads COCO 2017 into data/coco. No figure this run."
     exit 0
 fi
 [ -x build/bin/tool_data_bench ] && [ -x ./train ] || { echo "bench_data: build first (make)"; exit 1; }
