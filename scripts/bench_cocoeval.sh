@@ -1,10 +1,11 @@
 #!/bin/sh
-# COCO bbox evaluation on a COCO-val-sized case (design.md §6: >= 20x faster than pycocotools).
+# COCO bbox evaluation on a COCO-val-sized case (docs/DESIGN.md, "Numbers it is held to":
+# >= 20x faster than pycocotools).
 # Generates build/bench/cocoeval_{gt,dets}.json once (deterministic: tool_gen_cocoeval_bench,
 # 5000 images, ~34.7k GT boxes, ~430k detections), then times `./eval --ann --results`
 # end to end (JSON loading included) RUNS times and reports the best and the median.
 # pycocotools is not installed here and PyPI is not reachable, so its figure is the
-# one recorded in ../shared/docs/anchors.md for this 2-core machine (51 s), not a rerun.
+# one recorded in docs/ANCHORS.md for the 2-core development VM (51 s), not a rerun.
 set -e
 BIN=${MD_BIN:-build/bin}
 OUT=build/bench
@@ -31,6 +32,6 @@ echo "$times" | tr ' ' '\n' | grep . | sort -n | awk -v ref=$PYCOCO_S '
     END {
         best = t[1]; med = t[int((NR + 1) / 2)]
         printf "minidet ./eval: best %.3f s, median %.3f s of %d runs (wall, JSON loading included)\n", best, med, NR
-        printf "pycocotools 2.0: %d s (reference figure from ../shared/docs/anchors.md for this 2-core machine; not rerun: not installed, no PyPI)\n", ref
+        printf "pycocotools 2.0: %d s (reference figure from docs/ANCHORS.md, 2-core development VM; not rerun: not installed, no PyPI)\n", ref
         printf "speed-up: %.0fx (best), %.0fx (median); target >= 20x\n", ref / best, ref / med
     }'

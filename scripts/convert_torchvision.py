@@ -6,7 +6,7 @@
 IN is either a torchvision Faster R-CNN state_dict (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) or an
 ImageNet ResNet state_dict (resnet50-0676ba61.pth, ...); a dict holding the state_dict under "model" or
 "state_dict" (torchvision reference-script checkpoints) works too. Tensor names stay torchvision's
-state_dict keys (design.md section 3) with these adjustments:
+state_dict keys (docs/DESIGN.md, "Files") with these adjustments:
   - ImageNet ResNet keys get the "backbone.body." prefix; the classifier fc.* is dropped;
   - torchvision < 0.13 names are updated the way torchvision's own _load_from_state_dict does
     (rpn.head.conv.weight -> rpn.head.conv.0.0.weight, backbone.fpn.inner_blocks.N.weight -> .N.0.weight,

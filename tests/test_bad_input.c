@@ -1,4 +1,4 @@
-/* test_bad_input.c — the bad-input matrix (design.md §7, issue 10): every entry point given a broken
+/* test_bad_input.c — the bad-input matrix (docs/DESIGN.md, "What bad input gets"; issue 10): every entry point given a broken
  * config, COCO JSON, image, results file, checkpoint or command line must fail cleanly.
  *
  * Library cases check: a non-OK status and ONE line of message (no newline) naming the file and,

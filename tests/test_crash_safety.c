@@ -1,5 +1,5 @@
 /* test_crash_safety.c — a crash or a full disk while saving never loses the last good checkpoint
- * (design.md §3 and §7, issue 10).
+ * (docs/DESIGN.md, "Files" and "What bad input gets"; issue 10).
  *
  * - kill during save: a child process saves checkpoints in a loop exactly as the trainer does
  *   (iter_N file, last.safetensors link, prune to 2); the parent SIGKILLs it after pseudo-random

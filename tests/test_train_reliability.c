@@ -1,5 +1,5 @@
 /* test_train_reliability.c — ./train survives crashes, full disks, divergence and long runs
- * (design.md §7, issue 10), on tests/fixtures/reliab_tiny.cfg (quarter-width R18-FPN, 64x64 shapes).
+ * (docs/DESIGN.md, "What bad input gets"; issue 10), on tests/fixtures/reliab_tiny.cfg (quarter-width R18-FPN, 64x64 shapes).
  *
  * - kill: ./train is SIGKILLed at pseudo-random points (once during start-up, then after 1-3 more
  *   logged iterations plus a random fraction of a step, so some kills land in checkpoint writes;

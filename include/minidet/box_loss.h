@@ -1,7 +1,7 @@
 /* box_loss.h — the box-regression losses: IoU, GIoU, DIoU, CIoU on boxes, smooth-L1 on
  * deltas, and the RoI-head / RPN regression loss that switches between them.
  *
- * md_iou_loss is the public per-box entry point (design.md §3). Values and gradients
+ * md_iou_loss is the public per-box entry point (docs/DESIGN.md, "Library"). Values and gradients
  * follow torchvision.ops 0.14 exactly, including its quirks:
  *   iou  = inter / (union + 1e-7), inter = 0 unless the boxes overlap with positive
  *          width AND height (masked, so disjoint or touching boxes get no gradient
@@ -48,7 +48,7 @@ md_status md_iou_loss_backward(float *dpred, const float *pred, const float *tar
 md_status md_iou_kind_from_box_loss(md_box_loss_kind k, md_iou_kind *out);
 
 /* ------------------------------------------------------------ regression loss (RoI heads / RPN)
- * Settings of the loss switch (design.md §5). */
+ * Settings of the loss switch (docs/DESIGN.md, "The box-regression loss switch"). */
 typedef struct {
     md_box_loss_kind kind;   /* smooth_l1 | iou | giou | diou | ciou */
     md_box_loss_space space; /* IoU kinds only: MD_SPACE_PROPOSAL or MD_SPACE_IMAGE */

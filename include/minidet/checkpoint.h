@@ -1,6 +1,6 @@
 /* checkpoint.h — training checkpoints: model + optimizer state + where training stands.
  *
- * A checkpoint is one safetensors file (design.md §3): every model tensor under
+ * A checkpoint is one safetensors file (docs/DESIGN.md, "Files"): every model tensor under
  * its torchvision state_dict name, the SGD momentum of every optimised tensor
  * as "optimizer.momentum.<name>", and __metadata__ with
  *   minidet.format = "minidet-train-checkpoint", minidet.format_version = "1",

@@ -2,7 +2,7 @@
  *
  * One md_config holds the whole resolved configuration; its sections mirror
  * the INI file sections ([run], [data], [model], [rpn], [roi_heads],
- * [solver], [test]) and field names are the INI keys (design.md §2). Modules
+ * [solver], [test]) and field names are the INI keys (docs/DESIGN.md, "Configuration"). Modules
  * take the sub-struct they need (md_model_config, ...). md_config_defaults()
  * gives torchvision 0.14 fasterrcnn_resnet50_fpn semantics; the INI parser
  * (md_config_load) overlays a file and then "section.key=value" overrides,

@@ -1,7 +1,7 @@
 /* model.h — the detector: ResNet-FPN Faster R-CNN, torchvision 0.14 compatible.
  *
  * md_detector is the whole network of torchvision's fasterrcnn_resnet50_fpn
- * (design.md §4): ResNet 18/34/50/101 body with frozen BatchNorm folded into
+ * (docs/DESIGN.md, "The network"): ResNet 18/34/50/101 body with frozen BatchNorm folded into
  * the convolutions, FPN P2..P6, anchor generator, RPN head and proposal
  * generation, MultiScaleRoIAlign, TwoMLPHead, FastRCNNPredictor and the
  * inference post-processing. With [model] norm = bn the BatchNorm of the trainable stages is

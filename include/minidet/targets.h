@@ -14,7 +14,7 @@
  * sampled RoIs in ascending proposal order per image, regression targets encoded with weights
  * (10, 10, 5, 5) (box.h coder, box_loss.h md_box_regression_loss). Loss: cross-entropy averaged over all sampled RoIs; box loss on the foreground RoIs'
  * ground-truth class slot, summed and divided by the number of sampled RoIs, times box_loss_weight:
- * smooth-L1 (beta [roi_heads] smooth_l1_beta) on the deltas, or an IoU-type loss (design.md §5) on the
+ * smooth-L1 (beta [roi_heads] smooth_l1_beta) on the deltas, or an IoU-type loss (docs/DESIGN.md, "The box-regression loss switch") on the
  * boxes decoded either around a unit proposal at the origin (box_loss_space = proposal) or around the
  * real proposal in image pixels (image).
  *

@@ -1,4 +1,4 @@
-/* eval.c — `./eval`: COCO evaluation (see design.md §2). Three modes, one function each:
+/* eval.c — `./eval`: COCO evaluation (docs/DESIGN.md, "Command line"). Three modes, one function each:
  *   ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]   eval_results()
  *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights() -> md_eval_weights() (evaluate.h)
  *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs() -> md_compare_run() (compare.h)
