@@ -131,11 +131,29 @@ static void test_rejects(void) {
     memcpy(buf + 8, hdr, hl);
     put_bytes(TMP, buf, (long)(8 + hl + 8));
     expect_reject("bad dtype", "dtype");
+    /* duplicate keys: cJSON keeps both members, the format has unique keys */
+    hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    hl = strlen(hdr);
+    buf[0] = (unsigned char)hl;
+    memcpy(buf + 8, hdr, hl);
+    put_bytes(TMP, buf, (long)(8 + hl + 8));
+    expect_reject("duplicate tensor name", "'x' appears twice");
+    hdr = "{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}";
+    hl = strlen(hdr);
+    buf[0] = (unsigned char)hl;
+    memcpy(buf + 8, hdr, hl);
+    put_bytes(TMP, buf, (long)(8 + hl));
+    expect_reject("duplicate metadata key", "__metadata__ key 'a' appears twice");
     free(c);
     free(b);
     md_st_file f;
     CHECK(md_st_load("build/does/not/exist.safetensors", &f) == MD_ERR_IO, "missing file");
     CHECK(md_st_load("build", &f) != MD_OK, "directory");
+    /* the fuzzer's find: a checkpoint header with "__metadata__" repeated as a tensor entry
+     * leaked the first metadata set (LeakSanitizer under make test SAN=1) */
+    const char *dup = "tests/fuzz/corpus/safetensors/regress_dup_metadata.safetensors";
+    CHECK(md_st_load(dup, &f) == MD_ERR_FORMAT && strstr(md_last_error(), "header key '__metadata__' appears twice"),
+          "%s: %s", dup, md_last_error());
 }
 
 static void test_atomic_save(void) {

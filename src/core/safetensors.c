@@ -53,6 +53,30 @@ static int cmp_range(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* The first key that occurs twice among obj's members, or NULL. The safetensors format has
+ * unique keys (a JSON object), and cJSON keeps duplicates: a second "__metadata__" or a
+ * repeated tensor name would otherwise be read twice. */
+static md_status check_unique_keys(const char *path, const char *what, const cJSON *obj) {
+    int n = cJSON_GetArraySize(obj);
+    if (n < 2) return MD_OK;
+    const char **keys = malloc((size_t)n * sizeof *keys);
+    if (!keys) return md_set_error(MD_ERR_NOMEM, "%s: out of memory for %d keys", path, n);
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) keys[k++] = it->string ? it->string : "";
+    qsort(keys, (size_t)k, sizeof *keys, cmp_str);
+    md_status st = MD_OK;
+    for (int i = 1; i < k; i++)
+        if (!strcmp(keys[i - 1], keys[i])) {
+            st = md_set_error(MD_ERR_FORMAT, "%s: %s '%s' appears twice (safetensors keys are unique)", path, what, keys[i]);
+            break;
+        }
+    free(keys);
+    return st;
+}
+
 static md_status parse_header(md_st_file *f, const char *json, size_t len, uint64_t data_size) {
     const char *path = f->path;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -63,6 +87,7 @@ static md_status parse_header(md_st_file *f, const char *json, size_t len, uint6
     }
     md_status st = MD_OK;
     if (!cJSON_IsObject(root)) { st = md_set_error(MD_ERR_FORMAT, "%s: header is not a JSON object", path); goto done; }
+    if ((st = check_unique_keys(path, "header key", root)) != MD_OK) goto done;
     int n = cJSON_GetArraySize(root);
     f->tensors = calloc((size_t)(n ? n : 1), sizeof *f->tensors);
     if (!f->tensors) { st = md_set_error(MD_ERR_NOMEM, "%s: out of memory for %d tensors", path, n); goto done; }
@@ -71,6 +96,7 @@ static md_status parse_header(md_st_file *f, const char *json, size_t len, uint6
         const char *key = item->string ? item->string : "";
         if (!strcmp(key, "__metadata__")) {
             if (!cJSON_IsObject(item)) { st = md_set_error(MD_ERR_FORMAT, "%s: __metadata__ is not an object", path); goto done; }
+            if ((st = check_unique_keys(path, "__metadata__ key", item)) != MD_OK) goto done;
             int m = cJSON_GetArraySize(item);
             f->meta_keys = calloc((size_t)(m ? m : 1), sizeof(char *));
             f->meta_values = calloc((size_t)(m ? m : 1), sizeof(char *));
