@@ -222,6 +222,25 @@ static void test_errors(void) {
     md_config_defaults(&c);
     CHECK(md_config_set(&c, "model", "dept", "50") == MD_ERR_ARG, "set unknown");
     CHECK(strstr(md_last_error(), "model.depth") != NULL, "suggests depth: %s", md_last_error());
+    /* names other trainers use: the edit distance alone sent learning_rate to
+     * roi_heads.sampling_ratio and lr to rpn.nms_thresh */
+    static const char *const syn[][3] = {
+        {"solver", "learning_rate", "solver.base_lr?"}, {"solver", "lr", "solver.base_lr?"},
+        {"solver", "batch_size", "solver.ims_per_batch?"}, {"data", "batch_size", "solver.ims_per_batch?"},
+        {"rpn", "batch_size", "rpn.batch_size_per_image?"}, {"solver", "epochs", "solver.max_iter? minidet counts steps"},
+        {"solver", "max_iters", "solver.max_iter?"}, {"data", "num_workers", "data.workers?"},
+        {"solver", "milestones", "solver.steps?"}, {"model", "pretrained", "model.weights?"},
+        {"model", "frozen_stages", "model.trainable_layers?"}, {"roi_heads", "loss_bbox", "roi_heads.box_loss?"},
+        {"rpn", "loss", "rpn.box_loss?"}, {"solver", "Learning_Rate", "solver.base_lr?"},
+        {"test", "score_threshold", "test.score_thresh?"}, {"run", "work_dir", "run.output_dir?"},
+    };
+    for (size_t i = 0; i < sizeof syn / sizeof *syn; i++) {
+        if (!syn[i][1][0]) continue;
+        CHECK(md_config_set(&c, syn[i][0], syn[i][1], "1") == MD_ERR_ARG, "[%s] %s must be unknown", syn[i][0], syn[i][1]);
+        CHECK(strstr(md_last_error(), syn[i][2]) != NULL, "[%s] %s: '%s' lacks '%s'", syn[i][0], syn[i][1], md_last_error(), syn[i][2]);
+    }
+    expect_error("[solver]\nlearning_rate = 0.01\n", 0, NULL, "bad.cfg:2", "'learning_rate'", "solver.base_lr");
+    expect_error(NULL, 1, (char *[]){"solver.lr=0.01"}, "override", "'lr'", "solver.base_lr");
 }
 
 /* Every shipped config loads, with the loss and reference weight its name promises. */

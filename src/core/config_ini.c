@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 typedef enum { K_STR, K_INT, K_U64, K_FLOAT, K_BOOL, K_ENUM, K_STEPS, K_ANCHORS, K_RATIOS } key_type;
@@ -131,6 +132,71 @@ static const key_def *closest_key(const char *section, const char *key) {
         if (d < bestd) { bestd = d; best = &keys[i]; }
     }
     return best;
+}
+
+/* Names users of detectron2, mmdetection, torchvision's references and other trainers type for
+ * minidet's keys. Edit distance alone maps 'learning_rate' to roi_heads.sampling_ratio and
+ * 'lr' to rpn.nms_thresh; a known synonym gives the key they mean, with a note where the
+ * meaning differs (epochs vs iterations). Checked before the edit distance, case-insensitively,
+ * only for keys that are not valid in the section they were written in. */
+typedef struct { const char *alias, *section, *name, *note; } synonym;
+static const synonym synonyms[] = {
+    {"lr", "solver", "base_lr", NULL}, {"learning_rate", "solver", "base_lr", NULL},
+    {"base_learning_rate", "solver", "base_lr", NULL}, {"initial_lr", "solver", "base_lr", NULL},
+    {"batch_size", "solver", "ims_per_batch", "images per step"}, {"batch", "solver", "ims_per_batch", "images per step"},
+    {"imgs_per_gpu", "solver", "ims_per_batch", "images per step"}, {"samples_per_gpu", "solver", "ims_per_batch", "images per step"},
+    {"images_per_batch", "solver", "ims_per_batch", "images per step"}, {"train_batch_size", "solver", "ims_per_batch", "images per step"},
+    {"epochs", "solver", "max_iter", "minidet counts steps: max_iter = epochs x training images / ims_per_batch"},
+    {"max_epochs", "solver", "max_iter", "minidet counts steps: max_iter = epochs x training images / ims_per_batch"},
+    {"num_epochs", "solver", "max_iter", "minidet counts steps: max_iter = epochs x training images / ims_per_batch"},
+    {"max_iters", "solver", "max_iter", NULL}, {"iterations", "solver", "max_iter", NULL}, {"iters", "solver", "max_iter", NULL},
+    {"num_iters", "solver", "max_iter", NULL}, {"max_steps", "solver", "max_iter", NULL}, {"total_steps", "solver", "max_iter", NULL},
+    {"lr_steps", "solver", "steps", "iterations at which the lr is multiplied by gamma"},
+    {"milestones", "solver", "steps", "iterations at which the lr is multiplied by gamma"},
+    {"lr_milestones", "solver", "steps", "iterations at which the lr is multiplied by gamma"},
+    {"decay_steps", "solver", "steps", "iterations at which the lr is multiplied by gamma"},
+    {"lr_gamma", "solver", "gamma", NULL}, {"lr_decay", "solver", "gamma", NULL},
+    {"warmup", "solver", "warmup_iters", NULL}, {"warmup_steps", "solver", "warmup_iters", NULL},
+    {"warmup_ratio", "solver", "warmup_factor", NULL}, {"wd", "solver", "weight_decay", NULL},
+    {"checkpoint_period", "solver", "checkpoint_every", NULL}, {"save_every", "solver", "checkpoint_every", NULL},
+    {"eval_period", "solver", "eval_every", NULL}, {"eval_interval", "solver", "eval_every", NULL},
+    {"grad_clip", "solver", "clip_grad_norm", NULL}, {"max_norm", "solver", "clip_grad_norm", NULL},
+    {"num_workers", "data", "workers", NULL}, {"workers_per_gpu", "data", "workers", NULL},
+    {"random_flip", "data", "hflip", NULL}, {"flip", "data", "hflip", NULL}, {"horizontal_flip", "data", "hflip", NULL},
+    {"ann_file", "data", "train_ann", NULL}, {"annotations", "data", "train_ann", NULL},
+    {"img_prefix", "data", "train_images", NULL}, {"image_dir", "data", "train_images", NULL}, {"images", "data", "train_images", NULL},
+    {"pretrained", "model", "weights", "a .safetensors file; scripts/convert_torchvision.py converts torchvision's"},
+    {"load_from", "model", "weights", NULL}, {"checkpoint", "model", "weights", NULL}, {"init_checkpoint", "model", "weights", NULL},
+    {"backbone", "model", "depth", "ResNet depth: 18, 34, 50 or 101"}, {"arch", "model", "depth", "ResNet depth: 18, 34, 50 or 101"},
+    {"classes", "model", "num_classes", "including background"}, {"n_classes", "model", "num_classes", "including background"},
+    {"num_class", "model", "num_classes", "including background"},
+    {"frozen_stages", "model", "trainable_layers", "trainable_layers = 5 - frozen stages"},
+    {"freeze_at", "model", "trainable_layers", "trainable_layers = 5 - frozen stages"},
+    {"image_size", "model", "min_size", "shorter side; max_size bounds the longer"}, {"img_size", "model", "min_size", "shorter side; max_size bounds the longer"},
+    {"input_size", "model", "min_size", "shorter side; max_size bounds the longer"},
+    {"loss", "roi_heads", "box_loss", NULL}, {"bbox_loss", "roi_heads", "box_loss", NULL}, {"loss_bbox", "roi_heads", "box_loss", NULL},
+    {"reg_loss", "roi_heads", "box_loss", NULL}, {"iou_loss", "roi_heads", "box_loss", NULL},
+    {"num_threads", "run", "threads", NULL}, {"work_dir", "run", "output_dir", NULL}, {"out_dir", "run", "output_dir", NULL},
+    {"output", "run", "output_dir", NULL}, {"random_seed", "run", "seed", NULL},
+    {"score_threshold", "test", "score_thresh", NULL}, {"box_score_thresh", "test", "score_thresh", NULL},
+    {"nms_threshold", "test", "nms_thresh", NULL}, {"box_nms_thresh", "test", "nms_thresh", NULL},
+    {"max_per_img", "test", "detections_per_img", NULL}, {"box_detections_per_img", "test", "detections_per_img", NULL},
+    {"detections_per_image", "test", "detections_per_img", NULL},
+};
+#define NSYNONYMS ((int)(sizeof synonyms / sizeof *synonyms))
+
+static const synonym *find_synonym(const char *key) {
+    for (int i = 0; i < NSYNONYMS; i++)
+        if (!strcasecmp(key, synonyms[i].alias)) return &synonyms[i];
+    return NULL;
+}
+
+/* A key of this section that begins with what was typed ([rpn] batch_size ->
+ * rpn.batch_size_per_image) is a better guess than a synonym from another section. */
+static const key_def *key_with_prefix(const char *section, const char *key) {
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strncasecmp(keys[i].name, key, strlen(key))) return &keys[i];
+    return NULL;
 }
 
 static const char *closest_section(const char *s) {
@@ -350,7 +416,16 @@ md_status md_config_set(md_config *c, const char *section, const char *key, cons
         return md_set_error(MD_ERR_ARG, "unknown section [%s] (did you mean [%s]?)", section, closest_section(section));
     const key_def *k = find_key(section, key);
     if (!k) {
-        const key_def *s = closest_key(section, key);
+        const key_def *s = key_with_prefix(section, key);
+        if (s) return md_set_error(MD_ERR_ARG, "unknown key '%s' in [%s] (did you mean %s.%s?)", key, section, s->section, s->name);
+        const synonym *syn = find_synonym(key);
+        if (syn) {
+            /* the same key in the section written ([rpn] loss -> rpn.box_loss) */
+            const char *sec = find_key(section, syn->name) ? section : syn->section;
+            return md_set_error(MD_ERR_ARG, "unknown key '%s' in [%s] (did you mean %s.%s?%s%s)", key, section, sec, syn->name,
+                                syn->note ? " " : "", syn->note ? syn->note : "");
+        }
+        s = closest_key(section, key);
         return md_set_error(MD_ERR_ARG, "unknown key '%s' in [%s] (did you mean %s.%s?)", key, section, s->section, s->name);
     }
     md_status st = set_value(c, k, value);
