@@ -569,6 +569,14 @@ static void test_train_cli(void) {
     train_fail("unknown option", ARGV("train", TCFG, "--resum"), "--resum", NULL, NULL);
     train_fail("option before the config", ARGV("train", "--resume", TCFG), "--resume", "config file comes first", NULL);
     train_fail("train_ann missing", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/nope.json", img), "nope.json", "train_ann", NULL);
+    /* the hint names what makes the missing data: the generator for a shapes config, make demo
+     * for the demo's set, scripts/get_coco.sh only for COCO */
+    train_fail("train_ann missing (a shapes set)", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/shapes_none/train/annotations.json", img),
+               "shapes_none", "build/bin/tool_make_shapes " BDIR "/shapes_none/train --split train", NULL);
+    train_fail("train_ann missing (the demo's set)", ARGV("train", TCFG, out, nm, "data.train_ann=data/shapes/nope/annotations.json", img),
+               "make demo", NULL, NULL);
+    train_fail("train_ann missing (COCO)", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/coco/nope.json", img),
+               "scripts/get_coco.sh", NULL, NULL);
     train_fail("train_ann malformed", ARGV("train", TCFG, out, nm, "data.train_ann=" BDIR "/coco_malformed.json", img),
                "coco_malformed.json", "byte", NULL);
     train_fail("train_images missing", ARGV("train", TCFG, out, nm, ann, "data.train_images=" BDIR "/no_images"), "no_images",
@@ -586,6 +594,9 @@ static void test_train_cli(void) {
     train_fail("num_classes differs from the dataset", ARGV("train", TCFG, out, nm, ann, img, "model.num_classes=9"), "num_classes", "5", NULL);
     train_fail("weights file missing", ARGV("train", TCFG, out, nm, ann, img, "model.weights=" BDIR "/nope.safetensors"), "nope.safetensors",
                NULL, NULL);
+    train_fail("weights: another run's checkpoint, not trained yet",
+               ARGV("train", TCFG, out, nm, ann, img, "model.weights=" BDIR "/runs/tiny_shapes_test/last.safetensors"),
+               "checkpoint of run 'tiny_shapes_test'", "train it first (./train configs/tiny_shapes_test.cfg)", NULL);
     train_fail("weights: truncated checkpoint", ARGV("train", TCFG, out, nm, ann, img, "model.weights=" BDIR "/ck_trunc.safetensors"),
                "ck_trunc.safetensors", NULL, NULL);
     train_fail("--resume with nothing to resume", ARGV("train", TCFG, out, nm, ann, img, "--resume"), "nothing to resume", NULL, NULL);

@@ -49,11 +49,55 @@ static void on_signal(int sig) {
 
 /* ---------------------------------------------------------------- helpers */
 
-static md_status missing_data(const char *what, const char *key, const char *path) {
-    return md_set_error(MD_ERR_IO,
-                        "%s not found: looked for '%s' ([data] %s). To train on COCO 2017 run scripts/get_coco.sh (downloads "
-                        "it into data/coco), or point [data] train_ann/train_images/val_ann/val_images at any COCO-format dataset",
-                        what, path[0] ? path : "(empty)", key);
+/* What to do about missing data depends on whose data the config names: COCO (the download
+ * script), the demo's shapes set (make demo), another shapes directory (the generator), or the
+ * user's own set (the README's section on it). */
+static md_status missing_data(const md_config *c, const char *what, const char *key, const char *path) {
+    char hint[2 * sizeof c->data.train_ann];
+    int split_val = !strncmp(key, "val", 3);
+    if (strcasestr(path, "coco"))
+        snprintf(hint, sizeof hint, "To train on COCO 2017 run scripts/get_coco.sh (downloads it into data/coco), or point [data] "
+                 "train_ann/train_images/val_ann/val_images at any COCO-format dataset");
+    else if (!strncmp(path, "data/shapes/", 12))
+        snprintf(hint, sizeof hint, "This is the demo's synthetic shapes set: make demo generates it (and trains every run)");
+    else if (strstr(path, "shapes")) {
+        /* the generator writes DIR/annotations.json and DIR/images/ */
+        char dir[sizeof c->data.train_ann];
+        snprintf(dir, sizeof dir, "%s", split_val ? c->data.val_ann : c->data.train_ann);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(dir, sizeof dir, ".");
+        snprintf(hint, sizeof hint, "This config uses the synthetic shapes set: generate it with build/bin/tool_make_shapes %s "
+                 "--split %s --size %dx%d", dir, split_val ? "val" : "train", c->model.min_size, c->model.min_size);
+    } else
+        snprintf(hint, sizeof hint, "Point [data] train_ann/train_images/val_ann/val_images at your COCO-format dataset "
+                 "(README: Train on your own dataset), or run scripts/get_coco.sh for COCO 2017");
+    return md_set_error(MD_ERR_IO, "%s not found: looked for '%s' ([data] %s). %s", what, path[0] ? path : "(empty)", key, hint);
+}
+
+/* The hint for a missing [model] weights file: another run's checkpoint (train that run first,
+ * naming its config where configs/<run>.cfg exists) or converted ImageNet weights. */
+static md_status missing_weights(const char *path) {
+    char run[512] = "";
+    const char *base = strrchr(path, '/');
+    if (base && (!strcmp(base, "/last.safetensors") || !strcmp(base, "/best.safetensors"))) {
+        const char *name = path;
+        for (const char *q = path; q < base; q++)
+            if (*q == '/') name = q + 1;
+        snprintf(run, sizeof run, "%.*s", (int)(base - name), name);
+    }
+    if (run[0]) {
+        char cfg[600];
+        snprintf(cfg, sizeof cfg, "configs/%s.cfg", run);
+        if (md_path_exists(cfg))
+            return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights): it is the checkpoint of run '%s'; train it first "
+                                "(./train %s)%s, or set model.weights= to train from scratch", path, run, cfg,
+                                !strncmp(run, "shapes_", 7) ? " or run make demo, which trains both stages" : "");
+        return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights): it is another run's checkpoint; train that run "
+                            "first, or set model.weights= to train from scratch", path);
+    }
+    return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
+                        "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", path);
 }
 
 /* Keeps only the lines of metrics.jsonl whose iter <= upto (a resumed run rewrites what follows). */
@@ -452,12 +496,12 @@ static md_status setup(trainer *t, const md_train_options *o) {
     if (c->solver.ims_per_batch / c->solver.grad_accum > MD_MAX_BATCH)
         return md_set_error(MD_ERR_ARG, "[solver] ims_per_batch / grad_accum exceeds %d images per micro-batch", MD_MAX_BATCH);
     /* data */
-    if (!c->data.train_ann[0] || !md_path_exists(c->data.train_ann)) return missing_data("training annotations", "train_ann", c->data.train_ann);
-    if (!c->data.train_images[0] || !md_path_exists(c->data.train_images)) return missing_data("training images", "train_images", c->data.train_images);
+    if (!c->data.train_ann[0] || !md_path_exists(c->data.train_ann)) return missing_data(c, "training annotations", "train_ann", c->data.train_ann);
+    if (!c->data.train_images[0] || !md_path_exists(c->data.train_images)) return missing_data(c, "training images", "train_images", c->data.train_images);
     t->have_val = c->data.val_ann[0] != 0;
     if (t->have_val) {
-        if (!md_path_exists(c->data.val_ann)) return missing_data("validation annotations", "val_ann", c->data.val_ann);
-        if (!c->data.val_images[0] || !md_path_exists(c->data.val_images)) return missing_data("validation images", "val_images", c->data.val_images);
+        if (!md_path_exists(c->data.val_ann)) return missing_data(c, "validation annotations", "val_ann", c->data.val_ann);
+        if (!c->data.val_images[0] || !md_path_exists(c->data.val_images)) return missing_data(c, "validation images", "val_images", c->data.val_images);
     }
     md_data_options_from_config(c, &t->dopt);
     t->dopt.ims_per_batch = c->solver.ims_per_batch / c->solver.grad_accum;
@@ -486,9 +530,7 @@ static md_status setup(trainer *t, const md_train_options *o) {
     t->det_ok = 1;
     if (c->model.weights[0] && !o->resume && t->rank == 0) { /* the other ranks receive rank 0's tensors */
         md_load_report rep;
-        if (!md_path_exists(c->model.weights))
-            return md_set_error(MD_ERR_IO, "%s: initial weights not found ([model] weights; convert torchvision's ImageNet ResNet "
-                                "with scripts/convert_torchvision.py, or set model.weights= to train from scratch)", c->model.weights);
+        if (!md_path_exists(c->model.weights)) return missing_weights(c->model.weights);
         if ((s = md_detector_load_weights_ex(&t->det, c->model.weights, 0, c->model.weights_exclude, &rep))) return s;
         char buf[2048];
         md_load_report_format(&rep, buf, sizeof buf);
