@@ -11,7 +11,7 @@
 CC      ?= gcc
 SAN     ?= 0
 MPI     ?= 0
-DEPS     = libopenblas-openmp-dev libcjson-dev libstb-dev libinih-dev pkg-config make gcc
+DEPS     = libopenblas-openmp-dev libcjson-dev libstb-dev libinih-dev pkg-config make gcc curl unzip ca-certificates
 DEPS_DEV = python3-torchvision python3-numpy
 DEPS_MPI = libopenmpi-dev openmpi-bin
 
