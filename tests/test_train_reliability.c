@@ -13,7 +13,7 @@
  *   metrics.jsonl rss_mb (peak RSS) grows between iteration ~10 and the end.
  * - divergence: --resume with solver.base_lr=1e6 stops non-zero with one "minidet: " line naming
  *   the iteration, the image ids and the last good checkpoint, which is left untouched and finite.
- * - SIGTERM: finishes the step, saves a checkpoint of that iteration, exits 0 naming --resume.
+ * - SIGTERM / SIGINT: finish the step, save a checkpoint of that iteration, exit 143 / 130 naming --resume.
  * - disk full: a run whose output_dir is a small tmpfs (root only) stops with "No space left" when
  *   a checkpoint does not fit, and the previous checkpoint loads. */
 #include <cjson/cJSON.h>
@@ -371,34 +371,41 @@ static void test_divergence(void) {
     md_detector_free(&det);
 }
 
-/* SIGTERM (a scheduler's stop): finish the step, save, exit 0, say how to resume. */
+/* SIGTERM (a scheduler's stop) and SIGINT (Ctrl-C): finish the step, save, say how to resume and
+ * exit 128 + the signal (143 / 130), so `./train a && ./train b` stops and a scheduler does not
+ * count a time-limit stop as success. */
 static void test_sigterm(void) {
     make_data();
     md_config cfg;
     load_cfg(&cfg);
     md_detector det;
     CHECK_OK(md_detector_create(&det, &cfg));
-    md_test_rm_rf(RUNS "/term");
-    const char *extra[] = {"solver.max_iter=1000", "solver.checkpoint_every=0", "run.log_every=1", NULL};
-    pid_t pid = start_train("term", 0, extra, "build/reliab/term.err");
-    static double rss[4096];
-    double t0 = now();
-    while (read_rss(RUNS "/term", rss, 4096) < 3 && now() - t0 < 60) {
-        struct timespec d = {0, 20000000};
-        nanosleep(&d, NULL);
+    const int sigs[2] = {SIGTERM, SIGINT};
+    for (int k = 0; k < 2; k++) {
+        md_test_rm_rf(RUNS "/term");
+        const char *extra[] = {"solver.max_iter=1000", "solver.checkpoint_every=0", "run.log_every=1", NULL};
+        pid_t pid = start_train("term", 0, extra, "build/reliab/term.err");
+        static double rss[4096];
+        double t0 = now();
+        while (read_rss(RUNS "/term", rss, 4096) < 3 && now() - t0 < 60) {
+            struct timespec d = {0, 20000000};
+            nanosleep(&d, NULL);
+        }
+        kill(pid, sigs[k]);
+        int st = wait_status(pid);
+        char err[8192];
+        read_text("build/reliab/term.err", err, sizeof err);
+        const char *nm = sigs[k] == SIGTERM ? "SIGTERM" : "SIGINT";
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[k], "%s: status %d (exit %d, want %d): %s", nm, st,
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1, 128 + sigs[k], err);
+        CHECK(strstr(err, "minidet: interrupted at iteration") && strstr(err, "--resume"), "%s message: %s", nm, err);
+        long long it = check_ckpt(RUNS "/term/last.safetensors", &det);
+        int logged = read_rss(RUNS "/term", rss, 4096);
+        CHECK(it >= 3 && it == logged, "%s: checkpoint at %lld, metrics at %d: %s", nm, it, logged, it < 0 ? md_last_error() : "");
+        char *nl = strchr(err, '\n');
+        if (nl) *nl = 0;
+        printf("  %s: exit %d, %s (checkpoint at iteration %lld)\n", nm, WIFEXITED(st) ? WEXITSTATUS(st) : -1, err, it);
     }
-    kill(pid, SIGTERM);
-    int st = wait_status(pid);
-    char err[8192];
-    read_text("build/reliab/term.err", err, sizeof err);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: status %d: %s", st, err);
-    CHECK(strstr(err, "minidet: interrupted at iteration") && strstr(err, "--resume"), "SIGTERM message: %s", err);
-    long long it = check_ckpt(RUNS "/term/last.safetensors", &det);
-    int logged = read_rss(RUNS "/term", rss, 4096);
-    CHECK(it >= 3 && it == logged, "checkpoint at %lld, metrics at %d: %s", it, logged, it < 0 ? md_last_error() : "");
-    char *nl = strchr(err, '\n');
-    if (nl) *nl = 0;
-    printf("  %s (checkpoint at iteration %lld)\n", err, it);
     md_detector_free(&det);
 }
 

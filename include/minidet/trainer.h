@@ -20,7 +20,8 @@
  * steady-state loop never calls malloc.
  *
  * Stops: SIGINT/SIGTERM finish the current step, save a checkpoint and
- * return MD_ERR_INTERRUPTED (the CLI exits 0 and prints how to resume); a
+ * return MD_ERR_INTERRUPTED (the CLI prints how to resume and exits 128 + the
+ * signal, 130 / 143, as a shell's `a && b` and batch schedulers expect); a
  * non-finite loss or gradient stops with MD_ERR_NUMERIC naming the iteration
  * and the image ids, without saving (the last good checkpoint stays).
  *
@@ -57,5 +58,7 @@ void md_train_options_default(md_train_options *o);
 
 /* Runs training. run_dir_out (may be NULL, size n) receives runs/<name>. */
 md_status md_train(const md_config *cfg, const md_train_options *o, char *run_dir_out, size_t n);
+/* The signal (SIGINT, SIGTERM) that stopped the last md_train with handle_signals, 0 if none. */
+int md_train_stop_signal(void);
 
 #endif

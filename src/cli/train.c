@@ -15,7 +15,8 @@ static void usage(FILE *f) {
                "  (config.cfg, metrics.jsonl, checkpoints/, last.safetensors, eval.json).\n"
                "  --resume   continue exactly from runs/<name>/last.safetensors\n"
                "  --quiet    no progress output\n"
-               "  Keys and defaults: configs/README.md. Ctrl-C saves a checkpoint and exits.\n"
+               "  Keys and defaults: configs/README.md. Ctrl-C / SIGTERM finish the step, save a checkpoint and exit\n"
+               "  130 / 143 (128 + the signal).\n"
                "  Data-parallel on several processes (make MPI=1): mpirun -np N ./train CONFIG ...\n");
 }
 
@@ -66,7 +67,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, " --resume\n");
         }
         md_dist_finalize();
-        return 0;
+        /* 128 + signal, as if the signal had ended the process: `./train a && ./train b` stops and a batch
+           scheduler sees its time-limit SIGTERM, not a success (a rank stopped by another rank's signal: 1) */
+        int sig = md_train_stop_signal();
+        return sig ? 128 + sig : 1;
     }
     /* with several ranks, the ranks that only stopped because another failed leave the talking to rank 0
        and to the rank that failed */

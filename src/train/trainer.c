@@ -47,6 +47,8 @@ static void on_signal(int sig) {
     signal(sig, SIG_DFL); /* a second signal kills at once */
 }
 
+int md_train_stop_signal(void) { return g_stop_signal; }
+
 /* ---------------------------------------------------------------- helpers */
 
 /* What to do about missing data depends on whose data the config names: COCO (the download
@@ -451,7 +453,7 @@ static md_status open_run_dir(trainer *t, const md_train_options *o) {
             md_log(MD_LOG_WARN, "resuming with a configuration that differs from the checkpoint's (see %s/config.cfg)", t->run_dir);
         free(now);
         free(txt);
-        if (!t->quiet) md_log(MD_LOG_INFO, "resumed from %s at iteration %lld", path, t->st.iteration);
+        if (!t->quiet) md_log(MD_LOG_INFO, "resumed from %s at iteration %lld of %d", path, t->st.iteration, c->solver.max_iter);
     } else if (md_path_exists(path)) {
         return md_set_error(MD_ERR_ARG, "%s already holds a run (%s); add --resume to continue it, or choose another run.name",
                             t->run_dir, path);
@@ -772,8 +774,14 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
             break;
         }
     }
-    if (t->tty && !t->quiet) fputc('\n', stderr);
-    if (!s && !stop && t->have_val) s = final_eval(t);
+    if (t->tty && !t->quiet && start < sc->max_iter) fputc('\n', stderr);
+    /* --resume of a finished run: its final evaluation is done once (eval.json), not appended again */
+    char evpath[4096];
+    snprintf(evpath, sizeof evpath, "%.2047s/eval.json", t->run_dir);
+    int finished_before = start >= sc->max_iter && (!t->have_val || md_path_exists(evpath));
+    if (finished_before && !t->quiet)
+        md_log(MD_LOG_INFO, "%s already finished (iteration %lld of %d): nothing to do", t->run_dir, start, sc->max_iter);
+    if (!s && !stop && t->have_val && !finished_before) s = final_eval(t);
     if (o->handle_signals) {
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
