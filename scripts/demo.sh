@@ -2,22 +2,27 @@
 # The embedded default job (`make demo`): compare the five box-regression losses
 # on the synthetic shapes dataset.
 #   1. generate data/shapes/{train,val} with build/bin/tool_make_shapes (deterministic);
-#   2. stage 0, shared: train configs/shapes_pretrain.cfg into runs/shapes_pretrain/ — backbone,
+#   2. stage 0, shared: train configs/shapes_pretrain.cfg into runs/stage0/shapes_pretrain/ — backbone,
 #      FPN, RPN and RoI classifier trained with NO RoI box loss (the stand-in for ImageNet
 #      weights in the paper setting, so no loss is favoured);
 #   3. stage 1: train configs/shapes_{smooth_l1,iou,giou,diou,ciou}.cfg — identical except the
 #      RoI-head box loss (same seed, initial weights, data order and schedule), each starting
 #      from stage 0 with a fresh box regressor — side by side (DEMO_JOBS at a time, default all
-#      five), into runs/shapes_<loss>/;
-#   4. ./eval runs/shapes_<loss>... : one comparison table, plus runs/compare.md, runs/index.html
-#      and the plots (runs/compare_*.png / .svg).
+#      five), into runs/shapes_<loss>/ (each run's log: runs/shapes_<loss>/train.log);
+#   4. ./eval runs/shapes_* : one comparison table, plus runs/compare.md, runs/index.html
+#      and the plots (runs/compare_*.png / .svg). Stage 0 lives under runs/stage0/ and every log
+#      inside its run directory, so that pattern matches exactly the five loss runs.
 # Environment: DEMO_LOSSES="giou diou" trains a subset; DEMO_THREADS=N sets run.threads of stage 0
 # (default 0 = all cores); DEMO_JOBS=J stage-1 runs at a time (default: all of them), each with
 # max(1, cores / J) threads (small models scale poorly across threads: on 2 cores five 1-thread
 # runs side by side train ~1.7x more images per second in total than one 2-thread run after
-# another); DEMO_REUSE_PRETRAIN=1 keeps an existing runs/shapes_pretrain/last.safetensors;
+# another); DEMO_REUSE_PRETRAIN=1 keeps an existing stage 0 if it finished (its checkpoint holds
+# the iteration and the schedule) and resumes it with ./train --resume if it did not;
 # DEMO_PRETRAIN_ARGS / DEMO_ARGS: extra section.key=value overrides for stage 0 / stage 1
-# (e.g. DEMO_ARGS="solver.max_iter=2000 solver.steps=1200,1800").
+# (e.g. DEMO_ARGS="solver.max_iter=2000 solver.steps=1200,1800"). DEMO_RUNS / DEMO_DATA (default
+# runs, data/shapes) and DEMO_N_TRAIN / DEMO_N_VAL move and shrink everything, DEMO_BIN runs
+# other builds of train, eval and tool_make_shapes (tests/test_demo.c).
+# Progress: stage 0 and stage 1 print where each run is every DEMO_PROGRESS_EVERY s (default 60).
 # Any failure stops the demo with a non-zero status and says what is missing; nothing is faked.
 set -eu
 # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads made steps
@@ -26,10 +31,12 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 LOSSES=$(echo ${DEMO_LOSSES:-"smooth_l1 iou giou diou ciou"})
 THREADS=${DEMO_THREADS:-0}
-DATA=data/shapes
-# dataset parameters (keep in sync with configs/shapes_*.cfg: data paths, image size)
-N_TRAIN=4000
-N_VAL=200
+DATA=${DEMO_DATA:-data/shapes}
+RUNS=${DEMO_RUNS:-runs}
+# dataset parameters (keep in sync with configs/shapes_*.cfg: image size)
+N_TRAIN=${DEMO_N_TRAIN:-4000}
+N_VAL=${DEMO_N_VAL:-200}
+EVERY=${DEMO_PROGRESS_EVERY:-60}
 SIZE=128x128
 SEED=7
 SHAPE_OPTS="--obj-size 10-0.6 --bar-thick 3-6"
@@ -39,8 +46,10 @@ fail() { echo "demo: FAILED: $*" >&2; exit 1; }
 now() { date +%s; }
 ncores() { getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1; }
 
+BIN=${DEMO_BIN:-.}
+TOOLS=${DEMO_BIN:-build/bin}
 t_start=$(now)
-for p in ./train ./eval build/bin/tool_make_shapes; do
+for p in $BIN/train $BIN/eval $TOOLS/tool_make_shapes; do
     [ -x "$p" ] || fail "$p is missing: build first (make)"
 done
 for l in pretrain $LOSSES; do
@@ -53,31 +62,67 @@ if [ "$(cat "$DATA/.params" 2>/dev/null || true)" != "$stamp" ]; then
     say "generating the shapes dataset ($stamp) into $DATA/"
     rm -rf "$DATA/train" "$DATA/val" "$DATA/.params"
     # shellcheck disable=SC2086
-    build/bin/tool_make_shapes "$DATA/train" --num $N_TRAIN --size $SIZE --seed $SEED --split train $SHAPE_OPTS ||
+    $TOOLS/tool_make_shapes "$DATA/train" --num $N_TRAIN --size $SIZE --seed $SEED --split train $SHAPE_OPTS ||
         fail "tool_make_shapes (train split)"
     # shellcheck disable=SC2086
-    build/bin/tool_make_shapes "$DATA/val" --num $N_VAL --size $SIZE --seed $SEED --split val $SHAPE_OPTS ||
+    $TOOLS/tool_make_shapes "$DATA/val" --num $N_VAL --size $SIZE --seed $SEED --split val $SHAPE_OPTS ||
         fail "tool_make_shapes (val split)"
     echo "$stamp" > "$DATA/.params"
 else
     say "reusing the shapes dataset in $DATA/ ($stamp)"
 fi
-mkdir -p runs
+mkdir -p "$RUNS"
+# where the data and the runs are (the configs' defaults unless DEMO_DATA / DEMO_RUNS move them)
+PATHS="data.train_ann=$DATA/train/annotations.json data.train_images=$DATA/train/images
+       data.val_ann=$DATA/val/annotations.json data.val_images=$DATA/val/images"
+status_dir=$(mktemp -d)
+trap 'rm -rf "$status_dir"' EXIT
+# Ctrl-C / SIGTERM reach every ./train (each saves its checkpoint and exits 130 / 143); wait for them
+trap 'echo; say "interrupted: waiting for the runs to save their checkpoints"; wait; say "DEMO_REUSE_PRETRAIN=1 make demo resumes stage 0 from its checkpoint (stage 1 starts again)"; exit 130' INT TERM
+
+# the last "iter N/M" a run's log shows, "done" once its eval.json exists
+run_state() {
+    it=$(grep -o '^iter [0-9]*/[0-9]*' "$1/train.log" 2>/dev/null | tail -n 1 | sed 's/iter //')
+    [ -f "$1/eval.json" ] && it="done"
+    echo "${it:--}"
+}
 
 # 2. stage 0: the shared pre-training
-pre=runs/shapes_pretrain
+pre=$RUNS/stage0/shapes_pretrain
+resume=""
 if [ "${DEMO_REUSE_PRETRAIN:-0}" = 1 ] && [ -f "$pre/last.safetensors" ]; then
-    say "stage 0: reusing $pre/last.safetensors (DEMO_REUSE_PRETRAIN=1)"
+    # ./train --resume knows from the checkpoint whether stage 0 finished: then it does nothing
+    resume=--resume
+    say "stage 0: DEMO_REUSE_PRETRAIN=1: checking $pre/last.safetensors (a finished stage 0 is reused, an unfinished one resumed)"
 else
+    [ "${DEMO_REUSE_PRETRAIN:-0}" = 1 ] && say "stage 0: DEMO_REUSE_PRETRAIN=1 but $pre has no checkpoint: training it from the start"
     rm -rf "$pre"
-    say "stage 0: shared pre-training, no RoI box loss ($pre, configs/shapes_pretrain.cfg); log: $pre.log"
-    t0=$(now)
-    if ! ./train configs/shapes_pretrain.cfg run.threads=$THREADS ${DEMO_PRETRAIN_ARGS:-} > "$pre.log" 2>&1; then
-        tail -n 5 "$pre.log" >&2
-        fail "./train configs/shapes_pretrain.cfg exited with an error (full log: $pre.log)"
+    mkdir -p "$pre"
+    say "stage 0: shared pre-training, no RoI box loss ($pre, configs/shapes_pretrain.cfg); log: $pre/train.log"
+fi
+t0=$(now)
+# shellcheck disable=SC2086
+( if $BIN/train configs/shapes_pretrain.cfg run.threads=$THREADS run.output_dir=$RUNS/stage0 $PATHS ${DEMO_PRETRAIN_ARGS:-} $resume \
+        >> "$pre/train.log" 2>&1; then echo 0; else echo $?; fi ) > "$status_dir/stage0" &
+last=$(now)
+told=""
+while [ ! -s "$status_dir/stage0" ]; do
+    sleep 1
+    if [ -n "$resume" ] && [ -z "$told" ]; then
+        r=$(grep -o 'resumed from .* at iteration [0-9]* of [0-9]*' "$pre/train.log" | tail -n 1 | sed 's/.* at iteration //')
+        f=$(grep -o 'already finished (iteration [0-9]* of [0-9]*)' "$pre/train.log" | tail -n 1 | sed 's/.*(iteration //; s/)//')
+        if [ -n "$f" ]; then say "stage 0: reusing $pre: it finished (iteration $f)"; told=1
+        elif [ -n "$r" ]; then say "stage 0: $pre stopped at iteration $r: resuming it (log: $pre/train.log)"; told=1; fi
     fi
-    [ -f "$pre/last.safetensors" ] || fail "$pre/last.safetensors was not written by ./train"
-    say "stage 0 done in $(( $(now) - t0 )) s ($(grep 'final eval' "$pre.log" | sed 's/.*: AP/AP/'), boxes = proposals: no box regression yet)"
+    if [ $(( $(now) - last )) -ge "$EVERY" ]; then say "  stage 0: $(( $(now) - t0 )) s: iter $(run_state "$pre")"; last=$(now); fi
+done
+if [ "$(cat "$status_dir/stage0")" != 0 ]; then
+    tail -n 5 "$pre/train.log" >&2
+    fail "./train configs/shapes_pretrain.cfg exited with status $(cat "$status_dir/stage0") (full log: $pre/train.log)"
+fi
+[ -f "$pre/last.safetensors" ] || fail "$pre/last.safetensors was not written by ./train"
+if ! grep -q 'already finished' "$pre/train.log" || [ -z "$resume" ]; then
+    say "stage 0 done in $(( $(now) - t0 )) s ($(grep 'final eval' "$pre/train.log" | tail -n 1 | sed 's/.*: AP/AP/'), boxes = proposals: no box regression yet)"
 fi
 
 # 3. stage 1: one run per loss, JOBS at a time
@@ -91,31 +136,28 @@ say "stage 1: $n runs (one per loss), $JOBS at a time with $T1 thread(s) each ($
 t1=$(now)
 dirs=""
 for l in $LOSSES; do
-    run=runs/shapes_$l
+    run=$RUNS/shapes_$l
     rm -rf "$run"
+    mkdir -p "$run"
     dirs="$dirs $run"
 done
-# start a run in the background; its exit status goes to RUN.status
+# start a run in the background; its exit status goes to status_dir/<loss>
 start_run() {
-    ( if ./train "configs/shapes_$1.cfg" run.threads=$T1 ${DEMO_ARGS:-} > "runs/shapes_$1.log" 2>&1; then echo 0; else echo 1; fi ) \
-        > "runs/shapes_$1.status" &
+    # shellcheck disable=SC2086
+    ( if $BIN/train "configs/shapes_$1.cfg" run.threads=$T1 run.output_dir=$RUNS model.weights=$pre/last.safetensors $PATHS \
+            ${DEMO_ARGS:-} > "$RUNS/shapes_$1/train.log" 2>&1; then echo 0; else echo $?; fi ) > "$status_dir/$1" &
 }
 progress() {
     line=""
-    for l in $LOSSES; do
-        it=$(grep -o '^iter [0-9]*/[0-9]*' "runs/shapes_$l.log" 2>/dev/null | tail -n 1 | sed 's/iter //')
-        [ -f "runs/shapes_$l/eval.json" ] && it="done"
-        line="$line $l ${it:--}"
-    done
+    for l in $LOSSES; do line="$line $l $(run_state "$RUNS/shapes_$l")"; done
     say "  $(( $(now) - t1 )) s:$line"
 }
 queue=$LOSSES
-for l in $LOSSES; do rm -f "runs/shapes_$l.status"; done
 last=$(now)
 while :; do
     # count the finished runs (a status file holds the exit status once ./train returned)
     done_n=0
-    for l in $LOSSES; do [ -s "runs/shapes_$l.status" ] && done_n=$((done_n + 1)); done
+    for l in $LOSSES; do [ -s "$status_dir/$l" ] && done_n=$((done_n + 1)); done
     [ "$done_n" -lt "$n" ] || break
     running=$(( n - $(echo $queue | wc -w) - done_n ))
     # start queued runs while fewer than JOBS are going
@@ -125,23 +167,22 @@ while :; do
         running=$((running + 1))
         if [ "$l" = "$queue" ]; then queue=""; else queue=${queue#* }; fi
     done
-    sleep 5
-    if [ $(( $(now) - last )) -ge 60 ]; then progress; last=$(now); fi
+    sleep 2
+    if [ $(( $(now) - last )) -ge "$EVERY" ]; then progress; last=$(now); fi
 done
 wait
 for l in $LOSSES; do
-    run=runs/shapes_$l
-    if [ "$(cat "$run.status")" != 0 ]; then
-        tail -n 5 "$run.log" >&2
-        fail "./train configs/shapes_$l.cfg exited with an error (full log: $run.log)"
+    run=$RUNS/shapes_$l
+    if [ "$(cat "$status_dir/$l")" != 0 ]; then
+        tail -n 5 "$run/train.log" >&2
+        fail "./train configs/shapes_$l.cfg exited with status $(cat "$status_dir/$l") (full log: $run/train.log)"
     fi
-    rm -f "$run.status"
     [ -f "$run/eval.json" ] || fail "$run/eval.json was not written by ./train (the final evaluation on the val split)"
 done
 say "stage 1 done in $(( $(now) - t1 )) s"
 
 # 4. the comparison
 echo
-./eval $dirs || fail "./eval$dirs"
+$BIN/eval $dirs || fail "./eval$dirs"
 echo
-say "total time $(( $(now) - t_start )) s (data + stage 0 + stage 1 + evaluation); open runs/index.html for the plots"
+say "total time $(( $(now) - t_start )) s (data + stage 0 + stage 1 + evaluation); open $RUNS/index.html for the plots"

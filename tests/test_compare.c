@@ -391,7 +391,7 @@ static void test_demo_configs_identical(void) {
             free(buf);
         }
         if (i == 0) {
-            CHECK(!strcmp(c.model.weights, "runs/shapes_pretrain/last.safetensors") &&
+            CHECK(!strcmp(c.model.weights, "runs/stage0/shapes_pretrain/last.safetensors") &&
                       !strcmp(c.model.weights_exclude, "roi_heads.box_predictor.bbox_pred"),
                   "%s: starts from stage 0 with a fresh box regressor (weights %s, exclude %s)", path, c.model.weights,
                   c.model.weights_exclude);
@@ -400,14 +400,18 @@ static void test_demo_configs_identical(void) {
     }
     free(ref);
     /* stage 0 (configs/shapes_pretrain.cfg): same data, model and RPN as stage 1, no RoI box loss, from
-       scratch; only the run name, the RoI box loss, [model] weights/weights_exclude and the schedule differ */
+       scratch; only the run name and directory, the RoI box loss, [model] weights/weights_exclude and the schedule differ */
     if (!md_test_need_path("configs/shapes_pretrain.cfg", "the demo's stage-0 config")) return;
     md_config p;
     md_config_defaults(&p);
     CHECK_OK(md_config_load(&p, "configs/shapes_pretrain.cfg", 0, NULL));
-    CHECK(!strcmp(p.run.name, "shapes_pretrain") && p.roi_heads.box_loss_weight == 0 && !p.model.weights[0],
-          "stage 0: name %s, RoI box weight %g, weights '%s'", p.run.name, p.roi_heads.box_loss_weight, p.model.weights);
+    /* under runs/stage0/, so that `./eval runs/shapes_*` (the README's command) compares the loss runs only */
+    CHECK(!strcmp(p.run.name, "shapes_pretrain") && !strcmp(p.run.output_dir, "runs/stage0") && p.roi_heads.box_loss_weight == 0 &&
+              !p.model.weights[0],
+          "stage 0: name %s in %s, RoI box weight %g, weights '%s'", p.run.name, p.run.output_dir, p.roi_heads.box_loss_weight,
+          p.model.weights);
     snprintf(p.run.name, sizeof p.run.name, "X");
+    memcpy(p.run.output_dir, stage1.run.output_dir, sizeof p.run.output_dir);
     p.roi_heads.box_loss = stage1.roi_heads.box_loss;
     p.roi_heads.box_loss_weight = stage1.roi_heads.box_loss_weight;
     memcpy(p.model.weights, stage1.model.weights, sizeof p.model.weights);

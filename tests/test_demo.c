@@ -1,0 +1,130 @@
+/* test_demo.c — scripts/demo.sh (`make demo`) as a user meets it, shrunk to seconds: 12 training
+ * and 6 val images, 20 stage-0 and 2 stage-1 iterations, under build/demo_test/ (DEMO_DATA,
+ * DEMO_RUNS, DEMO_N_TRAIN, DEMO_N_VAL, DEMO_BIN = $MD_BIN).
+ *   1. Ctrl-C during stage 0 (SIGINT to the demo's process group, as a terminal sends it): the
+ *      demo waits for ./train to save, says so and exits 130; stage 0 holds an unfinished checkpoint.
+ *   2. DEMO_REUSE_PRETRAIN=1 then resumes that stage 0 (it says at which iteration) instead of
+ *      reusing it, and shows stage 0's progress (DEMO_PROGRESS_EVERY=1 s instead of 60).
+ *   3. DEMO_REUSE_PRETRAIN=1 once more reuses the finished stage 0 without training it.
+ *   4. The README's comparison command, `./eval runs/shapes_*` (here build/demo_test/runs/shapes_*,
+ *      expanded by sh), exits 0 and compares exactly the five loss runs: no log file, no stage 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "testutil.h"
+
+#define ROOT "build/demo_test"
+#define PRE ROOT "/runs/stage0/shapes_pretrain"
+
+static char bin[600];
+
+static void set_env(void) {
+    setenv("DEMO_DATA", ROOT "/data", 1);
+    setenv("DEMO_RUNS", ROOT "/runs", 1);
+    setenv("DEMO_N_TRAIN", "12", 1);
+    setenv("DEMO_N_VAL", "6", 1);
+    setenv("DEMO_THREADS", "1", 1);
+    setenv("DEMO_BIN", bin, 1);
+    setenv("DEMO_PROGRESS_EVERY", "1", 1);
+    setenv("DEMO_PRETRAIN_ARGS", "solver.max_iter=20 solver.steps=15 solver.warmup_iters=1 run.log_every=1", 1);
+    setenv("DEMO_ARGS", "solver.max_iter=2 solver.steps=1 solver.warmup_iters=1 solver.eval_every=0", 1);
+}
+
+static long read_text(const char *p, char *buf, size_t n) {
+    FILE *f = fopen(p, "rb");
+    if (!f) { buf[0] = 0; return -1; }
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = 0;
+    fclose(f);
+    return (long)k;
+}
+
+/* Runs the demo with extra environment "K=V ..." (sh syntax); output into out. Returns the exit status. */
+static int demo(const char *env, const char *outpath, char *out, size_t n) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s sh scripts/demo.sh > %s 2>&1", env, outpath);
+    int st = system(cmd);
+    read_text(outpath, out, n);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int last_iter(const char *log) {
+    static char buf[1 << 16];
+    if (read_text(log, buf, sizeof buf) < 0) return 0;
+    int it = 0;
+    for (char *p = buf; (p = strstr(p, "iter ")); p += 5)
+        if (p == buf || p[-1] == '\n') it = atoi(p + 5);
+    return it;
+}
+
+static void test_demo(void) {
+    if (system("rm -rf " ROOT)) fprintf(stderr, "cannot clean " ROOT "\n");
+    set_env();
+    static char out[1 << 16];
+    /* 1. Ctrl-C in stage 0 */
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        signal(SIGINT, SIG_DFL);
+        setenv("DEMO_LOSSES", "giou", 1);
+        if (!freopen(ROOT "_1.txt", "w", stdout) || dup2(fileno(stdout), 2) < 0) _exit(127);
+        execl("/bin/sh", "sh", "scripts/demo.sh", (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    struct timespec d = {0, 50000000};
+    for (int i = 0; i < 1200 && last_iter(PRE "/train.log") < 3; i++) nanosleep(&d, NULL);
+    CHECK(last_iter(PRE "/train.log") >= 3, "stage 0 did not log 3 iterations in 60 s");
+    kill(-pid, SIGINT);
+    int st;
+    waitpid(pid, &st, 0);
+    read_text(ROOT "_1.txt", out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 130, "interrupted demo: status %d, want exit 130: %s", st, out);
+    CHECK(strstr(out, "interrupted: waiting for the runs to save") && strstr(out, "DEMO_REUSE_PRETRAIN=1 make demo"),
+          "interrupted demo says what happened and how to go on: %s", out);
+    int stopped = last_iter(PRE "/train.log");
+    CHECK(stopped >= 3 && stopped < 20, "stage 0 stopped at iteration %d", stopped);
+    /* 2. an unfinished stage 0 is resumed, not reused */
+    int rc = demo("DEMO_REUSE_PRETRAIN=1", ROOT "_2.txt", out, sizeof out);
+    CHECK(rc == 0, "resuming demo: exit %d: %s", rc, out);
+    char want[128];
+    snprintf(want, sizeof want, "stopped at iteration %d of 20: resuming it", stopped);
+    CHECK(strstr(out, want) != NULL, "resuming demo lacks '%s': %s", want, out);
+    CHECK(!strstr(out, "reusing " PRE), "an unfinished stage 0 must not be reused: %s", out);
+    CHECK(strstr(out, "demo:   stage 0: ") && strstr(out, " s: iter "), "stage 0 shows its progress: %s", out);
+    CHECK(last_iter(PRE "/train.log") == 20, "stage 0 ends at iteration %d, want 20", last_iter(PRE "/train.log"));
+    /* 3. a finished stage 0 is reused */
+    rc = demo("DEMO_REUSE_PRETRAIN=1 DEMO_LOSSES=giou", ROOT "_3.txt", out, sizeof out);
+    CHECK(rc == 0, "reusing demo: exit %d: %s", rc, out);
+    CHECK(strstr(out, "reusing " PRE ": it finished (iteration 20 of 20)") != NULL, "finished stage 0 reused: %s", out);
+    CHECK(!strstr(out, "stage 0 done"), "a reused stage 0 is not trained again: %s", out);
+    /* 4. the README's comparison command */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/eval " ROOT "/runs/shapes_* > " ROOT "_4.txt 2>&1", bin);
+    st = system(cmd);
+    read_text(ROOT "_4.txt", out, sizeof out);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "./eval runs/shapes_*: status %d: %s", st, out);
+    static const char *const losses[] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
+    for (int i = 0; i < 5; i++) {
+        char row[64];
+        snprintf(row, sizeof row, "\nshapes_%s ", losses[i]);
+        CHECK(strstr(out, row) != NULL, "the table lacks the row of shapes_%s: %s", losses[i], out);
+    }
+    CHECK(strstr(out, "5 runs") && !strstr(out, "pretrain") && !strstr(out, "not a directory"), "exactly the five loss runs: %s", out);
+}
+
+int main(void) {
+    const char *b = getenv("MD_BIN");
+    snprintf(bin, sizeof bin, "%s", b && *b ? b : "build/bin");
+    char p[700];
+    snprintf(p, sizeof p, "%s/train", bin);
+    if (!md_test_need_path(p, "make (./train, ./eval, tool_make_shapes)")) return md_test_summary();
+    mkdir("build", 0755);
+    MD_RUN(test_demo);
+    return md_test_summary();
+}
