@@ -431,6 +431,26 @@ static void test_demo_configs_identical(void) {
 
 /* --vis on two runs with randomly initialised tiny detectors over a generated shapes val split:
  * a sheet of the expected size whose ground-truth column shows the boxes in their category colour. */
+/* The legend of compare_vis.png: a filled 14x14 swatch of each shapes category's colour (1..4:
+ * rectangle, ellipse, triangle, bar; boxes are outlines, so only the legend has such squares),
+ * each inside the sheet. It was one line clipped at the sheet's edge: no colour with one run. */
+static void check_legend(const unsigned char *px, int w, int h, const char *what) {
+    for (int c = 0; c < 4; c++) {
+        unsigned char col[3];
+        md_plot_color(c, col);
+        int found = 0;
+        for (int y = 0; y + 14 <= h && !found; y++)
+            for (int x = 0; x + 14 <= w && !found; x++) {
+                int all = 1;
+                for (int dy = 0; dy < 14 && all; dy++)
+                    for (int dx = 0; dx < 14 && all; dx++)
+                        all = !memcmp(px + ((size_t)(y + dy) * w + x + dx) * 3, col, 3);
+                found = all;
+            }
+        CHECK(found, "%s: no legend swatch of category %d's colour in the %dx%d sheet", what, c + 1, w, h);
+    }
+}
+
 static void test_vis(void) {
     md_shapes_options so;
     md_shapes_options_default(&so);
@@ -472,8 +492,9 @@ static void test_vis(void) {
     CHECK_OK(md_compare_vis(runs, 2, 2, 0.5f, out));
     int w = 0, h = 0, comp = 0;
     unsigned char *px = stbi_load(out, &w, &h, &comp, 3);
-    /* cells of 64 px images scaled x4 = 256, gap 10: 3 columns, 2 rows, title and legend rows of 38 px */
-    CHECK(px && w == 3 * 266 + 10 && h == 38 + 2 * 266 + 38, "sheet %dx%d", w, h);
+    /* cells of 64 px images scaled x4 = 256, gap 10: 3 columns, 2 rows, a title row of 38 px and the legend */
+    CHECK(px && w == 3 * 266 + 10 && h > 38 + 2 * 266 + 38, "sheet %dx%d", w, h);
+    if (px) check_legend(px, w, h, "2 runs");
     if (px) {
         uint8_t *rgb = malloc(64 * 64 * 3);
         md_shape shapes[MD_SHAPES_MAX];
@@ -491,6 +512,12 @@ static void test_vis(void) {
         free(rgb);
         stbi_image_free(px);
     }
+    /* one run: the narrowest sheet (2 columns, 530 px) still shows every category's colour */
+    CHECK_OK(md_compare_vis(runs, 1, 1, 0.5f, out));
+    px = stbi_load(out, &w, &h, &comp, 3);
+    CHECK(px && w == 2 * 266 + 10, "1-run sheet %dx%d", w, h);
+    if (px) check_legend(px, w, h, "1 run");
+    stbi_image_free(px);
     /* a run without its checkpoint is a clear error */
     remove(ROOT "/vis/runs/vis_diou/last.safetensors");
     CHECK(md_compare_vis(runs, 2, 1, 0.5f, out) != MD_OK && strstr(md_last_error(), "vis_diou") &&

@@ -64,6 +64,39 @@ static md_status vis_image(void *ctx, int index, const md_detections *d) {
     return MD_OK;
 }
 
+static void fill_rect(unsigned char *rgb, int W, int H, int x0, int y0, int w, int h, const unsigned char col[3]) {
+    for (int y = y0; y < y0 + h && y < H; y++)
+        for (int x = x0; x < x0 + w && x < W; x++)
+            if (x >= 0 && y >= 0) memcpy(rgb + ((size_t)y * W + x) * 3, col, 3);
+}
+
+/* The legend under the images: the score threshold, then one entry per category (a filled
+ * swatch of its colour and its name), wrapped to the sheet's width, which is narrow for one
+ * or two runs. Returns its height; draws only when rgb is not NULL. */
+static int legend(unsigned char *rgb, int W, int H, int y0, const md_coco *coco, float score_min) {
+    static const unsigned char black[3] = {20, 20, 20};
+    const int line = 9 * VIS_TS + 6, sw = 7 * VIS_TS;
+    char t[160];
+    snprintf(t, sizeof t, "detections with score >= %.2f", score_min);
+    while (md_plot_text_width(t, VIS_TS) > W - 2 * VIS_GAP && strlen(t) > 4) t[strlen(t) - 1] = 0;
+    if (rgb) md_plot_text(rgb, W, H, VIS_GAP, y0, t, VIS_TS, black);
+    int x = VIS_GAP, y = y0 + line;
+    for (int c = 0; c < coco->num_cats; c++) {
+        snprintf(t, sizeof t, "%s", coco->cats[c].name);
+        while (md_plot_text_width(t, VIS_TS) > W - 2 * VIS_GAP - sw - 6 && strlen(t) > 4) t[strlen(t) - 1] = 0;
+        int w = sw + 6 + md_plot_text_width(t, VIS_TS);
+        if (x > VIS_GAP && x + w > W - VIS_GAP) { x = VIS_GAP; y += line; }
+        if (rgb) {
+            unsigned char col[3];
+            md_plot_color(c, col);
+            fill_rect(rgb, W, H, x, y, sw, sw, col);
+            md_plot_text(rgb, W, H, x + sw + 6, y, t, VIS_TS, black);
+        }
+        x += w + 16;
+    }
+    return y + line - y0;
+}
+
 /* Paints image img scaled by k (nearest) at (ox, oy), then its boxes. */
 static void paint_panel(unsigned char *rgb, int W, int H, int ox, int oy, const md_image *img, int k, const vis_list *l) {
     for (int y = 0; y < img->height * k; y++)
@@ -150,8 +183,10 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
         if (img[i].width * k[i] > cell_w) cell_w = img[i].width * k[i];
         if (img[i].height * k[i] > cell_h) cell_h = img[i].height * k[i];
     }
-    int head = 9 * VIS_TS + 2 * VIS_GAP, foot = 9 * VIS_TS + 2 * VIS_GAP;
-    int W = (n + 1) * (cell_w + VIS_GAP) + VIS_GAP, H = head + m * (cell_h + VIS_GAP) + foot;
+    int head = 9 * VIS_TS + 2 * VIS_GAP;
+    int W = (n + 1) * (cell_w + VIS_GAP) + VIS_GAP;
+    int foot = legend(NULL, W, 0, 0, &coco, score_min) + 2 * VIS_GAP;
+    int H = head + m * (cell_h + VIS_GAP) + foot;
     if (W > 16384 || H > 16384) { st = md_set_error(MD_ERR_ARG, "--vis: a %dx%d sheet is too large (fewer images?)", W, H); goto done; }
     rgb = malloc((size_t)W * H * 3);
     if (!rgb) { st = md_set_error(MD_ERR_NOMEM, "--vis: out of memory for a %dx%d sheet", W, H); goto done; }
@@ -169,18 +204,7 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
         for (int c = 0; c <= n; c++)
             paint_panel(rgb, W, H, VIS_GAP + c * (cell_w + VIS_GAP), head + i * (cell_h + VIS_GAP), &img[i], k[i],
                         &lists[(size_t)i * (n + 1) + c]);
-    int x = VIS_GAP, y = H - foot + VIS_GAP;
-    char t[160];
-    snprintf(t, sizeof t, "detections with score >= %.2f; colours:", score_min);
-    md_plot_text(rgb, W, H, x, y, t, VIS_TS, black);
-    x += md_plot_text_width(t, VIS_TS) + 12;
-    for (int c = 0; c < coco.num_cats; c++) {
-        unsigned char col[3];
-        md_plot_color(c, col);
-        snprintf(t, sizeof t, "%s", coco.cats[c].name);
-        md_plot_text(rgb, W, H, x, y, t, VIS_TS, col);
-        x += md_plot_text_width(t, VIS_TS) + 16;
-    }
+    legend(rgb, W, H, H - foot + VIS_GAP, &coco, score_min);
     st = md_plot_write_rgb_png(path, rgb, W, H);
 done:
     for (int i = 0; lists && i < m * (n + 1); i++) free(lists[i].b);
