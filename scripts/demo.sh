@@ -101,6 +101,7 @@ else
     say "stage 0: shared pre-training, no RoI box loss ($pre, configs/shapes_pretrain.cfg); log: $pre/train.log"
 fi
 t0=$(now)
+skip=$(cat "$pre/train.log" 2>/dev/null | wc -l) # earlier attempts' lines stay in the log
 # shellcheck disable=SC2086
 ( if $BIN/train configs/shapes_pretrain.cfg run.threads=$THREADS run.output_dir=$RUNS/stage0 $PATHS ${DEMO_PRETRAIN_ARGS:-} $resume \
         >> "$pre/train.log" 2>&1; then echo 0; else echo $?; fi ) > "$status_dir/stage0" &
@@ -109,9 +110,9 @@ told=""
 while [ ! -s "$status_dir/stage0" ]; do
     sleep 1
     if [ -n "$resume" ] && [ -z "$told" ]; then
-        r=$(grep -o 'resumed from .* at iteration [0-9]* of [0-9]*' "$pre/train.log" | tail -n 1 | sed 's/.* at iteration //')
-        f=$(grep -o 'already finished (iteration [0-9]* of [0-9]*)' "$pre/train.log" | tail -n 1 | sed 's/.*(iteration //; s/)//')
-        if [ -n "$f" ]; then say "stage 0: reusing $pre: it finished (iteration $f)"; told=1
+        # "resumed from ... at iteration N of M": N = M is a finished stage 0, which ./train leaves as it is
+        r=$(tail -n +$((skip + 1)) "$pre/train.log" | grep -o 'resumed from .* at iteration [0-9]* of [0-9]*' | sed 's/.* at iteration //')
+        if [ -n "$r" ] && [ "${r% of *}" -ge "${r#* of }" ]; then say "stage 0: reusing $pre: it finished (iteration $r)"; told=1
         elif [ -n "$r" ]; then say "stage 0: $pre stopped at iteration $r: resuming it (log: $pre/train.log)"; told=1; fi
     fi
     if [ $(( $(now) - last )) -ge "$EVERY" ]; then say "  stage 0: $(( $(now) - t0 )) s: iter $(run_state "$pre")"; last=$(now); fi
@@ -121,7 +122,7 @@ if [ "$(cat "$status_dir/stage0")" != 0 ]; then
     fail "./train configs/shapes_pretrain.cfg exited with status $(cat "$status_dir/stage0") (full log: $pre/train.log)"
 fi
 [ -f "$pre/last.safetensors" ] || fail "$pre/last.safetensors was not written by ./train"
-if ! grep -q 'already finished' "$pre/train.log" || [ -z "$resume" ]; then
+if [ -z "$resume" ] || ! tail -n +$((skip + 1)) "$pre/train.log" | grep -q 'already finished'; then
     say "stage 0 done in $(( $(now) - t0 )) s ($(grep 'final eval' "$pre/train.log" | tail -n 1 | sed 's/.*: AP/AP/'), boxes = proposals: no box regression yet)"
 fi
 

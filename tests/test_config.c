@@ -264,6 +264,36 @@ static void test_shipped_configs(void) {
     CHECK_OK(md_config_load(&c, "configs/tiny_shapes_test.cfg", 0, NULL));
 }
 
+/* md_config_lint: the shipped configs are clean; the mistakes users make are named, with the fix. */
+static void expect_lint(const char *cfg, int n_ov, char *const *ov, int want, const char *n1, const char *n2) {
+    md_config c;
+    CHECK_OK(md_config_load(&c, cfg, n_ov, ov));
+    char m[8][MD_LINT_LEN];
+    int n = md_config_lint(&c, m, 8);
+    CHECK(n == want, "%s %s: %d warnings, want %d%s%s", cfg, n_ov ? ov[0] : "", n, want, n ? ": " : "", n ? m[0] : "");
+    char all[8 * MD_LINT_LEN] = "";
+    for (int i = 0; i < n && i < 8; i++) strcat(strcat(all, m[i]), "\n");
+    if (n1) CHECK(strstr(all, n1) != NULL, "%s: warnings '%s' lack '%s'", cfg, all, n1);
+    if (n2) CHECK(strstr(all, n2) != NULL, "%s: warnings '%s' lack '%s'", cfg, all, n2);
+}
+
+static void test_lint(void) {
+    static const char *const shipped[] = {"r50_giou", "r50_smooth_l1", "r18_ciou", "r50vd_giou", "shapes_pretrain", "shapes_giou"};
+    for (int i = 0; i < 6; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "configs/%s.cfg", shipped[i]);
+        expect_lint(p, 0, NULL, 0, NULL, NULL);
+    }
+    /* a 20-step smoke run of the 1x schedule: warm-up 8000, lr 0.0025 x (0.001 x (1 - 19/8000) + 19/8000) at the
+       last step; both lr steps past the end */
+    expect_lint("configs/r50_giou.cfg", 1, (char *[]){"solver.max_iter=20"}, 2, "warmup_iters (8000) >= max_iter (20)", "8.43e-06");
+    expect_lint("configs/r50_giou.cfg", 1, (char *[]){"solver.max_iter=20"}, 2, "steps: 480000 is not below max_iter (20)", NULL);
+    expect_lint("configs/r50_giou.cfg", 1, (char *[]){"solver.max_iter=500000"}, 1, "640000 is not below max_iter (500000)", NULL);
+    /* from scratch with frozen BN and frozen stages: the stem and layer1..2 stay random */
+    expect_lint("configs/r50_giou.cfg", 1, (char *[]){"model.weights="}, 2, "model.norm=bn", "model.trainable_layers=5");
+    expect_lint("configs/shapes_pretrain.cfg", 1, (char *[]){"model.norm=frozen_bn"}, 1, "model.norm=bn", NULL);
+}
+
 /* md_config_check_anchors: a checkpoint's resolved config against the run's anchors. */
 static void test_check_anchors(void) {
     md_config c, d;
@@ -302,6 +332,7 @@ int main(void) {
     MD_RUN(test_errors);
     MD_RUN(test_shipped_configs);
     MD_RUN(test_check_anchors);
+    MD_RUN(test_lint);
     if (md_test_rm_rf(tmpdir)) return 1;
     return md_test_summary();
 }

@@ -98,6 +98,13 @@ static void test_demo(void) {
     CHECK(!strstr(out, "reusing " PRE), "an unfinished stage 0 must not be reused: %s", out);
     CHECK(strstr(out, "demo:   stage 0: ") && strstr(out, " s: iter "), "stage 0 shows its progress: %s", out);
     CHECK(last_iter(PRE "/train.log") == 20, "stage 0 ends at iteration %d, want 20", last_iter(PRE "/train.log"));
+    /* ./train's start-up summary, in stage 0's log */
+    static char log[1 << 16];
+    read_text(PRE "/train.log", log, sizeof log);
+    CHECK(strstr(log, "minidet: data: 12 training images") && strstr(log, "minidet: model: ResNet-18 x0.25-FPN") &&
+              strstr(log, "minidet: schedule: 20 iterations x 4 images = 6.67 epochs of 12 images"),
+          "start-up summary: %s", log);
+    CHECK(strstr(log, "final eval at iteration 20: AP ") && strstr(log, "(x100)"), "AP x100 in the training log: %s", log);
     /* 3. a finished stage 0 is reused */
     rc = demo("DEMO_REUSE_PRETRAIN=1 DEMO_LOSSES=giou", ROOT "_3.txt", out, sizeof out);
     CHECK(rc == 0, "reusing demo: exit %d: %s", rc, out);

@@ -161,6 +161,13 @@ md_status md_config_check_anchors(const md_config *c, const char *ckpt_config_te
 #define MD_PREFIX_MAX 96
 #define MD_PREFIXES_MAX 32
 md_status md_prefix_list_parse(const char *list, char out[][MD_PREFIX_MAX], int max, int *n);
+/* Settings that load (each value is in range) but are almost certainly mistakes: a warm-up as long
+ * as the run (warmup_iters >= max_iter: the lr never reaches base_lr), lr steps at or past max_iter
+ * (they never happen), training from scratch (empty [model] weights) with frozen BatchNorm or frozen
+ * stages (random layers that never learn). Writes at most max one-line messages, each naming the keys,
+ * their values and the override that fixes it; returns how many there are (may exceed max). */
+#define MD_LINT_LEN 320
+int md_config_lint(const md_config *c, char msgs[][MD_LINT_LEN], int max);
 const char *md_box_loss_name(md_box_loss_kind k);
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k);
 /* Reference default [roi_heads] box_loss_weight of a loss: 1 smooth_l1, 10 iou/giou, 12 diou/ciou.

@@ -1,6 +1,8 @@
 /* config.c — defaults for every setting (see include/minidet/config.h).
  * The INI parser (md_config_load / md_config_set / md_config_write) lives in config_ini.c. */
 #include "minidet/config.h"
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,4 +116,43 @@ char *md_config_to_text(const md_config *c) {
         return NULL;
     }
     return buf;
+}
+
+static void lint_add(char msgs[][MD_LINT_LEN], int max, int *n, const char *fmt, ...) {
+    if (*n < max) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msgs[*n], MD_LINT_LEN, fmt, ap);
+        va_end(ap);
+    }
+    (*n)++;
+}
+
+int md_config_lint(const md_config *c, char msgs[][MD_LINT_LEN], int max) {
+    int n = 0;
+    const md_solver_config *s = &c->solver;
+    if (s->warmup_iters > 0 && s->warmup_iters >= s->max_iter) {
+        /* the lr of the last step, as md_lr_at (train/sgd.c) computes it, before any decay */
+        double a = (double)(s->max_iter - 1) / s->warmup_iters;
+        double lr = s->base_lr * (s->warmup_factor * (1.0 - a) + a);
+        lint_add(msgs, max, &n, "[solver] warmup_iters (%d) >= max_iter (%d): the lr never reaches base_lr %g (the last step uses %.3g); "
+                 "set solver.warmup_iters=%d (a tenth of the run) or lower", s->warmup_iters, s->max_iter, (double)s->base_lr, lr,
+                 s->max_iter / 10);
+    }
+    for (int i = 0; i < s->num_steps; i++)
+        if (s->steps[i] >= s->max_iter) {
+            lint_add(msgs, max, &n, "[solver] steps: %d is not below max_iter (%d): that lr decay never happens; set solver.steps to "
+                     "iterations below max_iter (the 1x schedule decays at 2/3 and 8/9 of it)", s->steps[i], s->max_iter);
+            break;
+        }
+    if (!c->model.weights[0]) {
+        if (c->model.norm == MD_NORM_FROZEN_BN)
+            lint_add(msgs, max, &n, "[model] norm = frozen_bn while training from scratch (model.weights is empty): BatchNorm keeps "
+                     "its initial statistics and never learns; set model.norm=bn (or load ImageNet weights)");
+        if (c->model.trainable_layers < 5)
+            lint_add(msgs, max, &n, "[model] trainable_layers = %d while training from scratch (model.weights is empty): the stem%s "
+                     "stay%s at random initial values; set model.trainable_layers=5 (or load ImageNet weights)", c->model.trainable_layers,
+                     c->model.trainable_layers < 4 ? " and the first stages" : "", c->model.trainable_layers < 4 ? "" : "s");
+    }
+    return n;
 }

@@ -423,6 +423,47 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 /* ---------------------------------------------------------------- the job */
 
+/* What is about to be trained, before the first step: data, model, schedule, and the settings
+ * that are almost certainly mistakes (md_config_lint) as warnings. */
+static void startup_summary(const trainer *t) {
+    if (t->rank != 0) return; /* data-parallel: said once */
+    const md_config *c = t->cfg;
+    const md_solver_config *sc = &c->solver;
+    char w[8][MD_LINT_LEN];
+    int nw = md_config_lint(c, w, 8);
+    for (int i = 0; i < nw && i < 8; i++) md_log(MD_LOG_WARN, "%s", w[i]);
+    if (t->quiet) return;
+    long long boxes = 0;
+    int with_boxes = 0;
+    for (int i = 0; i < t->train.num_images; i++) {
+        boxes += t->train.images[i].num_targets;
+        with_boxes += t->train.images[i].num_targets > 0;
+    }
+    char val[64] = "no val split";
+    if (t->have_val) snprintf(val, sizeof val, "val: %d images", t->val.num_images);
+    md_log(MD_LOG_INFO, "data: %d training images (%d with boxes), %lld boxes, %d classes + background; %s", t->train.num_images,
+           with_boxes, boxes, t->train.num_classes - 1, val);
+    double np = 0, nt = 0;
+    for (int i = 0; i < t->det.num_params; i++) {
+        np += (double)t->det.params[i].numel;
+        if (t->det.params[i].trainable) nt += (double)t->det.params[i].numel;
+    }
+    char width[32] = "";
+    if (c->model.width_mult != 1.0f) snprintf(width, sizeof width, " x%g", (double)c->model.width_mult);
+    md_log(MD_LOG_INFO, "model: ResNet-%d%s%s-FPN, %.2f M parameters, %.2f M trained (backbone stages trained: %d of 5, %s); %s",
+           c->model.depth, c->model.vd ? "-vd" : "", width, np / 1e6, nt / 1e6, c->model.trainable_layers,
+           c->model.norm == MD_NORM_BN ? "BatchNorm trained" : "BatchNorm frozen",
+           c->model.weights[0] ? c->model.weights : "from scratch");
+    char decay[200] = "constant after it";
+    if (sc->num_steps) snprintf(decay, sizeof decay, "x%g at", (double)sc->gamma);
+    for (int i = 0; i < sc->num_steps; i++)
+        snprintf(decay + strlen(decay), sizeof decay - strlen(decay), "%s %d", i ? "," : "", sc->steps[i]);
+    int per_epoch = c->data.skip_empty ? with_boxes : t->train.num_images;
+    md_log(MD_LOG_INFO, "schedule: %d iterations x %d images = %.2f epochs of %d images; lr %g after %d warm-up iterations from %gx, %s",
+           sc->max_iter, sc->ims_per_batch, per_epoch ? (double)sc->max_iter * sc->ims_per_batch / per_epoch : 0.0, per_epoch,
+           (double)sc->base_lr, sc->warmup_iters, (double)sc->warmup_factor, decay);
+}
+
 /* Rank 0: checks --resume, creates runs/<name>/, loads the checkpoint to resume from, writes config.cfg and
  * opens metrics.jsonl. */
 static md_status open_run_dir(trainer *t, const md_train_options *o) {
@@ -479,6 +520,7 @@ static md_status setup_data(trainer *t) {
     if ((s = md_loader_create(&t->loader, &t->train, c->data.train_images, &t->dopt, t->exclude, t->st.loader_epoch,
                               t->st.loader_position)))
         return s;
+    startup_summary(t);
     return MD_OK;
 }
 
@@ -701,8 +743,9 @@ static md_status maybe_eval(trainer *t, long long it, int last) {
     if (s) return s;
     if (!t->quiet) {
         if (t->tty) fputc('\n', stderr);
-        md_log(MD_LOG_INFO, "eval at iteration %lld: AP %.4f AP50 %.4f (best AP %.4f at %lld)", it + 1, r.stats[0], r.stats[1],
-               t->st.best_ap, t->st.best_iter);
+        /* x100, as the papers and ./eval's tables (metrics.jsonl and eval.json keep pycocotools' fractions) */
+        md_log(MD_LOG_INFO, "eval at iteration %lld: AP %.1f AP50 %.1f (x100; best AP %.1f at %lld)", it + 1, 100 * r.stats[0],
+               100 * r.stats[1], 100 * t->st.best_ap, t->st.best_iter);
     }
     md_cocoeval_result_free(&r);
     return MD_OK;
@@ -724,8 +767,9 @@ static md_status final_eval(trainer *t) {
     if (s) return s;
     double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * t->cfg->solver.ims_per_batch) / t->st.train_time_s : 0;
     s = all_ranks(t, t->rank == 0 ? write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips) : MD_OK);
-    if (!t->quiet) md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.4f AP50 %.4f AP75 %.4f", t->st.iteration, r.stats[0],
-                          r.stats[1], r.stats[2]);
+    if (!t->quiet)
+        md_log(MD_LOG_INFO, "final eval at iteration %lld: AP %.1f AP50 %.1f AP75 %.1f (x100)", t->st.iteration, 100 * r.stats[0],
+               100 * r.stats[1], 100 * r.stats[2]);
     md_cocoeval_result_free(&r);
     return s;
 }
