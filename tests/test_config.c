@@ -264,6 +264,26 @@ static void test_shipped_configs(void) {
     CHECK_OK(md_config_load(&c, "configs/tiny_shapes_test.cfg", 0, NULL));
 }
 
+/* md_config_load_text: the resolved text a checkpoint stores loads back to the same struct; errors
+ * carry the caller's name for it; overrides apply on top. */
+static void test_load_text(void) {
+    md_config a, b;
+    CHECK_OK(md_config_load(&a, "configs/shapes_giou.cfg", 0, NULL));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_OK(md_config_write(&a, f));
+    fclose(f);
+    CHECK_OK(md_config_load_text(&b, buf, "w.safetensors: stored config", 0, NULL));
+    CHECK(!memcmp(&a, &b, sizeof a), "stored config text loads back identical");
+    CHECK_OK(md_config_load_text(&b, buf, "w.safetensors: stored config", 1, (char *[]){"test.score_thresh=0.3"}));
+    CHECK(b.test.score_thresh == 0.3f && b.model.depth == a.model.depth, "override on the stored config");
+    free(buf);
+    CHECK(md_config_load_text(&b, "[model]\ndepht = 3\n", "w.safetensors: stored config", 0, NULL) == MD_ERR_ARG &&
+              strstr(md_last_error(), "w.safetensors: stored config:2: unknown key 'depht'"),
+          "error names the text: %s", md_last_error());
+}
+
 /* md_config_lint: the shipped configs are clean; the mistakes users make are named, with the fix. */
 static void expect_lint(const char *cfg, int n_ov, char *const *ov, int want, const char *n1, const char *n2) {
     md_config c;
@@ -333,6 +353,7 @@ int main(void) {
     MD_RUN(test_shipped_configs);
     MD_RUN(test_check_anchors);
     MD_RUN(test_lint);
+    MD_RUN(test_load_text);
     if (md_test_rm_rf(tmpdir)) return 1;
     return md_test_summary();
 }

@@ -143,6 +143,8 @@ typedef struct {
 void md_config_defaults(md_config *c);
 /* Loads path (NULL = defaults only) then applies overrides "section.key=value". */
 md_status md_config_load(md_config *c, const char *path, int n_overrides, char *const *overrides);
+/* As md_config_load, from INI text (the resolved configuration a checkpoint stores); what names it in errors. */
+md_status md_config_load_text(md_config *c, const char *text, const char *what, int n_overrides, char *const *overrides);
 /* Sets one key; errors name the key, the bad value and (for unknown keys) the closest known key. */
 md_status md_config_set(md_config *c, const char *section, const char *key, const char *value);
 /* Writes the fully resolved configuration as INI. */

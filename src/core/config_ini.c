@@ -497,6 +497,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+static md_status parse_text(md_config *c, const char *text, size_t n, const char *what);
+
 static md_status load_file(md_config *c, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return md_set_error(MD_ERR_IO, "%s: cannot open config file: %s", path, strerror(errno));
@@ -523,25 +525,32 @@ static md_status load_file(md_config *c, const char *path) {
     fclose(f);
     if (rerr) { free(text); return md_set_error(MD_ERR_IO, "%s: read error: %s", path, strerror(rerr)); }
     text[n] = 0;
-    if (strlen(text) != n) { free(text); return md_set_error(MD_ERR_FORMAT, "%s: not a text file (contains a NUL byte)", path); }
+    md_status st = parse_text(c, text, n, path);
+    free(text);
+    return st;
+}
+
+/* Parses text[0..n) (text[n] == 0) into c; what names it in errors (a path, or "W.safetensors: stored config"). */
+static md_status parse_text(md_config *c, const char *text, size_t n, const char *what) {
+    const char *path = what;
+    if (strlen(text) != n) return md_set_error(MD_ERR_FORMAT, "%s: not a text file (contains a NUL byte)", path);
     int line = 1, col = 0;
     for (size_t i = 0; i < n; i++) {
         if (text[i] == '\n') { line++; col = 0; continue; }
-        if (++col >= INI_MAX_LINE - 1) {
-            free(text);
+        if (++col >= INI_MAX_LINE - 1)
             return md_set_error(MD_ERR_FORMAT, "%s:%d: line longer than %d characters", path, line, INI_MAX_LINE - 2);
-        }
     }
     line_reader rd = {text, 0};
     load_ctx L = {.c = c, .line = &rd.line};
     int el = ini_parse_stream(read_line, &rd, on_key, &L);
-    free(text);
     /* libinih reports the first bad line, syntax or key: report whichever came first. */
     if (L.st && (!el || L.err_line <= el)) return md_set_error(L.st, "%s:%d: %s", path, L.err_line, L.msg);
     if (el) return md_set_error(MD_ERR_FORMAT, "%s:%d: syntax error (expected [section] or key = value)", path, el);
     if (L.weight_set) c->roi_heads.box_loss_weight = L.weight;
     return MD_OK;
 }
+
+static md_status apply_overrides(md_config *c, md_config tmp, const char *path, int n_overrides, char *const *overrides);
 
 md_status md_config_load(md_config *c, const char *path, int n_overrides, char *const *overrides) {
     md_config tmp;
@@ -550,6 +559,19 @@ md_status md_config_load(md_config *c, const char *path, int n_overrides, char *
         md_status st = load_file(&tmp, path);
         if (st) return st;
     }
+    return apply_overrides(c, tmp, path, n_overrides, overrides);
+}
+
+md_status md_config_load_text(md_config *c, const char *text, const char *what, int n_overrides, char *const *overrides) {
+    md_config tmp;
+    md_config_defaults(&tmp);
+    md_status st = parse_text(&tmp, text, strlen(text), what);
+    if (st) return st;
+    return apply_overrides(c, tmp, what, n_overrides, overrides);
+}
+
+/* The "section.key=value" overrides on top of tmp, the cross-key checks, then *c = tmp. */
+static md_status apply_overrides(md_config *c, md_config tmp, const char *path, int n_overrides, char *const *overrides) {
     load_ctx L = {.c = &tmp};
     for (int i = 0; i < n_overrides; i++) {
         const char *o = overrides[i];
