@@ -64,16 +64,23 @@ typedef struct {
 md_status md_eval_detector(md_detector *det, md_arena *arena, const md_eval_detector_options *o, md_det_list *out,
                            int *n_images, double *seconds);
 
-/* eval.json as docs/FORMATS.md: iter, loss, train_time_s (left out when NaN), img_per_sec, stats,
+/* eval.json as docs/FORMATS.md: iter, loss, train_time_s and img_per_sec (training speed; each left out when NaN), stats,
  * per_category_ap, category_names (from gt), ap_per_iou, pr. Written atomically. */
 md_status md_eval_json_write(const char *path, const md_cocoeval_result *r, const md_coco_gt *gt, long long iter,
                              const char *loss, double train_time_s, double img_per_sec);
 
 enum { MD_VIS_MAX_IMAGES = 1000, MD_VIS_MAX_BOXES = 30 };
+#define MD_VIS_SCORE_DEFAULT 0.3f /* lowest score drawn by --vis, for one checkpoint and for a comparison */
+/* ./eval --weights --vis pictures: a title row of MD_VIS_HEAD pixels, then two panels MD_VIS_GAP apart
+ * (and from the edges): the ground truth at x = MD_VIS_GAP, the detections at x = 2 MD_VIS_GAP + k width,
+ * both the image scaled by k = md_vis_scale (images with a side under MD_VIS_MIN_SIDE are enlarged so
+ * that the tags do not cover small objects). */
+enum { MD_VIS_HEAD = 30, MD_VIS_GAP = 10, MD_VIS_MIN_SIDE = 480 };
+int md_vis_scale(int width, int height);
 
 /* `./eval --weights W --config C`: every field as the option of that name (see ./eval --help). */
 typedef struct {
-    const char *weights, *config;  /* weights required; config NULL = defaults */
+    const char *weights, *config;  /* weights required; config NULL = the one the checkpoint stores, else defaults */
     const char *ann, *images;      /* NULL: [data] val_ann / val_images */
     const char *out;               /* results file; NULL: OUT_DIR/results.json */
     const char *out_dir;           /* NULL: the directory of out, else eval_<weights name> next to the weights */
@@ -81,7 +88,7 @@ typedef struct {
     int max_images;                /* 0 = all */
     int threads;                   /* 0 = [run] threads */
     int vis;                       /* 0..MD_VIS_MAX_IMAGES images drawn into OUT_DIR/vis_<image id>.png */
-    float vis_score;               /* lowest score drawn (default 0.3) */
+    float vis_score;               /* lowest score drawn (default MD_VIS_SCORE_DEFAULT) */
     int n_overrides;
     char *const *overrides;        /* "section.key=value" applied after config */
 } md_eval_weights_options;

@@ -26,7 +26,7 @@ md_status md_eval_json_write(const char *path, const md_cocoeval_result *r, cons
     cJSON_AddNumberToObject(j, "iter", (double)iter);
     cJSON_AddStringToObject(j, "loss", loss);
     if (!isnan(train_time_s)) cJSON_AddNumberToObject(j, "train_time_s", train_time_s);
-    cJSON_AddNumberToObject(j, "img_per_sec", img_per_sec);
+    if (!isnan(img_per_sec)) cJSON_AddNumberToObject(j, "img_per_sec", img_per_sec);
     cJSON *st = cJSON_AddArrayToObject(j, "stats");
     for (int i = 0; i < 12; i++) cJSON_AddItemToArray(st, cJSON_CreateNumber(r->stats[i]));
     cJSON *pc = cJSON_AddObjectToObject(j, "per_category_ap"), *nm = cJSON_AddObjectToObject(j, "category_names");

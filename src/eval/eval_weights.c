@@ -8,11 +8,12 @@
  * out, else eval_<weights name> next to the weights. strict 0 loads what matches and initialises the
  * rest, with a report.
  *
- * vis N draws the detections of the first N evaluated images into OUT_DIR/vis_<image id>.png: the
- * original image at its own size, at most MD_VIS_MAX_BOXES boxes per image with score >= vis_score
- * (0 draws the top MD_VIS_MAX_BOXES whatever their score), each outlined in its category's colour with
- * a tag "<category name> <score>" (names from the ground-truth json), the highest score drawn last (on
- * top). report.md links them. */
+ * vis N draws the first N evaluated images into OUT_DIR/vis_<image id>.png, two panels side by side:
+ * the ground truth and the detections (at most MD_VIS_MAX_BOXES with score >= vis_score, 0 draws the top
+ * MD_VIS_MAX_BOXES whatever their score), each box outlined in its category's colour with a tag
+ * "<category name> <score>" (names from the ground-truth json), the highest score drawn last (on top);
+ * small images are enlarged (md_vis_scale, layout in evaluate.h); a panel title says when no detection
+ * reaches the threshold. report.md links them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,30 @@ static md_status write_report(const char *path, const md_eval_weights_options *a
     return s;
 }
 
-/* Draws one image's detections (kept ones only: a class the split has) into path; see the top comment. */
-static md_status write_vis(const char *path, const char *image_path, const md_detections *d, const md_coco *coco,
+int md_vis_scale(int width, int height) {
+    int side = width > height ? width : height;
+    return side > 0 && side < MD_VIS_MIN_SIDE ? (MD_VIS_MIN_SIDE + side - 1) / side : 1;
+}
+
+/* Paints img scaled by k (nearest) with its top-left corner at (ox, oy) of rgb[H][W][3]. */
+static void paint_scaled(unsigned char *rgb, int W, int H, int ox, int oy, const md_image *img, int k) {
+    for (int y = 0; y < img->height * k && oy + y < H; y++)
+        for (int x = 0; x < img->width * k && ox + x < W; x++)
+            memcpy(rgb + ((size_t)(oy + y) * W + ox + x) * 3, img->data + ((size_t)(y / k) * img->width + x / k) * 3, 3);
+}
+
+/* Draws image index of coco into path: the ground truth (left) next to the kept detections with score
+ * >= score_min (right), each panel the image scaled by md_vis_scale so that tags do not hide small
+ * objects; a title over each panel, which says so when no detection reaches score_min. */
+static md_status write_vis(const char *path, const char *image_path, const md_detections *d, const md_coco *coco, int index,
                            const md_coco_gt *gt, float score_min, int allow_16bit) {
     md_image img;
     memset(&img, 0, sizeof img);
     md_status s = md_image_load(image_path, allow_16bit, &img);
     if (s) return md_error_prefix(s, "--vis");
-    md_plot_box b[MD_VIS_MAX_BOXES];
+    md_plot_box b[MD_VIS_MAX_BOXES], g[MD_VIS_MAX_BOXES];
     char text[MD_VIS_MAX_BOXES][80];
-    int n = 0;
+    int n = 0, ng = 0;
     for (int j = 0; j < d->n && n < MD_VIS_MAX_BOXES; j++) { /* d is sorted by decreasing score */
         if (d->scores[j] < score_min) break;
         int ci = md_coco_gt_cat_index(gt, md_coco_category_of_label(coco, d->labels[j]));
@@ -94,9 +109,38 @@ static md_status write_vis(const char *path, const char *image_path, const md_de
         b[i] = b[n - 1 - i];
         b[n - 1 - i] = t;
     }
-    int side = img.width > img.height ? img.width : img.height;
-    md_plot_boxes(img.data, img.width, img.height, 0, 0, 1, b, n, side >= 480 ? 2 : 1);
-    s = md_plot_write_rgb_png(path, img.data, img.width, img.height);
+    const md_coco_image *im = &coco->images[index];
+    for (int a = im->ann_begin; a < im->ann_begin + im->ann_count && ng < MD_VIS_MAX_BOXES; a++) {
+        const md_coco_ann *an = &coco->anns[a];
+        if (an->flags & MD_ANN_DROPPED) continue;
+        int ci = md_coco_gt_cat_index(gt, an->category_id);
+        memcpy(g[ng].box, an->box, sizeof g[ng].box);
+        g[ng].color = ci < 0 ? 0 : ci;
+        g[ng].label = ci >= 0 && gt->cat_names[ci][0] ? gt->cat_names[ci] : NULL;
+        ng++;
+    }
+    int k = md_vis_scale(img.width, img.height), pw = img.width * k, ph = img.height * k;
+    int W = 2 * pw + 3 * MD_VIS_GAP, H = MD_VIS_HEAD + ph + MD_VIS_GAP;
+    unsigned char *rgb = malloc((size_t)W * H * 3);
+    if (!rgb) {
+        md_image_free(&img);
+        return md_set_error(MD_ERR_NOMEM, "--vis: out of memory for a %dx%d picture", W, H);
+    }
+    memset(rgb, 255, (size_t)W * H * 3);
+    static const unsigned char black[3] = {20, 20, 20};
+    int ts = pw >= 480 ? 2 : 1;
+    char title[96];
+    snprintf(title, sizeof title, "ground truth (%d)", ng);
+    md_plot_text(rgb, W, H, MD_VIS_GAP, (MD_VIS_HEAD - 9 * ts) / 2, title, ts, black);
+    if (n) snprintf(title, sizeof title, "detections with score >= %.2f (%d)", (double)score_min, n);
+    else snprintf(title, sizeof title, "no detection with score >= %.2f", (double)score_min);
+    md_plot_text(rgb, W, H, 2 * MD_VIS_GAP + pw, (MD_VIS_HEAD - 9 * ts) / 2, title, ts, black);
+    paint_scaled(rgb, W, H, MD_VIS_GAP, MD_VIS_HEAD, &img, k);
+    paint_scaled(rgb, W, H, 2 * MD_VIS_GAP + pw, MD_VIS_HEAD, &img, k);
+    md_plot_boxes(rgb, W, H, MD_VIS_GAP, MD_VIS_HEAD, k, g, ng, ts);
+    md_plot_boxes(rgb, W, H, 2 * MD_VIS_GAP + pw, MD_VIS_HEAD, k, b, n, ts);
+    s = md_plot_write_rgb_png(path, rgb, W, H);
+    free(rgb);
     md_image_free(&img);
     return s;
 }
@@ -104,7 +148,7 @@ static md_status write_vis(const char *path, const char *image_path, const md_de
 void md_eval_weights_options_default(md_eval_weights_options *o) {
     memset(o, 0, sizeof *o);
     o->strict = 1;
-    o->vis_score = 0.3f;
+    o->vis_score = MD_VIS_SCORE_DEFAULT;
 }
 
 /* --vis: the first vis images, each drawn as soon as it is inferred. */
@@ -125,12 +169,35 @@ static md_status vis_image(void *ctx, int index, const md_detections *d) {
     char ip[2 * MD_PATH_MAX + 2], path[MD_PATH_MAX + 32];
     snprintf(ip, sizeof ip, "%s%s%s", v->imgdir, v->imgdir[strlen(v->imgdir) - 1] == '/' ? "" : "/", ci->file_name);
     snprintf(path, sizeof path, "%s/vis_%lld.png", v->out_dir, (long long)ci->id);
-    md_status s = write_vis(path, ip, d, v->coco, v->gt, v->a->vis_score, v->allow_16bit);
+    md_status s = write_vis(path, ip, d, v->coco, index, v->gt, v->a->vis_score, v->allow_16bit);
     if (!s) v->ids[v->n++] = ci->id;
     return s;
 }
 
 #define TRYG(x) do { if ((s = (x)) != MD_OK) goto done; } while (0)
+
+/* The configuration to evaluate with: --config if given, else the resolved one a minidet checkpoint
+ * stores (metadata minidet.config: model, data split, test settings as trained), else the defaults;
+ * then the overrides. */
+static md_status load_config(const md_eval_weights_options *a, md_config *cfg) {
+    if (a->config) return md_config_load(cfg, a->config, a->n_overrides, a->overrides);
+    md_st_file f;
+    md_status s = md_st_load(a->weights, &f);
+    if (s) return s;
+    const char *text = md_st_meta(&f, "minidet.config");
+    if (!text) { /* plain weights (converted torchvision ones): the defaults and the overrides */
+        md_st_free(&f);
+        md_log(MD_LOG_INFO, "%s: no stored configuration: using the defaults and the overrides (--config C.cfg gives the model's)",
+               a->weights);
+        return md_config_load(cfg, NULL, a->n_overrides, a->overrides);
+    }
+    char what[MD_PATH_MAX + 32];
+    snprintf(what, sizeof what, "%s: stored config", a->weights);
+    s = md_config_load_text(cfg, text, what, a->n_overrides, a->overrides);
+    md_st_free(&f);
+    if (!s) md_log(MD_LOG_INFO, "%s: using the configuration stored in the checkpoint (--config C.cfg overrides it)", a->weights);
+    return s;
+}
 
 md_status md_eval_weights(const md_eval_weights_options *o) {
     const md_eval_weights_options *a = o;
@@ -157,7 +224,7 @@ md_status md_eval_weights(const md_eval_weights_options *o) {
         s = md_set_error(MD_ERR_ARG, "--weights is required");
         goto done;
     }
-    TRYG(md_config_load(&cfg, a->config, a->n_overrides, a->overrides));
+    TRYG(load_config(a, &cfg));
     md_threads_init(a->threads ? a->threads : cfg.run.threads);
     const char *ann = a->ann ? a->ann : cfg.data.val_ann, *imgdir = a->images ? a->images : cfg.data.val_images;
     if (!ann[0] || !imgdir[0]) {
@@ -266,7 +333,9 @@ md_status md_eval_weights(const md_eval_weights_options *o) {
     md_cocoeval_print_summary(&res, stdout);
     fflush(stdout);
     snprintf(path, sizeof path, "%s/eval.json", out_dir);
-    TRYG(md_eval_json_write(path, &res, gt, iter, loss, NAN, nimg / (secs > 0 ? secs : 1e-9)));
+    /* no training time nor training img/s: the evaluation's speed is not the run's (./eval RUN_DIR of an
+       unfinished run took it for the training speed) */
+    TRYG(md_eval_json_write(path, &res, gt, iter, loss, NAN, NAN));
     snprintf(path, sizeof path, "%s/report.md", out_dir);
     TRYG(write_report(path, a, &cfg, &res, gt, nimg, dl.n, secs, load_msg, vis.ids, vis.n));
     if (vis.n) md_log(MD_LOG_INFO, "--vis: %d images drawn (%s/vis_<image id>.png, score >= %.2f)", vis.n, out_dir, (double)a->vis_score);
