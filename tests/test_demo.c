@@ -7,7 +7,9 @@
  *      reusing it, and shows stage 0's progress (DEMO_PROGRESS_EVERY=1 s instead of 60).
  *   3. DEMO_REUSE_PRETRAIN=1 once more reuses the finished stage 0 without training it.
  *   4. The README's comparison command, `./eval runs/shapes_*` (here build/demo_test/runs/shapes_*,
- *      expanded by sh), exits 0 and compares exactly the five loss runs: no log file, no stage 0. */
+ *      expanded by sh), exits 0 and compares exactly the five loss runs: no log file, no stage 0.
+ *   5. `./eval --weights RUN/last.safetensors` evaluates with the configuration the checkpoint stores
+ *      (no --config); --config replaces it. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +125,25 @@ static void test_demo(void) {
         CHECK(strstr(out, row) != NULL, "the table lacks the row of shapes_%s: %s", losses[i], out);
     }
     CHECK(strstr(out, "5 runs") && !strstr(out, "pretrain") && !strstr(out, "not a directory"), "exactly the five loss runs: %s", out);
+    /* 5. --weights alone; --config wins over the stored configuration */
+    snprintf(cmd, sizeof cmd, "%s/eval --weights " ROOT "/runs/shapes_giou/last.safetensors --out-dir " ROOT "/ev > " ROOT "_5.txt 2>&1", bin);
+    st = system(cmd);
+    read_text(ROOT "_5.txt", out, sizeof out);
+    struct stat sb;
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && stat(ROOT "/ev/eval.json", &sb) == 0 && strstr(out, "using the configuration stored"),
+          "./eval --weights without --config: status %d: %s", st, out);
+    FILE *f = fopen(ROOT "/other.cfg", "w");
+    if (f) {
+        fputs("[data]\nval_ann = " ROOT "/nowhere.json\nval_images = " ROOT "\n", f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s/eval --weights " ROOT "/runs/shapes_giou/last.safetensors --config " ROOT "/other.cfg --out-dir " ROOT
+             "/ev2 > " ROOT "_5.txt 2>&1", bin);
+    st = system(cmd);
+    read_text(ROOT "_5.txt", out, sizeof out);
+    /* other.cfg has the default anchors: the checkpoint's own check names them, so --config was used */
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "the configuration has 32,64,128,256,512"),
+          "--config replaces the stored config: %s", out);
 }
 
 int main(void) {

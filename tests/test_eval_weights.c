@@ -2,8 +2,8 @@
  * 4 official val2017 images, one with a crowd box) with a tiny random detector; --max-images 3 evaluates 3:
  * results.json (COCO loadRes format, re-read by the evaluator), eval.json and report.md are written,
  * every detection is inside its image; a checkpoint with the wrong number of classes is a clear error
- * and --strict 0 loads it partially. --vis N: one PNG per evaluated image at the image's size, the
- * best detection outlined in its category's colour, nothing drawn below --vis-score, bad values rejected. */
+ * and --strict 0 loads it partially. --vis N: one PNG per evaluated image, ground truth and detections side by
+ * side, the best detection outlined in its category's colour, nothing drawn below --vis-score, bad values rejected. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <stb_image.h>
 #include "minidet/coco.h"
+#include "minidet/evaluate.h"
 #include "minidet/cocoeval.h"
 #include "minidet/model.h"
 #include "minidet/plot.h"
@@ -172,16 +173,20 @@ static void test_eval_weights_vis(void) {
         CHECK(rep && strstr(rep, link), "report.md links %s", link);
         int ci = md_coco_find_image(&coco, gt->img_ids[i]);
         int w = 0, h = 0, ch = 0;
-        CHECK(stbi_info(png, &w, &h, &ch) && ci >= 0 && w == coco.images[ci].width && h == coco.images[ci].height && ch == 3,
-              "%s: stbi_info %dx%dx%d, image %dx%d", png, w, h, ch, ci >= 0 ? coco.images[ci].width : -1,
-              ci >= 0 ? coco.images[ci].height : -1);
+        /* two panels (ground truth, detections) of the image scaled by k, a title row (evaluate.h) */
+        int k = ci >= 0 ? md_vis_scale(coco.images[ci].width, coco.images[ci].height) : 1;
+        int iw = ci >= 0 ? coco.images[ci].width : -1, ih = ci >= 0 ? coco.images[ci].height : -1;
+        CHECK(stbi_info(png, &w, &h, &ch) && w == 2 * k * iw + 3 * MD_VIS_GAP && h == MD_VIS_HEAD + k * ih + MD_VIS_GAP && ch == 3,
+              "%s: stbi_info %dx%dx%d, image %dx%d (x%d)", png, w, h, ch, iw, ih, k);
+        int ox = 2 * MD_VIS_GAP + k * iw, oy = MD_VIS_HEAD;
         unsigned char *px = stbi_load(png, &w, &h, &ch, 3);
         CHECK(px != NULL, "%s: %s", png, stbi_failure_reason());
         if (!px) continue;
         /* the best detection is drawn last: its outline (floor(x1)..ceil(x2)-1) is its category's
          * colour, the ring just outside it white, and pixels well inside it are not both */
         const double *b = dt->bbox + 4 * best;
-        int x0 = (int)floor(b[0]), y0 = (int)floor(b[1]), x1 = (int)ceil(b[0] + b[2]) - 1, y1 = (int)ceil(b[1] + b[3]) - 1;
+        int x0 = ox + (int)floor(k * b[0]), y0 = oy + (int)floor(k * b[1]), x1 = ox + (int)ceil(k * (b[0] + b[2])) - 1,
+            y1 = oy + (int)ceil(k * (b[1] + b[3])) - 1;
         unsigned char col[3], white[3] = {255, 255, 255};
         md_plot_color(dt->cat[best], col);
         double in0 = ring_share(px, w, h, x0, y0, x1, y1, col), in1 = ring_share(px, w, h, x0 + 1, y0 + 1, x1 - 1, y1 - 1, col);
@@ -194,7 +199,8 @@ static void test_eval_weights_vis(void) {
     CHECK(n_png == 2, "%d evaluated images (2 expected)", n_png);
     free(rep);
 
-    /* a threshold above every score draws nothing: the PNG is the decoded image itself */
+    /* a threshold above every score draws no detection: the right panel is the decoded image itself (its
+       title says "no detection"); the left one shows the ground truth, so it differs where the image has boxes */
     snprintf(cmd, sizeof cmd,
              "%s/eval --weights " DIR "/wv.safetensors --ann " ANN " --images " IMG " --out-dir " DIR
              "/vis_none --max-images 1 --vis 1 --vis-score 0.9 --quiet " TINY " model.num_classes=81 > /dev/null 2> " DIR
@@ -208,7 +214,15 @@ static void test_eval_weights_vis(void) {
         snprintf(jpg, sizeof jpg, IMG "/%s", coco.images[0].file_name);
         int w1, h1, c1, w2, h2, c2;
         unsigned char *a = stbi_load(png, &w1, &h1, &c1, 3), *o = stbi_load(jpg, &w2, &h2, &c2, 3);
-        CHECK(a && o && w1 == w2 && h1 == h2 && !memcmp(a, o, (size_t)w1 * h1 * 3), "%s equals %s", png, jpg);
+        int k = o ? md_vis_scale(w2, h2) : 1, same_r = a && o && w1 == 2 * k * w2 + 3 * MD_VIS_GAP, same_l = same_r;
+        for (int y = 0; same_r && y < k * h2; y++)
+            for (int x = 0; x < k * w2; x++) {
+                const unsigned char *src = o + ((size_t)(y / k) * w2 + x / k) * 3;
+                same_r &= !memcmp(a + ((size_t)(MD_VIS_HEAD + y) * w1 + 2 * MD_VIS_GAP + k * w2 + x) * 3, src, 3);
+                same_l &= !memcmp(a + ((size_t)(MD_VIS_HEAD + y) * w1 + MD_VIS_GAP + x) * 3, src, 3);
+            }
+        CHECK(same_r, "%s: the detections panel equals %s (x%d)", png, jpg, k);
+        CHECK(!same_l || coco.images[0].num_targets == 0, "%s: the ground-truth panel shows the %d boxes", png, coco.images[0].num_targets);
         stbi_image_free(a);
         stbi_image_free(o);
     }

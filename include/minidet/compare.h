@@ -70,11 +70,13 @@ enum { MD_CMP_AP, MD_CMP_AP50, MD_CMP_AP75, MD_CMP_APS, MD_CMP_APM, MD_CMP_APL, 
 const char *md_compare_column_name(int col);
 /* Value of column col for run r (AP columns as fractions, as in eval.json; NAN if undefined). */
 double md_compare_value(const md_run_summary *r, int col);
-/* best[i] = 1 for the runs holding the best shown value of column col (none for iters). */
+/* best[i] = 1 for the runs holding the best shown value of column col (AP/AR columns only: iterations
+ * and timings are not ranked, runs that shared a machine or ran on different ones were not timed alike). */
 void md_compare_best(const md_run_summary *runs, int n, int col, int *best);
 
-/* Prints the tables to out (may be NULL) and writes the report files into out_dir. */
-md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, FILE *out);
+/* Prints the tables to out (may be NULL) and writes the report files into out_dir (which must exist);
+ * vis_png (may be NULL): a picture in out_dir that compare.md and index.html show (compare_vis.png). */
+md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, const char *vis_png, FILE *out);
 
 /* Side-by-side detections (`--vis N`): the first n_images images of the first
  * run's val split ([data] val_ann / val_images of its config.cfg), one row per
@@ -87,8 +89,9 @@ md_status md_compare_vis(const md_run_summary *runs, int n, int n_images, float 
 typedef struct {
     const char *const *dirs; /* the run directories, 1..MD_COMPARE_MAX_RUNS */
     int n;
-    const char *out_dir;     /* NULL: the parent directory of the first run */
-    int vis;                 /* > 0: compare_vis.png of this many val images (1..64) */
+    const char *out_dir;     /* NULL: the parent directory of the first run; created if missing */
+    int vis;                 /* > 0: compare_vis.png of this many val images (1..64), linked from the report */
+    float vis_score;         /* lowest detection score drawn (MD_VIS_SCORE_DEFAULT, as ./eval --weights --vis) */
 } md_compare_options;
 
 /* Evaluates runs that lack eval.json (md_eval_weights), loads the runs, prints the tables to stdout

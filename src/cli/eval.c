@@ -1,6 +1,6 @@
 /* eval.c — `./eval`: COCO evaluation (docs/DESIGN.md, "Command line"). Three modes, one function each:
  *   ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]   eval_results()
- *   ./eval --weights W.safetensors --config C.cfg [...]            eval_weights() -> md_eval_weights() (evaluate.h)
+ *   ./eval --weights W.safetensors [--config C.cfg] [...]          eval_weights() -> md_eval_weights() (evaluate.h)
  *   ./eval RUN_DIR [RUN_DIR ...] [--out DIR]                       eval_runs() -> md_compare_run() (compare.h)
  * Common options: --threads N (default: all cores), --quiet. This file only parses arguments. */
 #include <errno.h>
@@ -18,21 +18,25 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ./eval --ann GT.json --results DETS.json [--json OUT.json] [--errors [--errors-iou T]]\n"
-               "       ./eval --weights W.safetensors --config C.cfg [--ann GT --images DIR] [--out R.json] [--out-dir DIR]\n"
+               "       ./eval --weights W.safetensors [--config C.cfg] [--ann GT --images DIR] [--out R.json] [--out-dir DIR]\n"
                "              [--strict 0|1] [--max-images N] [--vis N [--vis-score S]] [section.key=value ...]\n"
-               "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N]   (comparison report; DIR default: the first run's parent)\n"
+               "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N [--vis-score S]]   (comparison report; DIR default: the\n"
+               "              first run's parent, created if missing)\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
                "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n"
                "  --errors adds TIDE's error analysis at IoU T (default 0.5; tidecv 1.0.1's numbers, docs/TIDE.md):\n"
                "  the dAP of Cls, Loc, Both, Dupe, Bkg, Miss and of FalsePos, FalseNeg, in percent; with --json\n"
                "  also as \"errors\": {\"pos_threshold\", \"background_threshold\", \"ap\", \"main\", \"special\", ...}.\n"
+               "  --weights uses the configuration a minidet checkpoint stores; --config C.cfg replaces it (and is\n"
+               "  needed for weights without one).\n"
                "  --weights --vis N draws the detections (score >= S, default 0.3, at most 30 per image, with\n"
-               "  category names) of the first N images into OUT_DIR/vis_<image id>.png, linked from report.md.\n");
+               "  category names) of the first N images into OUT_DIR/vis_<image id>.png, linked from report.md.\n"
+               "  RUN_DIR ... --vis N draws N val images: the ground truth, then each run's detections (score >= S).\n");
 }
 
 typedef struct {
-    const char *ann, *results, *json, *weights, *config, *images, *out, *vis;
+    const char *ann, *results, *json, *weights, *config, *images, *out, *vis, *vis_score;
     int threads, errors;
     double errors_iou;
     int n_pos;
@@ -74,7 +78,7 @@ static int eval_results(const eval_args *a) {
 
 /* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
-    md_compare_options o = {(const char *const *)a->pos, a->n_pos, a->out, 0};
+    md_compare_options o = {(const char *const *)a->pos, a->n_pos, a->out, 0, MD_VIS_SCORE_DEFAULT};
     if (a->n_pos > MD_COMPARE_MAX_RUNS) { fprintf(stderr, "minidet: at most %d runs can be compared at once\n", MD_COMPARE_MAX_RUNS); return 2; }
     for (int i = 0; i < a->n_pos; i++)
         if (a->pos[i][0] == '-') {
@@ -85,6 +89,15 @@ static int eval_runs(const eval_args *a) {
         char *end;
         o.vis = (int)strtol(a->vis, &end, 10);
         if (*end || o.vis < 1 || o.vis > 64) { fprintf(stderr, "minidet: --vis needs a number of images (1..64)\n"); return 2; }
+    }
+    if (a->vis_score) {
+        char *end;
+        double x = strtod(a->vis_score, &end);
+        if (!*a->vis_score || *end || !(x >= 0 && x <= 1)) {
+            fprintf(stderr, "minidet: --vis-score: '%s' is not a score in [0, 1]\n", a->vis_score);
+            return 2;
+        }
+        o.vis_score = (float)x;
     }
     if (md_compare_run(&o)) {
         fprintf(stderr, "minidet: %s\n", md_last_error());
@@ -211,6 +224,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--images")) a.images = need_value(argc, argv, &i);
         else if (!strcmp(o, "--out")) a.out = need_value(argc, argv, &i);
         else if (!strcmp(o, "--vis")) a.vis = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--vis-score")) a.vis_score = need_value(argc, argv, &i);
         else if (!strcmp(o, "--errors")) a.errors = 1;
         else if (!strcmp(o, "--errors-iou")) {
             const char *v = need_value(argc, argv, &i);

@@ -54,13 +54,13 @@ static void fmt_cell(char *buf, size_t cap, const md_run_summary *r, int col) {
 }
 
 /* The value as shown (parsed back from its printed form, so runs that look
- * tied are all marked); larger = better; NAN where the column has no "best". */
+ * tied are all marked); larger = better; NAN where the column has no "best".
+ * Train time and img/s have none: runs trained side by side on one machine, or
+ * on different machines, were not measured alike, so a faster one is no finding. */
 static double shown_key(int col, double v) {
     if (!isfinite(v) || (col <= MD_CMP_AR100 && v < 0)) return NAN;
     char buf[48];
     if (col <= MD_CMP_AR100) snprintf(buf, sizeof buf, "%.1f", v * 100);
-    else if (col == MD_CMP_TIME) return -(v < 60 ? strtod((snprintf(buf, sizeof buf, "%.1f", v), buf), NULL) : (double)lround(v));
-    else if (col == MD_CMP_IMGS) snprintf(buf, sizeof buf, "%.2f", v);
     else return NAN;
     return strtod(buf, NULL);
 }
@@ -469,7 +469,7 @@ static md_status write_json(const md_run_summary *runs, int n, const char *path)
 
 /* ------------------------------------------------------------ the report */
 
-md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, FILE *out) {
+md_status md_compare_report(const md_run_summary *runs, int n, const char *out_dir, const char *vis_png, FILE *out) {
     if (n < 1 || n > MD_COMPARE_MAX_RUNS)
         return md_set_error(MD_ERR_ARG, "comparison: %d runs (1 to %d)", n, MD_COMPARE_MAX_RUNS);
     struct stat sb;
@@ -480,8 +480,8 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     md_status st;
     if ((st = main_grid(runs, n, &gm)) || (st = iou_grid(runs, n, &gi)) || (st = cat_grid(runs, n, &gc))) goto done;
     if (out) {
-        fprintf(out, "Box-loss comparison: %d run%s; COCO metrics x100 from each run's eval.json; * = best in column\n\n", n,
-                n == 1 ? "" : "s");
+        fprintf(out, "Box-loss comparison: %d run%s; COCO metrics x100 from each run's eval.json; * = best in column "
+                     "(timings are not ranked)\n\n", n, n == 1 ? "" : "s");
         grid_print(&gm, out);
         fprintf(out, "\nAP (x100) at each IoU threshold (* = best in row):\n");
         grid_print(&gi, out);
@@ -494,8 +494,9 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     if ((st = write_plots(runs, n, out_dir))) goto done;
 
     tx(&md, "# Box-loss comparison\n\n%d run%s. AP/AR columns are COCO metrics x100 (pycocotools `summarize()` order) "
-            "taken from each run's `eval.json`; **bold** = best in the column (highest AP/AR and img/s, lowest train time; "
-            "no mark where all runs show the same value).\n\n",
+            "taken from each run's `eval.json`; **bold** = best in the column (highest AP/AR; no mark where all runs show "
+            "the same value). Train time and img/s are not ranked: runs that shared a machine, or ran on different ones, "
+            "were not measured alike.\n\n",
        n, n == 1 ? "" : "s");
     grid_md(&gm, &md);
     tx(&md, "\nRuns: ");
@@ -508,6 +509,7 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
     }
     tx(&md, "\n## Plots\n\n");
     for (int k = 0; k < N_PLOTS; k++) tx(&md, "%s\n\n![%s](%s.png) ([SVG](%s.svg))\n\n", PLOT_CAPTION[k], PLOT_FILE[k], PLOT_FILE[k], PLOT_FILE[k]);
+    if (vis_png) tx(&md, "## Detections on val images (--vis)\n\nGround truth, then each run's detections.\n\n![detections](%s)\n\n", vis_png);
     if (md.oom) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
     if (!(path = join(out_dir, "compare.md", ""))) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
     if ((st = md_write_atomic(path, md.s, md.len))) goto done;
@@ -521,8 +523,8 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
               "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.l{text-align:left}th{background:#f2f2f2}"
               "td.best{font-weight:bold;background:#e6f4ea}img{max-width:100%%;border:1px solid #ddd}figure{margin:1.5em 0}"
               "</style></head><body>\n<h1>Box-loss comparison</h1>\n<p>%d run%s. AP/AR columns are COCO metrics &times;100 "
-              "from each run's <code>eval.json</code>; <b>bold green</b> = best in the column (highest AP/AR and img/s, "
-              "lowest train time).</p>\n",
+              "from each run's <code>eval.json</code>; <b>bold green</b> = best in the column (highest AP/AR). Train time "
+              "and img/s are not ranked: runs that shared a machine, or ran on different ones, were not measured alike.</p>\n",
        n, n == 1 ? "" : "s");
     grid_html(&gm, &html);
     tx(&html, "<h2>AP at each IoU threshold (&times;100)</h2>\n");
@@ -536,6 +538,11 @@ md_status md_compare_report(const md_run_summary *runs, int n, const char *out_d
         tx(&html, "<figure><img src=\"%s.png\" alt=\"%s\"><figcaption>", PLOT_FILE[k], PLOT_FILE[k]);
         tx_html(&html, PLOT_CAPTION[k]);
         tx(&html, " (<a href=\"%s.svg\">SVG</a>)</figcaption></figure>\n", PLOT_FILE[k]);
+    }
+    if (vis_png) {
+        tx(&html, "<h2>Detections on val images</h2>\n<figure><img src=\"");
+        tx_html(&html, vis_png);
+        tx(&html, "\" alt=\"detections\"><figcaption>Ground truth, then each run's detections (--vis)</figcaption></figure>\n");
     }
     tx(&html, "</body></html>\n");
     if (html.oom) { st = md_set_error(MD_ERR_NOMEM, "comparison: out of memory"); goto done; }
@@ -608,12 +615,16 @@ md_status md_compare_run(const md_compare_options *o) {
         if (!(parent = parent_dir(o->dirs[0]))) st = md_set_error(MD_ERR_NOMEM, "out of memory");
         out_dir = parent;
     }
-    if (!st) st = md_compare_report(runs, n, out_dir, stdout);
+    if (!st) st = md_mkdir_p(out_dir); /* --out DIR: created as ./train creates its run directory */
+    /* the picture first, so that compare.md and index.html link it */
     if (!st && o->vis) {
         if (!(vp = join(out_dir, "compare_vis.png", ""))) st = md_set_error(MD_ERR_NOMEM, "out of memory");
-        if (!st) st = md_compare_vis(runs, n, o->vis, 0.5f, vp);
-        if (!st) printf("\nwrote %s (%d val images: ground truth, then each run's detections with score >= 0.5)\n", vp, o->vis);
+        if (!st) st = md_compare_vis(runs, n, o->vis, o->vis_score, vp);
     }
+    if (!st) st = md_compare_report(runs, n, out_dir, o->vis ? "compare_vis.png" : NULL, stdout);
+    if (!st && o->vis)
+        printf("\nwrote %s (%d val images: ground truth, then each run's detections with score >= %.2f)\n", vp, o->vis,
+               (double)o->vis_score);
     if (!st) printf("\nwrote %s/compare.md, compare.json, index.html and plots (compare_*.png, compare_*.svg)\n", out_dir);
     for (int i = 0; i < n; i++) md_run_summary_free(&runs[i]); /* safe on partly loaded / untouched runs */
     free(parent);
