@@ -325,7 +325,7 @@ static void test_bad_input(void) {
 static void test_plot_geometry(void) {
     /* y = x on fixed [0,1]^2: the series colour lies on the diagonal, not off it */
     double x[2] = {0, 1}, y[2] = {0, 1};
-    md_plot_series s = {"y = x", 2, x, y, 0};
+    md_plot_series s = {.label = "y = x", .n = 2, .x = x, .y = y};
     md_plot p = {.title = "t", .x_label = "x (unit)", .y_label = "y (unit)", .width = 400, .height = 300, .x_min = 0, .x_max = 1,
                  .y_min = 0, .y_max = 1, .n_series = 1, .series = &s};
     unsigned char *px = malloc(400 * 300 * 3), c[3];

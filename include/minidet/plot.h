@@ -18,13 +18,15 @@
 #include <stddef.h>
 #include "minidet/error.h"
 
-#define MD_PLOT_MAX_SERIES 12
+#define MD_PLOT_MAX_SERIES 64 /* colours repeat after 10: colour series by group (md_plot_series.color) */
 
 typedef struct {
     const char *label;      /* legend entry (ASCII) */
     int n;                  /* number of points */
     const double *x, *y;    /* [n]; a non-finite x or y is a gap in the line */
     int markers;            /* 1 = a dot at every point */
+    const double *y_lo, *y_hi; /* optional [n]: a light band of the series' colour between them (e.g. +- 1 sd) */
+    int color;              /* md_plot_color index + 1; 0 = the series' own index */
 } md_plot_series;
 
 typedef struct {
@@ -39,6 +41,10 @@ typedef struct {
     int n_series;           /* 0..MD_PLOT_MAX_SERIES */
     const md_plot_series *series;
     const char *note;       /* optional: centred in the plot area (e.g. "no periodic evaluations") */
+    int bars;               /* 1 = grouped bars: point i of series s is a bar from 0 to y[i] at x[i], the series
+                             * side by side within 0.8 x units; set x_min/x_max to -0.5 / n - 0.5 and x_tick 1 */
+    const char *const *x_names; /* optional [n_x_names]: labels of the x ticks 0, 1, ... instead of numbers */
+    int n_x_names;
 } md_plot;
 
 /* Writes the plot as an 8-bit RGB PNG of width x height pixels. */

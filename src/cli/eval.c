@@ -22,6 +22,10 @@ static void usage(FILE *f) {
                "              [--strict 0|1] [--max-images N] [--vis N [--vis-score S]] [section.key=value ...]\n"
                "       ./eval RUN_DIR [RUN_DIR ...] [--out DIR] [--vis N [--vis-score S]]   (comparison report; DIR default: the\n"
                "              first run's parent, created if missing)\n"
+               "              [--baseline RUN] [--bootstrap B]: runs that differ only in run.name and run.seed are seeds of\n"
+               "              one group: mean +- sd, and against the baseline group (default: smooth_l1) the AP difference\n"
+               "              with a 95%% paired-bootstrap interval over the val images (B resamples, default 2000) and\n"
+               "              TIDE's errors at IoU .50 and .75\n"
                "options: --threads N (default: all cores), --quiet\n"
                "  The first form prints pycocotools' 12-line bbox summary and, with --json, writes\n"
                "  {\"stats\": [12 numbers], \"per_category_ap\": {\"<category_id>\": ap}} (-1: no ground truth).\n"
@@ -36,7 +40,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *ann, *results, *json, *weights, *config, *images, *out, *vis, *vis_score;
+    const char *ann, *results, *json, *weights, *config, *images, *out, *vis, *vis_score, *baseline, *bootstrap;
     int threads, errors;
     double errors_iou;
     int n_pos;
@@ -78,7 +82,7 @@ static int eval_results(const eval_args *a) {
 
 /* Compares training runs: the report lives in the library (compare.h); --out DIR is where it goes. */
 static int eval_runs(const eval_args *a) {
-    md_compare_options o = {(const char *const *)a->pos, a->n_pos, a->out, 0, MD_VIS_SCORE_DEFAULT};
+    md_compare_options o = {.dirs = (const char *const *)a->pos, .n = a->n_pos, .out_dir = a->out, .vis_score = MD_VIS_SCORE_DEFAULT};
     if (a->n_pos > MD_COMPARE_MAX_RUNS) { fprintf(stderr, "minidet: at most %d runs can be compared at once\n", MD_COMPARE_MAX_RUNS); return 2; }
     for (int i = 0; i < a->n_pos; i++)
         if (a->pos[i][0] == '-') {
@@ -98,6 +102,13 @@ static int eval_runs(const eval_args *a) {
             return 2;
         }
         o.vis_score = (float)x;
+    }
+    o.baseline = a->baseline;
+    if (a->bootstrap) {
+        char *end;
+        long b = strtol(a->bootstrap, &end, 10);
+        if (*end || !*a->bootstrap || b < 0 || b > 1000000) { fprintf(stderr, "minidet: --bootstrap needs a number of resamples (0..1000000)\n"); return 2; }
+        o.bootstrap = b ? (int)b : -1;
     }
     if (md_compare_run(&o)) {
         fprintf(stderr, "minidet: %s\n", md_last_error());
@@ -225,6 +236,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--out")) a.out = need_value(argc, argv, &i);
         else if (!strcmp(o, "--vis")) a.vis = need_value(argc, argv, &i);
         else if (!strcmp(o, "--vis-score")) a.vis_score = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--baseline")) a.baseline = need_value(argc, argv, &i);
+        else if (!strcmp(o, "--bootstrap")) a.bootstrap = need_value(argc, argv, &i);
         else if (!strcmp(o, "--errors")) a.errors = 1;
         else if (!strcmp(o, "--errors-iou")) {
             const char *v = need_value(argc, argv, &i);

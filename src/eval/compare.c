@@ -289,8 +289,27 @@ done:
     return st;
 }
 
+/* The resolved config with run.name and run.seed blanked: equal for the seeds of one experiment. */
+static char *config_key(const md_config *c) {
+    md_config k = *c;
+    memset(k.run.name, 0, sizeof k.run.name);
+    k.run.seed = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    md_status st = md_config_write(&k, f);
+    fclose(f);
+    if (st != MD_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 md_status md_run_summary_load(const char *dir, md_run_summary *r) {
     memset(r, 0, sizeof *r);
+    r->seed = -1;
     r->train_time_s = NAN;
     r->img_per_sec = NAN;
     struct stat sb;
@@ -325,6 +344,11 @@ md_status md_run_summary_load(const char *dir, md_run_summary *r) {
             md_log(MD_LOG_WARN, "run %s: %s (using eval.json's loss)", dir, md_last_error());
             md_clear_error();
         } else {
+            r->seed = (long)c.run.seed;
+            if (!(r->group_key = config_key(&c)) || (c.data.val_ann[0] && !(r->val_ann = dup_str(c.data.val_ann)))) {
+                st = md_set_error(MD_ERR_NOMEM, "%s: out of memory", dir);
+                goto done;
+            }
             const char *cl = md_box_loss_name(c.roi_heads.box_loss);
             if (!r->loss) {
                 if (!(r->loss = dup_str(cl))) { st = md_set_error(MD_ERR_NOMEM, "%s: out of memory", dir); goto done; }
@@ -334,6 +358,9 @@ md_status md_run_summary_load(const char *dir, md_run_summary *r) {
         }
     }
     if (!r->loss && !(r->loss = dup_str("?"))) st = md_set_error(MD_ERR_NOMEM, "%s: out of memory", dir);
+    char *dp = path_join(dir, "detections.json");
+    if (dp && file_exists(dp)) r->dets_path = dp;
+    else free(dp);
 done:
     free(ej);
     free(mj);
@@ -346,6 +373,9 @@ void md_run_summary_free(md_run_summary *r) {
     free(r->dir);
     free(r->name);
     free(r->loss);
+    free(r->group_key);
+    free(r->val_ann);
+    free(r->dets_path);
     for (int i = 0; i < r->n_cat && r->cat_names; i++) free(r->cat_names[i]);
     free(r->cat_names);
     free(r->cat_ids);

@@ -118,6 +118,22 @@ static double map_y(const layout_t *L, double y) { return L->bottom - (y - L->ay
 
 static int finite2(double x, double y) { return isfinite(x) && isfinite(y); }
 
+static void series_color(const md_plot_series *se, int s, unsigned char c[3]) { md_plot_color(se->color > 0 ? se->color - 1 : s, c); }
+
+/* Tick label at v: the caller's name for an integer tick where x_names has one, else the number. */
+static void x_tick_label(const md_plot *p, const axis_t *a, double v, char *buf, size_t cap) {
+    long i = lround(v);
+    if (p->x_names && fabs(v - (double)i) < 1e-9 && i >= 0 && i < p->n_x_names) snprintf(buf, cap, "%s", p->x_names[i]);
+    else tick_label(a, v, buf, cap);
+}
+
+/* Bar i of series s in bars mode: x range in data units. */
+static void bar_span(const md_plot *p, int s, double x, double *x0, double *x1) {
+    double w = 0.8 / (p->n_series > 0 ? p->n_series : 1);
+    *x0 = x - 0.4 + s * w;
+    *x1 = *x0 + w;
+}
+
 /* Counts samples (every ~4 px along every segment, and every point) inside the box. */
 static long legend_cover(const md_plot *p, const layout_t *L, int bx, int by, int bw, int bh) {
     long c = 0;
@@ -160,6 +176,8 @@ static md_status plot_layout(const md_plot *p, layout_t *L) {
             if (se->x[i] > xhi) xhi = se->x[i];
             if (se->y[i] < ylo) ylo = se->y[i];
             if (se->y[i] > yhi) yhi = se->y[i];
+            if (se->y_lo && isfinite(se->y_lo[i]) && se->y_lo[i] < ylo) ylo = se->y_lo[i];
+            if (se->y_hi && isfinite(se->y_hi[i]) && se->y_hi[i] > yhi) yhi = se->y_hi[i];
         }
     }
     if (!(xhi >= xlo)) { xlo = 0; xhi = 1; }
@@ -370,6 +388,46 @@ static void r_series(raster_t *r, const layout_t *L, const md_plot_series *se, c
     cov_composite(r, c);
 }
 
+/* The band between y_lo and y_hi: each pixel column between two finite points, blended at 20 %. */
+static void r_band(raster_t *r, const layout_t *L, const md_plot_series *se, const unsigned char c[3]) {
+    if (!se->y_lo || !se->y_hi) return;
+    for (int i = 1; i < se->n; i++) {
+        if (!isfinite(se->x[i - 1]) || !isfinite(se->x[i]) || !finite2(se->y_lo[i - 1], se->y_hi[i - 1]) ||
+            !finite2(se->y_lo[i], se->y_hi[i]))
+            continue;
+        double xa = map_x(L, se->x[i - 1]), xb = map_x(L, se->x[i]);
+        for (int x = (int)ceil(fmin(xa, xb)); x <= (int)floor(fmax(xa, xb)); x++) {
+            if (x < r->cx0 || x > r->cx1) continue;
+            double t = xb != xa ? (x - xa) / (xb - xa) : 0;
+            double lo = map_y(L, se->y_lo[i - 1] + t * (se->y_lo[i] - se->y_lo[i - 1]));
+            double hi = map_y(L, se->y_hi[i - 1] + t * (se->y_hi[i] - se->y_hi[i - 1]));
+            for (int y = (int)ceil(fmin(lo, hi)); y <= (int)floor(fmax(lo, hi)); y++) {
+                if (y < r->cy0 || y > r->cy1) continue;
+                unsigned char *q = r->px + ((size_t)y * r->W + x) * 3;
+                for (int k = 0; k < 3; k++) q[k] = (unsigned char)lrint(q[k] * 0.8 + c[k] * 0.2);
+            }
+        }
+    }
+}
+
+/* Bars of series s (bars mode), from 0 to y. */
+static void r_bars(raster_t *r, const layout_t *L, const md_plot *p, int s, const unsigned char c[3]) {
+    const md_plot_series *se = &p->series[s];
+    for (int i = 0; i < se->n; i++) {
+        if (!finite2(se->x[i], se->y[i])) continue;
+        double x0, x1;
+        bar_span(p, s, se->x[i], &x0, &x1);
+        double ya = map_y(L, 0 < L->ay.lo ? L->ay.lo : 0), yb = map_y(L, se->y[i]);
+        int px0 = (int)lrint(map_x(L, x0)) + 1, px1 = (int)lrint(map_x(L, x1));
+        int py0 = (int)lrint(fmin(ya, yb)), py1 = (int)lrint(fmax(ya, yb)) + 1;
+        if (px0 < r->cx0) px0 = r->cx0;
+        if (py0 < r->cy0) py0 = r->cy0;
+        if (px1 > r->cx1 + 1) px1 = r->cx1 + 1;
+        if (py1 > r->cy1 + 1) py1 = r->cy1 + 1;
+        r_fill(r, px0, py0, px1, py1, c);
+    }
+}
+
 md_status md_plot_render(const md_plot *p, unsigned char *rgb, int width, int height) {
     layout_t L;
     md_status st = plot_layout(p, &L);
@@ -387,7 +445,7 @@ md_status md_plot_render(const md_plot *p, unsigned char *rgb, int width, int he
             int x = (int)lrint(map_x(&L, i * L.ax.step));
             r_fill(&r, x, L.top, x + 1, L.bottom, C_GRID);
             r_fill(&r, x, L.bottom, x + 1, L.bottom + TICK, C_AXIS);
-            tick_label(&L.ax, i * L.ax.step, buf, sizeof buf);
+            x_tick_label(p, &L.ax, i * L.ax.step, buf, sizeof buf);
             r_text(&r, x - text_width(buf) / 2, L.bottom + TICK + GAP, buf, C_TEXT, 0);
         }
     if (tick_range(&L.ay, &i0, &i1))
@@ -413,10 +471,16 @@ md_status md_plot_render(const md_plot *p, unsigned char *rgb, int width, int he
         r_text(&r, (L.left + L.right) / 2 - text_width(p->note) / 2, (L.top + L.bottom) / 2 - TH / 2, p->note, C_NOTE, 0);
     /* series, clipped to the plot area */
     r.cx0 = L.left - CLIP_OUT; r.cy0 = L.top - CLIP_OUT; r.cx1 = L.right + CLIP_OUT; r.cy1 = L.bottom + CLIP_OUT;
+    for (int s = 0; s < p->n_series; s++) { /* bands first, under every line */
+        unsigned char c[3];
+        series_color(&p->series[s], s, c);
+        r_band(&r, &L, &p->series[s], c);
+    }
     for (int s = 0; s < p->n_series; s++) {
         unsigned char c[3];
-        md_plot_color(s, c);
-        r_series(&r, &L, &p->series[s], c);
+        series_color(&p->series[s], s, c);
+        if (p->bars) r_bars(&r, &L, p, s, c);
+        else r_series(&r, &L, &p->series[s], c);
     }
     /* legend */
     if (L.leg_n) {
@@ -428,7 +492,7 @@ md_status md_plot_render(const md_plot *p, unsigned char *rgb, int width, int he
             const md_plot_series *se = &p->series[s];
             if (!se->label || !*se->label) continue;
             unsigned char c[3];
-            md_plot_color(s, c);
+            series_color(se, s, c);
             int ty = L.leg_y + 10 + row * (TH + 10), my = ty + 7 * TS / 2;
             cov_segment(&r, L.leg_x + 12, my, L.leg_x + 48, my, LINE_W + 1);
             if (se->markers) cov_disc(&r, L.leg_x + 30, my, MARK_R);
@@ -553,7 +617,7 @@ md_status md_plot_svg(const md_plot *p, const char *path) {
             double x = lrint(map_x(&L, i * L.ax.step)) + 0.5;
             sb_printf(&b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e4e4e4\"/>\n", x, L.top, x, L.bottom);
             sb_printf(&b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#3c3c3c\"/>\n", x, L.bottom, x, L.bottom + TICK);
-            tick_label(&L.ax, i * L.ax.step, buf, sizeof buf);
+            x_tick_label(p, &L.ax, i * L.ax.step, buf, sizeof buf);
             svg_text(&b, x, L.bottom + TICK + GAP + base, "middle", C_TEXT, 0, buf);
         }
     if (tick_range(&L.ay, &i0, &i1))
@@ -571,11 +635,41 @@ md_status md_plot_svg(const md_plot *p, const char *path) {
     if (p->y_label && *p->y_label) svg_text(&b, 14 + base, (L.top + L.bottom) / 2.0, "middle", C_TEXT, 1, p->y_label);
     if (p->note && *p->note) svg_text(&b, (L.left + L.right) / 2.0, (L.top + L.bottom) / 2.0 + base / 2.0, "middle", C_NOTE, 0, p->note);
     sb_printf(&b, "<g clip-path=\"url(#area)\" fill=\"none\" stroke-width=\"%d\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n", LINE_W);
+    for (int s = 0; s < p->n_series; s++) { /* bands, then bars or lines */
+        const md_plot_series *se = &p->series[s];
+        unsigned char c[3];
+        series_color(se, s, c);
+        svg_rgb(col, c);
+        if (!se->y_lo || !se->y_hi) continue;
+        int i0b = -1;
+        for (int i = 0; i <= se->n; i++) {
+            int ok = i < se->n && isfinite(se->x[i]) && finite2(se->y_lo[i], se->y_hi[i]);
+            if (ok && i0b < 0) i0b = i;
+            if (!ok && i0b >= 0) {
+                sb_printf(&b, "<polygon fill=\"%s\" fill-opacity=\"0.2\" stroke=\"none\" points=\"", col);
+                for (int j = i0b; j < i; j++) sb_printf(&b, "%.2f,%.2f ", map_x(&L, se->x[j]), map_y(&L, se->y_hi[j]));
+                for (int j = i - 1; j >= i0b; j--) sb_printf(&b, "%.2f,%.2f ", map_x(&L, se->x[j]), map_y(&L, se->y_lo[j]));
+                sb_printf(&b, "\"/>\n");
+                i0b = -1;
+            }
+        }
+    }
     for (int s = 0; s < p->n_series; s++) {
         const md_plot_series *se = &p->series[s];
         unsigned char c[3];
-        md_plot_color(s, c);
+        series_color(se, s, c);
         svg_rgb(col, c);
+        if (p->bars) {
+            for (int i = 0; i < se->n; i++) {
+                if (!finite2(se->x[i], se->y[i])) continue;
+                double x0, x1;
+                bar_span(p, s, se->x[i], &x0, &x1);
+                double ya = map_y(&L, 0 < L.ay.lo ? L.ay.lo : 0), yb = map_y(&L, se->y[i]);
+                sb_printf(&b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"none\"/>\n",
+                          map_x(&L, x0) + 1, fmin(ya, yb), map_x(&L, x1) - map_x(&L, x0) - 1, fabs(ya - yb), col);
+            }
+            continue;
+        }
         int open = 0;
         for (int i = 0; i < se->n; i++) {
             if (!finite2(se->x[i], se->y[i])) {
@@ -605,7 +699,7 @@ md_status md_plot_svg(const md_plot *p, const char *path) {
             const md_plot_series *se = &p->series[s];
             if (!se->label || !*se->label) continue;
             unsigned char c[3];
-            md_plot_color(s, c);
+            series_color(se, s, c);
             svg_rgb(col, c);
             int ty = L.leg_y + 10 + row * (TH + 10);
             double my = ty + 7 * TS / 2.0;

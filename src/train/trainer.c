@@ -340,7 +340,9 @@ static md_status all_ranks(trainer *t, md_status s);
 
 /* COCO evaluation on the val split; with several ranks the batches are shared, rank 0 scores every
  * rank's detections (the one-process stats) and the others receive res->stats only. */
-static md_status evaluate(trainer *t, md_cocoeval_result *res) {
+/* save_dets (may be NULL): rank 0 keeps the detections as a COCO results file, so that the
+ * comparison can resample the val images without running the model again. */
+static md_status evaluate(trainer *t, md_cocoeval_result *res, const char *save_dets) {
     memset(res, 0, sizeof *res);
     md_coco_dets *dets = NULL;
     md_det_list dl;
@@ -353,6 +355,7 @@ static md_status evaluate(trainer *t, md_cocoeval_result *res) {
         s = md_coco_dets_create(t->val_gt, &dets);
         if (!s && dl.n) s = md_coco_dets_add(dets, dl.n, dl.image_id, dl.category_id, dl.xywh, dl.score);
         if (!s) s = md_cocoeval_run(t->val_gt, dets, res);
+        if (!s && save_dets && (s = md_coco_dets_save(dets, save_dets))) md_cocoeval_result_free(res);
     }
     md_det_list_free(&dl);
     md_coco_dets_free(dets);
@@ -722,8 +725,8 @@ static void log_window_flush(trainer *t, long long it, float lr, log_window *w) 
 }
 
 /* Evaluates on the val split, appends the metrics.jsonl "eval" line and keeps the best AP. */
-static md_status eval_and_record(trainer *t, long long iter, md_cocoeval_result *r) {
-    md_status s = evaluate(t, r);
+static md_status eval_and_record(trainer *t, long long iter, md_cocoeval_result *r, const char *save_dets) {
+    md_status s = evaluate(t, r, save_dets);
     if (s) return s;
     metrics_eval_line(t, iter, r);
     if (r->stats[0] > t->st.best_ap) {
@@ -739,7 +742,7 @@ static md_status maybe_eval(trainer *t, long long it, int last) {
     if (last || every <= 0 || (it + 1) % every != 0 || !t->have_val) return MD_OK;
     md_cocoeval_result r;
     md_status s = md_dp_average_bn(&t->dp); /* norm = bn: the ranks' running statistics averaged before use */
-    if (!s) s = eval_and_record(t, it + 1, &r);
+    if (!s) s = eval_and_record(t, it + 1, &r, NULL);
     if (s) return s;
     if (!t->quiet) {
         if (t->tty) fputc('\n', stderr);
@@ -763,7 +766,9 @@ static md_status maybe_checkpoint(trainer *t, long long it, int last, int interr
 /* After the last iteration: evaluation, its metrics line and eval.json. */
 static md_status final_eval(trainer *t) {
     md_cocoeval_result r;
-    md_status s = eval_and_record(t, t->st.iteration, &r);
+    char dets_path[8192];
+    snprintf(dets_path, sizeof dets_path, "%s/detections.json", t->run_dir);
+    md_status s = eval_and_record(t, t->st.iteration, &r, dets_path);
     if (s) return s;
     double ips = t->st.train_time_s > 0 ? (double)(t->st.iteration * t->cfg->solver.ims_per_batch) / t->st.train_time_s : 0;
     s = all_ranks(t, t->rank == 0 ? write_eval_json(t, t->st.iteration, &r, t->st.train_time_s, ips) : MD_OK);
