@@ -34,8 +34,8 @@ typedef struct {
 
 /* Fills OH/OW; returns 0 if the geometry is invalid (output would be empty). */
 int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad, int dilation);
-/* Scratch for one im2col chunk: C*KH*KW x chunk_rows*OW floats (clobbered by forward and backward);
- * 0 for a 1x1 stride-1 pad-0 conv, which runs as a plain GEMM and accepts scratch == NULL. */
+/* Scratch floats (clobbered by forward and backward): one im2col chunk, C*KH*KW x chunk_rows*OW, or the
+ * Winograd buffers if larger; 0 for a 1x1 stride-1 pad-0 conv, which runs as a plain GEMM and accepts scratch == NULL. */
 size_t md_conv2d_scratch_floats(const md_conv2d_params *p);
 void md_conv2d_forward(float *out, const float *in, const float *weight, const float *bias, const md_conv2d_params *p, float *scratch);
 /* din, dweight, dbias may each be NULL. */
