@@ -307,8 +307,8 @@ out:
 }
 
 /* ------------------------------------------------------------ 5. regression loss end to end */
-static const char *roi_kinds[5] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
-static const float roi_weights[5] = {1.0f, 10.0f, 10.0f, 12.0f, 12.0f};
+static const char *roi_kinds[5] = {"iou", "giou", "diou", "ciou", "smooth_l1"}; /* md_box_loss_kind order */
+static const float roi_weights[5] = {10.0f, 10.0f, 12.0f, 12.0f, 1.0f};
 static double worst_roi_loss[5][2], worst_roi_grad[5][2];
 
 static md_box_loss_opts roi_opts(int k, int space) {
@@ -365,7 +365,7 @@ static void test_roi_loss_vs_torch(void) {
             CHECK(el <= LOSS_TOL, "roi %s/%s: loss %.9g want %.9g (rel %.3g)", roi_kinds[k], sp, loss, rl[0], el);
             CHECK(eg <= GRAD_TOL, "roi %s/%s: ddeltas[%zu] %.9g want %.9g (rel %.3g)", roi_kinds[k], sp, wi, dd[wi], rg[wi], eg);
             /* the clamped dw of row 3 gets exactly zero gradient (as autograd through clamp) */
-            CHECK(dd[(size_t)3 * C * 4 + 4 * labels[3] + 2] == 0.0f || k == 0, "roi %s/%s: clamped dw has a gradient",
+            CHECK(dd[(size_t)3 * C * 4 + 4 * labels[3] + 2] == 0.0f || k == MD_BOXLOSS_SMOOTH_L1, "roi %s/%s: clamped dw has a gradient",
                   roi_kinds[k], sp);
             /* loss without gradient output equals the one with */
             float loss2 = -1;
@@ -376,7 +376,7 @@ static void test_roi_loss_vs_torch(void) {
         }
     /* finite differences of the float API w.r.t. a few foreground deltas */
     for (int k = 0; k < 5; k++) {
-        md_box_loss_opts o = roi_opts(k, k % 2);
+        md_box_loss_opts o = roi_opts(k, k % 2 == 0); /* IoU, DIoU, smooth-L1 in image space (ignored by smooth-L1) */
         float loss;
         CHECK_OK(md_box_regression_loss(&loss, dd, deltas, props, gt, labels, R, C, &o));
         int checked = 0;
@@ -471,8 +471,8 @@ static void test_roi_loss_agnostic_and_errors(void) {
     CHECK(l == 0, "empty batch loss %g", l);
 }
 
-/* smooth-L1 branch == ops' md_smooth_l1_forward on md_box_encode targets (the float32 pipeline
- * torchvision runs), and a timing of the loss at detector size (1024 rows x 91 classes) */
+/* smooth-L1 branch == md_smooth_l1_forward on the fg rows' label slots and their encoded targets
+ * (rounded to float32, as torchvision's float32 pipeline has them), and a timing of the loss at detector size (1024 rows x 91 classes) */
 static void test_roi_smooth_l1_matches_ops_and_timing(void) {
     enum { R = 1024, C = 91 };
     float *deltas = calloc((size_t)R * C * 4, sizeof(float)), *dd = malloc(sizeof(float) * R * C * 4);
@@ -503,13 +503,18 @@ static void test_roi_smooth_l1_matches_ops_and_timing(void) {
         }
     }
     md_box_coder coder = md_box_coder_make(10, 10, 5, 5);
-    md_box_encode(&coder, tg, fgg, fgp, nf);
+    for (int i = 0; i < nf; i++) {
+        double t[4], g[4], p[4];
+        for (int k = 0; k < 4; k++) g[k] = fgg[4 * i + k], p[k] = fgp[4 * i + k];
+        md_box_encode_row(&coder, t, g, p);
+        for (int k = 0; k < 4; k++) tg[4 * i + k] = (float)t[k];
+    }
     const float want = md_smooth_l1_forward(fgd, tg, 4 * nf, 1.0f / 9.0f) / R;
     md_box_loss_opts o = roi_opts(MD_BOXLOSS_SMOOTH_L1, 0);
     float got = 0;
     CHECK_OK(md_box_regression_loss(&got, dd, deltas, props, gt, labels, R, C, &o));
-    CHECK(fabs(got - want) <= 1e-5 * fabs(want), "smooth_l1: %.9g vs ops %.9g", got, want);
-    printf("  smooth-L1 RoI loss %.7f, ops md_smooth_l1_forward on encoded targets %.7f (%d fg of %d)\n", got, want, nf, R);
+    CHECK(fabs(got - want) <= 1e-5 * fabs(want), "smooth_l1: %.9g vs md_smooth_l1_forward %.9g", got, want);
+    printf("  smooth-L1 RoI loss %.7f, md_smooth_l1_forward on encoded targets %.7f (%d fg of %d)\n", got, want, nf, R);
     for (int k = 0; k < 5; k++) {
         md_box_loss_opts ok = roi_opts(k, 0);
         const int reps = 20;

@@ -11,7 +11,7 @@
  * The box coder maps boxes to deltas (dx, dy, dw, dh) relative to reference
  * boxes with weights (wx, wy, ww, wh):
  *   dx = wx (gx - px) / pw, dy = wy (gy - py) / ph, dw = ww log(gw / pw), dh = wh log(gh / ph)
- * and decodes back (with the clamp). md_box_decode_backward propagates
+ * and decodes back (with the clamp). md_box_decode_row_backward propagates
  * d boxes -> d deltas; where the clamp is active (dw / ww > clip) dw gets no
  * gradient (torch.clamp passes the gradient at equality, as here).
  *
@@ -43,20 +43,27 @@ static inline md_box_coder md_box_coder_make(float wx, float wy, float ww, float
 }
 
 /* ------------------------------------------------------------ box coder
- * encode (torchvision BoxCoder.encode_single(reference_boxes=gt, proposals)):
- *   gt: n x 4, proposals: n x 4 -> deltas: n x 4. Computed in float like torchvision.
- *   Zero-width proposals or gt give inf/NaN exactly as torchvision would; callers
- *   pass proposals that survived remove_small_boxes and GT with positive size. */
-void md_box_encode(const md_box_coder *c, float *deltas, const float *gt, const float *proposals, int n);
-
-/* decode (torchvision BoxCoder.decode_single): deltas: n x (4k) (k box predictions per
- * reference box, e.g. one per class), boxes: n x 4 -> out: n x (4k). */
+ * decode (torchvision BoxCoder.decode_single): deltas: n x (4k) (k box predictions per
+ * reference box, e.g. one per class), boxes: n x 4 -> out: n x (4k). Computed in float like
+ * torchvision, so proposals and detections (and the top-k / NMS orders built on them) match it. */
 void md_box_decode(const md_box_coder *c, float *out, const float *deltas, const float *boxes, int n, int k);
 
-/* backward of md_box_decode: dout: n x (4k) (d loss / d decoded box) -> ddeltas += n x (4k).
- * Reference boxes get no gradient (they are proposals/anchors, constants in torchvision). */
-void md_box_decode_backward(const md_box_coder *c, float *ddeltas, const float *dout, const float *deltas,
-                            const float *boxes, int n, int k);
+/* The coder on one row in double, for the regression losses (box_loss.h), whose only error is then
+ * the final rounding:
+ *   md_box_encode_row (torchvision BoxCoder.encode_single(reference_boxes=gt, proposals=ref)):
+ *     t = (dx, dy, dw, dh) of gt relative to ref. Zero-width ref or gt give inf/NaN exactly as
+ *     torchvision would; callers pass proposals that survived remove_small_boxes and GT with positive size.
+ *   md_box_decode_row: out = the box of deltas d around ref, as md_box_decode; *k keeps what the
+ *     backward needs.
+ *   md_box_decode_row_backward: gd = (d out / d d)^T gb; reference boxes get no gradient (they are
+ *     proposals/anchors, constants in torchvision). */
+typedef struct {
+    double W, H, pw, ph;  /* reference size, decoded size */
+    int dw_live, dh_live; /* 0 where the clamp is active (no gradient) */
+} md_box_decode_cache;
+void md_box_encode_row(const md_box_coder *c, double t[4], const double gt[4], const double ref[4]);
+void md_box_decode_row(const md_box_coder *c, double out[4], const double d[4], const double ref[4], md_box_decode_cache *k);
+void md_box_decode_row_backward(const md_box_coder *c, double gd[4], const double gb[4], const md_box_decode_cache *k);
 
 /* ------------------------------------------------------------ geometry
  * Pairwise IoU (torchvision.ops.box_iou): a: na x 4, b: nb x 4 -> iou: na x nb, float

@@ -1,5 +1,6 @@
 /* box_loss.h — the box-regression losses: IoU, GIoU, DIoU, CIoU on boxes, smooth-L1 on
- * deltas, and the RoI-head / RPN regression loss that switches between them.
+ * deltas, and the RoI-head / RPN regression loss that switches between them (the only
+ * implementation of each: training computes its box losses here).
  *
  * md_iou_loss is the public per-box entry point (docs/DESIGN.md, "Library"). Values and gradients
  * follow torchvision.ops 0.14 exactly, including its quirks:
@@ -25,7 +26,13 @@
 #include "minidet/config.h"
 #include "minidet/error.h"
 
-typedef enum { MD_LOSS_IOU, MD_LOSS_GIOU, MD_LOSS_DIOU, MD_LOSS_CIOU } md_iou_kind;
+/* The IoU-type kinds of md_box_loss_kind (config.h) under md_iou_loss's names: MD_LOSS_IOU = 0, MD_LOSS_GIOU = 1,
+ * MD_LOSS_DIOU = 2, MD_LOSS_CIOU = 3. */
+typedef md_box_loss_kind md_iou_kind;
+#define MD_LOSS_IOU MD_BOXLOSS_IOU
+#define MD_LOSS_GIOU MD_BOXLOSS_GIOU
+#define MD_LOSS_DIOU MD_BOXLOSS_DIOU
+#define MD_LOSS_CIOU MD_BOXLOSS_CIOU
 
 /* Loss of one predicted box against one target box, both (x1, y1, x2, y2).
    If grad is not NULL it receives d loss / d pred (4 floats). */
@@ -44,8 +51,14 @@ md_status md_iou_loss_forward(float *sum, float *losses, const float *pred, cons
 md_status md_iou_loss_backward(float *dpred, const float *pred, const float *target, int n, md_iou_kind kind,
                                int ciou_alpha_gate, float dloss);
 
-/* md_box_loss_kind (config.h, includes smooth_l1) -> md_iou_kind; MD_ERR_ARG for smooth_l1. */
-md_status md_iou_kind_from_box_loss(md_box_loss_kind k, md_iou_kind *out);
+/* ------------------------------------------------------------ smooth L1, SUM reduction
+ * F.smooth_l1_loss(x, t, beta, reduction="sum") over n elements, d = x - t: 0.5*d^2/beta if |d| < beta, else
+ * |d| - 0.5*beta (beta = 0: |d|), accumulated in double. backward: dx += dloss * d/beta inside |d| < beta, else
+ * dloss * sign(d). So with beta = 0 the subgradient at d == 0 is 0, as F.l1_loss's (PyTorch 1.13's smooth_l1
+ * kernel gives -1 there). md_box_regression_loss uses the same element function. Callers divide by their
+ * normaliser themselves. */
+float md_smooth_l1_forward(const float *x, const float *target, int n, float beta);
+void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss);
 
 /* ------------------------------------------------------------ regression loss (RoI heads / RPN)
  * Settings of the loss switch (docs/DESIGN.md, "The box-regression loss switch"). */

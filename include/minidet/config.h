@@ -16,7 +16,9 @@
 #define MD_PATH_MAX 1024
 #define MD_MAX_STEPS 8
 
-typedef enum { MD_BOXLOSS_SMOOTH_L1 = 0, MD_BOXLOSS_IOU, MD_BOXLOSS_GIOU, MD_BOXLOSS_DIOU, MD_BOXLOSS_CIOU } md_box_loss_kind;
+/* The box-regression loss kinds, the only enum of them: the IoU-type kinds first, in the order that
+ * box_loss.h's md_iou_kind (MD_LOSS_IOU .. MD_LOSS_CIOU, the same values) gives them, then smooth-L1. */
+typedef enum { MD_BOXLOSS_IOU, MD_BOXLOSS_GIOU, MD_BOXLOSS_DIOU, MD_BOXLOSS_CIOU, MD_BOXLOSS_SMOOTH_L1 } md_box_loss_kind;
 typedef enum { MD_SPACE_PROPOSAL = 0, MD_SPACE_IMAGE } md_box_loss_space;
 typedef enum { MD_NMS_GREEDY = 0, MD_NMS_DIOU } md_nms_kind;
 /* [model] norm: backbone normalisation. frozen_bn = torchvision FrozenBatchNorm2d (pretrained backbones);
@@ -170,6 +172,8 @@ md_status md_prefix_list_parse(const char *list, char out[][MD_PREFIX_MAX], int 
  * their values and the override that fixes it; returns how many there are (may exceed max). */
 #define MD_LINT_LEN 320
 int md_config_lint(const md_config *c, char msgs[][MD_LINT_LEN], int max);
+/* Names of md_box_loss_kind in its order ("iou" .. "smooth_l1"), NULL-terminated: the config values. */
+extern const char *const md_box_loss_names[];
 const char *md_box_loss_name(md_box_loss_kind k);
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k);
 /* Reference default [roi_heads] box_loss_weight of a loss: 1 smooth_l1, 10 iou/giou, 12 diou/ciou.

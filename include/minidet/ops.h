@@ -126,23 +126,21 @@ void md_linear_backward(float *din, float *dweight, float *dbias, const float *d
 /* ------------------------------------------------------------ softmax cross-entropy, mean over non-ignored rows
  * logits: N x K, labels: N (label == ignore_index is skipped). probs (N x K) is written by forward and read by
  * backward. Returns the mean loss (0 if every row is ignored, as a 0-weight sum; PyTorch gives NaN there).
- * A label outside [0, K) that is not ignore_index: returns NaN and sets an MD_ERR_ARG message.
- * backward: dlogits += dloss * (probs - onehot) / count_not_ignored. */
-float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index);
-void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss);
+ * normalizer > 0 replaces the divisor count_not_ignored (a data-parallel job divides by the batch's count over
+ * all ranks); <= 0 keeps F.cross_entropy's mean. A label outside [0, K) that is not ignore_index: returns NaN
+ * and sets an MD_ERR_ARG message.
+ * backward: dlogits += (dloss * (1 / divisor)) * (probs - onehot), in float; nothing if every row is ignored. */
+float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index,
+                               int normalizer);
+void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss,
+                               int normalizer);
 
 /* ------------------------------------------------------------ sigmoid binary cross-entropy with logits, mean
- * F.binary_cross_entropy_with_logits(x, t) over n elements (numerically stable form).
- * backward: dx += dloss * (sigmoid(x) - t) / n. */
-float md_bce_logits_forward(const float *x, const float *target, int n);
-void md_bce_logits_backward(float *dx, const float *x, const float *target, int n, float dloss);
-
-/* ------------------------------------------------------------ smooth L1, SUM reduction
- * F.smooth_l1_loss(x, t, beta, reduction="sum"): 0.5*d^2/beta if |d| < beta else |d| - 0.5*beta (beta=0: |d|).
- * backward: dx += dloss * d/dx (PyTorch's kernel: -1 if d <= -beta, +1 if d >= beta, else d/beta; so with
- * beta = 0 the subgradient at d == 0 is -1). Callers divide by their normaliser themselves. */
-float md_smooth_l1_forward(const float *x, const float *target, int n, float beta);
-void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss);
+ * F.binary_cross_entropy_with_logits(x, t) over n elements (numerically stable form); normalizer > 0 replaces
+ * the divisor n (as for the cross-entropy), <= 0 keeps the mean.
+ * backward: dx += (dloss * (1 / divisor)) * (sigmoid(x) - t), in float. */
+float md_bce_logits_forward(const float *x, const float *target, int n, int normalizer);
+void md_bce_logits_backward(float *dx, const float *x, const float *target, int n, float dloss, int normalizer);
 
 /* ------------------------------------------------------------ RoIAlign (torchvision.ops.roi_align)
  * feat: N x C x H x W; rois: R x 5 (batch_index, x1, y1, x2, y2) in image coordinates;

@@ -3,21 +3,6 @@
 #include <stddef.h>
 #include "minidet/box.h"
 
-void md_box_encode(const md_box_coder *c, float *deltas, const float *gt, const float *proposals, int n) {
-    for (int i = 0; i < n; i++) {
-        const float *p = proposals + 4 * (size_t)i, *g = gt + 4 * (size_t)i;
-        float *t = deltas + 4 * (size_t)i;
-        const float ew = p[2] - p[0], eh = p[3] - p[1];
-        const float ecx = p[0] + 0.5f * ew, ecy = p[1] + 0.5f * eh;
-        const float gw = g[2] - g[0], gh = g[3] - g[1];
-        const float gcx = g[0] + 0.5f * gw, gcy = g[1] + 0.5f * gh;
-        t[0] = c->wx * (gcx - ecx) / ew;
-        t[1] = c->wy * (gcy - ecy) / eh;
-        t[2] = c->ww * logf(gw / ew);
-        t[3] = c->wh * logf(gh / eh);
-    }
-}
-
 void md_box_decode(const md_box_coder *c, float *out, const float *deltas, const float *boxes, int n, int k) {
     const size_t row = 4 * (size_t)k;
     for (int i = 0; i < n; i++) {
@@ -39,26 +24,48 @@ void md_box_decode(const md_box_coder *c, float *out, const float *deltas, const
     }
 }
 
-void md_box_decode_backward(const md_box_coder *c, float *ddeltas, const float *dout, const float *deltas,
-                            const float *boxes, int n, int k) {
-    const size_t row = 4 * (size_t)k;
-    for (int i = 0; i < n; i++) {
-        const float *b = boxes + 4 * (size_t)i;
-        const float W = b[2] - b[0], H = b[3] - b[1];
-        for (int j = 0; j < k; j++) {
-            const float *d = deltas + row * i + 4 * (size_t)j;
-            const float *g = dout + row * i + 4 * (size_t)j;
-            float *o = ddeltas + row * i + 4 * (size_t)j;
-            const float dw = d[2] / c->ww, dh = d[3] / c->wh;
-            const float G_cx = g[0] + g[2], G_cy = g[1] + g[3];
-            const float G_pw = 0.5f * (g[2] - g[0]), G_ph = 0.5f * (g[3] - g[1]);
-            o[0] += G_cx * W / c->wx;
-            o[1] += G_cy * H / c->wy;
-            /* torch.clamp(max=clip) passes the gradient where dw <= clip */
-            if (dw <= c->clip) o[2] += G_pw * (expf(dw) * W) / c->ww;
-            if (dh <= c->clip) o[3] += G_ph * (expf(dh) * H) / c->wh;
-        }
-    }
+/* ------------------------------------------------------------ one row in double (the regression losses) */
+
+void md_box_encode_row(const md_box_coder *c, double t[4], const double gt[4], const double ref[4]) {
+    const double ew = ref[2] - ref[0], eh = ref[3] - ref[1];
+    const double ecx = ref[0] + 0.5 * ew, ecy = ref[1] + 0.5 * eh;
+    const double gw = gt[2] - gt[0], gh = gt[3] - gt[1];
+    const double gcx = gt[0] + 0.5 * gw, gcy = gt[1] + 0.5 * gh;
+    t[0] = c->wx * (gcx - ecx) / ew;
+    t[1] = c->wy * (gcy - ecy) / eh;
+    t[2] = c->ww * log(gw / ew);
+    t[3] = c->wh * log(gh / eh);
+}
+
+void md_box_decode_row(const md_box_coder *c, double out[4], const double d[4], const double ref[4], md_box_decode_cache *k) {
+    const double W = ref[2] - ref[0], H = ref[3] - ref[1];
+    const double cx = ref[0] + 0.5 * W, cy = ref[1] + 0.5 * H;
+    const double clip = c->clip;
+    double dx = d[0] / c->wx, dy = d[1] / c->wy, dw = d[2] / c->ww, dh = d[3] / c->wh;
+    k->dw_live = dw <= clip;
+    k->dh_live = dh <= clip;
+    if (dw > clip) dw = clip;
+    if (dh > clip) dh = clip;
+    const double pcx = dx * W + cx, pcy = dy * H + cy;
+    const double pw = exp(dw) * W, ph = exp(dh) * H;
+    out[0] = pcx - 0.5 * pw;
+    out[1] = pcy - 0.5 * ph;
+    out[2] = pcx + 0.5 * pw;
+    out[3] = pcy + 0.5 * ph;
+    k->W = W;
+    k->H = H;
+    k->pw = pw;
+    k->ph = ph;
+}
+
+void md_box_decode_row_backward(const md_box_coder *c, double gd[4], const double gb[4], const md_box_decode_cache *k) {
+    const double G_cx = gb[0] + gb[2], G_cy = gb[1] + gb[3];
+    const double G_pw = 0.5 * (gb[2] - gb[0]), G_ph = 0.5 * (gb[3] - gb[1]);
+    gd[0] = G_cx * k->W / c->wx;
+    gd[1] = G_cy * k->H / c->wy;
+    /* torch.clamp(max=clip) passes the gradient where dw <= clip */
+    gd[2] = k->dw_live ? G_pw * k->pw / c->ww : 0.0;
+    gd[3] = k->dh_live ? G_ph * k->ph / c->wh : 0.0;
 }
 
 /* fmaxf / fminf by comparisons (libm calls otherwise: this is the matcher's inner loop); the same NaN rule

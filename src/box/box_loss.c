@@ -186,16 +186,6 @@ md_status md_iou_loss_backward(float *dpred, const float *pred, const float *tar
     return MD_OK;
 }
 
-md_status md_iou_kind_from_box_loss(md_box_loss_kind k, md_iou_kind *out) {
-    switch (k) {
-    case MD_BOXLOSS_IOU: *out = MD_LOSS_IOU; return MD_OK;
-    case MD_BOXLOSS_GIOU: *out = MD_LOSS_GIOU; return MD_OK;
-    case MD_BOXLOSS_DIOU: *out = MD_LOSS_DIOU; return MD_OK;
-    case MD_BOXLOSS_CIOU: *out = MD_LOSS_CIOU; return MD_OK;
-    default: return md_set_error(MD_ERR_ARG, "box loss kind %d is not an IoU-type loss", (int)k);
-    }
-}
-
 md_box_loss_opts md_box_loss_opts_roi(const md_roi_heads_config *c) {
     md_box_loss_opts o;
     memset(&o, 0, sizeof o);
@@ -209,56 +199,6 @@ md_box_loss_opts md_box_loss_opts_roi(const md_roi_heads_config *c) {
     return o;
 }
 
-/* ------------------------------------------------------------ regression loss helpers (double) */
-
-/* torchvision encode_boxes for one row. */
-static void encode_d(const md_box_coder *c, double t[4], const double gt[4], const double pr[4]) {
-    const double ew = pr[2] - pr[0], eh = pr[3] - pr[1];
-    const double ecx = pr[0] + 0.5 * ew, ecy = pr[1] + 0.5 * eh;
-    const double gw = gt[2] - gt[0], gh = gt[3] - gt[1];
-    const double gcx = gt[0] + 0.5 * gw, gcy = gt[1] + 0.5 * gh;
-    t[0] = c->wx * (gcx - ecx) / ew;
-    t[1] = c->wy * (gcy - ecy) / eh;
-    t[2] = c->ww * log(gw / ew);
-    t[3] = c->wh * log(gh / eh);
-}
-
-/* torchvision decode_single for one row around ref; keeps what the backward needs. */
-typedef struct {
-    double W, H, pw, ph;
-    int dw_live, dh_live; /* 0 where the clamp is active (no gradient) */
-} decode_cache;
-
-static void decode_d(const md_box_coder *c, double out[4], const double d[4], const double ref[4], decode_cache *k) {
-    const double W = ref[2] - ref[0], H = ref[3] - ref[1];
-    const double cx = ref[0] + 0.5 * W, cy = ref[1] + 0.5 * H;
-    const double clip = c->clip;
-    double dx = d[0] / c->wx, dy = d[1] / c->wy, dw = d[2] / c->ww, dh = d[3] / c->wh;
-    k->dw_live = dw <= clip;
-    k->dh_live = dh <= clip;
-    if (dw > clip) dw = clip;
-    if (dh > clip) dh = clip;
-    const double pcx = dx * W + cx, pcy = dy * H + cy;
-    const double pw = exp(dw) * W, ph = exp(dh) * H;
-    out[0] = pcx - 0.5 * pw;
-    out[1] = pcy - 0.5 * ph;
-    out[2] = pcx + 0.5 * pw;
-    out[3] = pcy + 0.5 * ph;
-    k->W = W;
-    k->H = H;
-    k->pw = pw;
-    k->ph = ph;
-}
-
-static void decode_backward_d(const md_box_coder *c, double gd[4], const double gb[4], const decode_cache *k) {
-    const double G_cx = gb[0] + gb[2], G_cy = gb[1] + gb[3];
-    const double G_pw = 0.5 * (gb[2] - gb[0]), G_ph = 0.5 * (gb[3] - gb[1]);
-    gd[0] = G_cx * k->W / c->wx;
-    gd[1] = G_cy * k->H / c->wy;
-    gd[2] = k->dw_live ? G_pw * k->pw / c->ww : 0.0;
-    gd[3] = k->dh_live ? G_ph * k->ph / c->wh : 0.0;
-}
-
 /* F.smooth_l1_loss element and derivative (beta == 0: L1). */
 static double smooth_l1_d(double x, double beta, double *grad) {
     double a = fabs(x);
@@ -270,12 +210,27 @@ static double smooth_l1_d(double x, double beta, double *grad) {
     return a - 0.5 * (beta > 0 ? beta : 0.0);
 }
 
+float md_smooth_l1_forward(const float *x, const float *target, int n, float beta) {
+    double sum = 0, g;
+    for (int i = 0; i < n; i++) sum += smooth_l1_d((double)x[i] - (double)target[i], beta, &g);
+    return (float)sum;
+}
+
+void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss) {
+    if (!dx) return;
+    for (int i = 0; i < n; i++) {
+        double g;
+        smooth_l1_d((double)x[i] - (double)target[i], beta, &g);
+        dx[i] += (float)(dloss * g);
+    }
+}
+
 md_status md_box_regression_loss(float *loss, float *ddeltas, const float *deltas, const float *proposals,
                                  const float *gt, const int *labels, int R, int C, const md_box_loss_opts *o) {
     static const char *fn = "md_box_regression_loss";
     if (!loss || !o || R < 0 || C < 1 || (R > 0 && (!deltas || !proposals || !gt || !labels)))
         return md_set_error(MD_ERR_ARG, "%s: bad arguments (R=%d, C=%d)", fn, R, C);
-    if ((unsigned)o->kind > MD_BOXLOSS_CIOU) return md_set_error(MD_ERR_ARG, "%s: unknown box loss %d", fn, (int)o->kind);
+    if ((unsigned)o->kind > MD_BOXLOSS_SMOOTH_L1) return md_set_error(MD_ERR_ARG, "%s: unknown box loss %d", fn, (int)o->kind);
     if (o->kind != MD_BOXLOSS_SMOOTH_L1 && o->space != MD_SPACE_PROPOSAL && o->space != MD_SPACE_IMAGE)
         return md_set_error(MD_ERR_ARG, "%s: unknown box loss space %d", fn, (int)o->space);
     if (!(o->beta >= 0) || !isfinite(o->weight) || !(o->coder.wx > 0 && o->coder.wy > 0 && o->coder.ww > 0 && o->coder.wh > 0))
@@ -286,8 +241,6 @@ md_status md_box_regression_loss(float *loss, float *ddeltas, const float *delta
     if (R == 0) return MD_OK;
     const double norm = o->normalizer > 0 ? (double)o->normalizer : (double)R;
     const double scale = o->weight / norm;
-    md_iou_kind ik = MD_LOSS_IOU;
-    if (o->kind != MD_BOXLOSS_SMOOTH_L1) md_iou_kind_from_box_loss(o->kind, &ik);
     static const double unit[4] = {-0.5, -0.5, 0.5, 0.5};
     double total = 0.0;
     for (int r = 0; r < R; r++) {
@@ -308,26 +261,26 @@ md_status md_box_regression_loss(float *loss, float *ddeltas, const float *delta
         }
         double l;
         if (o->kind == MD_BOXLOSS_SMOOTH_L1) {
-            encode_d(&o->coder, t, g, pr);
+            md_box_encode_row(&o->coder, t, g, pr);
             l = 0.0;
             for (int k = 0; k < 4; k++) l += smooth_l1_d(d[k] - t[k], o->beta, &gd[k]);
         } else {
             double pb[4], tb[4], gb[4];
-            decode_cache kc, kt;
+            md_box_decode_cache kc, kt;
             if (o->space == MD_SPACE_PROPOSAL) {
-                encode_d(&o->coder, t, g, pr);
-                decode_d(&o->coder, pb, d, unit, &kc);
-                decode_d(&o->coder, tb, t, unit, &kt);
+                md_box_encode_row(&o->coder, t, g, pr);
+                md_box_decode_row(&o->coder, pb, d, unit, &kc);
+                md_box_decode_row(&o->coder, tb, t, unit, &kt);
             } else {
-                decode_d(&o->coder, pb, d, pr, &kc);
+                md_box_decode_row(&o->coder, pb, d, pr, &kc);
                 memcpy(tb, g, sizeof tb);
             }
             for (int k = 0; k < 4; k++)
                 if (!isfinite(pb[k]) || !isfinite(tb[k]))
                     return md_set_error(MD_ERR_NUMERIC, "%s: row %d (label %d): decoded box is not finite (degenerate %s)",
                                         fn, r, lab, isfinite(pb[k]) ? "ground-truth box or proposal" : "proposal");
-            l = iou_loss_d(ik, pb, tb, o->ciou_alpha_gate, gb);
-            decode_backward_d(&o->coder, gd, gb, &kc);
+            l = iou_loss_d(o->kind, pb, tb, o->ciou_alpha_gate, gb);
+            md_box_decode_row_backward(&o->coder, gd, gb, &kc);
         }
         if (!isfinite(l)) return md_set_error(MD_ERR_NUMERIC, "%s: row %d (label %d): non-finite loss", fn, r, lab);
         total += l;

@@ -6,16 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const loss_names[] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
+const char *const md_box_loss_names[] = {"iou", "giou", "diou", "ciou", "smooth_l1", NULL};
 
 const char *md_box_loss_name(md_box_loss_kind k) {
-    return (unsigned)k < sizeof loss_names / sizeof *loss_names ? loss_names[k] : "?";
+    return (unsigned)k <= MD_BOXLOSS_SMOOTH_L1 ? md_box_loss_names[k] : "?";
 }
 
 md_status md_box_loss_parse(const char *s, md_box_loss_kind *k) {
-    for (int i = 0; i < (int)(sizeof loss_names / sizeof *loss_names); i++)
-        if (!strcmp(s, loss_names[i])) { *k = (md_box_loss_kind)i; return MD_OK; }
-    return md_set_error(MD_ERR_ARG, "unknown box loss '%s' (expected smooth_l1, iou, giou, diou or ciou)", s);
+    for (int i = 0; md_box_loss_names[i]; i++)
+        if (!strcmp(s, md_box_loss_names[i])) { *k = (md_box_loss_kind)i; return MD_OK; }
+    return md_set_error(MD_ERR_ARG, "unknown box loss '%s' (expected iou, giou, diou, ciou or smooth_l1)", s);
 }
 
 void md_config_defaults(md_config *c) {

@@ -36,7 +36,6 @@ typedef struct {
     const char *const *names; /* K_ENUM: NULL-terminated */
 } key_def;
 
-static const char *const e_loss[] = {"smooth_l1", "iou", "giou", "diou", "ciou", NULL};
 static const char *const e_space[] = {"proposal", "image", NULL};
 static const char *const e_nms[] = {"greedy", "diou", NULL};
 static const char *const e_labels[] = {"contiguous", "coco_id", NULL};
@@ -67,7 +66,7 @@ static const key_def keys[] = {
     ENUM(model, label_map, e_labels), INT(model, min_size, 1, 100000), INT(model, max_size, 1, 100000),
     INT(model, fpn_channels, 1, 100000), INT(model, representation_size, 1, 100000),
 
-    ENUM(rpn, box_loss, e_loss), FLT(rpn, box_loss_weight, 0, BIG, 0), FLT(rpn, smooth_l1_beta, 0, BIG, 0),
+    ENUM(rpn, box_loss, md_box_loss_names), FLT(rpn, box_loss_weight, 0, BIG, 0), FLT(rpn, smooth_l1_beta, 0, BIG, 0),
     INT(rpn, pre_nms_top_n_train, 1, BIG), INT(rpn, post_nms_top_n_train, 1, BIG),
     INT(rpn, pre_nms_top_n_test, 1, BIG), INT(rpn, post_nms_top_n_test, 1, BIG),
     FLT(rpn, nms_thresh, 0, 1, 1), FLT(rpn, fg_iou_thresh, 0, 1, 0), FLT(rpn, bg_iou_thresh, 0, 1, 0),
@@ -75,7 +74,7 @@ static const key_def keys[] = {
     {"rpn", "anchor_sizes", K_ANCHORS, OFF(rpn.anchor_sizes), 0, 0, 100000, 1, NULL},
     {"rpn", "aspect_ratios", K_RATIOS, OFF(rpn.aspect_ratios), 0, 0, 10000, 1, NULL},
 
-    ENUM(roi_heads, box_loss, e_loss), FLT(roi_heads, box_loss_weight, 0, BIG, 0),
+    ENUM(roi_heads, box_loss, md_box_loss_names), FLT(roi_heads, box_loss_weight, 0, BIG, 0),
     ENUM(roi_heads, box_loss_space, e_space), FLT(roi_heads, smooth_l1_beta, 0, BIG, 0),
     BOOL(roi_heads, ciou_alpha_gate), FLT(roi_heads, fg_iou_thresh, 0, 1, 0), FLT(roi_heads, bg_iou_thresh, 0, 1, 0),
     INT(roi_heads, batch_size_per_image, 1, BIG), FLT(roi_heads, positive_fraction, 0, 1, 1),

@@ -1,20 +1,21 @@
-/* loss_ops.c — the detector's classification and regression losses (see include/minidet/ops.h):
- * softmax cross-entropy with an ignore index (mean over the rows that are not ignored),
- * sigmoid binary cross-entropy with logits (mean) and smooth-L1 (sum, beta = 0 is L1).
+/* loss_ops.c — the detector's classification losses (see include/minidet/ops.h):
+ * softmax cross-entropy with an ignore index (mean over the rows that are not ignored) and
+ * sigmoid binary cross-entropy with logits (mean). Smooth-L1 is with the box losses (box_loss.h).
  *
  * Semantics follow torch.nn.functional 1.13. Sums are accumulated in double, so the
  * returned loss is the correctly rounded mean/sum up to float32 rounding of the inputs.
  * The cross-entropy with every row ignored returns 0 (and its backward adds nothing),
  * where PyTorch's mean reduction gives 0/0 = NaN: a batch without a labelled row must
- * not poison training. Smooth-L1 with beta = 0 is L1; its gradient at d == 0 is PyTorch's
- * smooth_l1 kernel's choice (-1), see md_smooth_l1_backward. */
+ * not poison training. Gradients are float arithmetic: dloss / count rounded once, times
+ * (p - onehot) or (sigmoid(x) - t) in float (relative error a few ulps; the losses themselves sum in double). */
 #include <math.h>
 #include "minidet/error.h"
 #include "minidet/ops.h"
 
 /* ------------------------------------------------------------ softmax cross-entropy */
 
-float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index) {
+float md_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int K, int ignore_index,
+                               int normalizer) {
     double sum = 0;
     int count = 0, bad = -1;
     for (int i = 0; i < N; i++) {
@@ -41,16 +42,18 @@ float md_cross_entropy_forward(float *probs, const float *logits, const int32_t 
                      labels[bad], K, ignore_index);
         return NAN;
     }
+    if (normalizer > 0) count = normalizer;
     return count ? (float)(sum / count) : 0.0f;
 }
 
-void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss) {
+void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int N, int K, int ignore_index, float dloss,
+                               int normalizer) {
     if (!dlogits) return;
     int count = 0;
     for (int i = 0; i < N; i++)
         if (labels[i] != ignore_index && labels[i] >= 0 && labels[i] < K) count++;
     if (!count) return;
-    float s = (float)((double)dloss / count);
+    const float s = dloss * (1.0f / (float)(normalizer > 0 ? normalizer : count));
     for (int i = 0; i < N; i++) {
         int y = labels[i];
         if (y == ignore_index || y < 0 || y >= K) continue;
@@ -62,13 +65,7 @@ void md_cross_entropy_backward(float *dlogits, const float *probs, const int32_t
 
 /* ------------------------------------------------------------ sigmoid BCE with logits */
 
-static double sigmoid_d(double x) {
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
-float md_bce_logits_forward(const float *x, const float *target, int n) {
+float md_bce_logits_forward(const float *x, const float *target, int n, int normalizer) {
     if (n <= 0) return NAN; /* torch: mean over an empty tensor */
     double sum = 0;
     for (int i = 0; i < n; i++) {
@@ -76,35 +73,11 @@ float md_bce_logits_forward(const float *x, const float *target, int n) {
         /* max(v, 0) - v*t + log(1 + exp(-|v|)): no overflow for any finite v */
         sum += (v > 0 ? v : 0) - v * t + log1p(exp(-fabs(v)));
     }
-    return (float)(sum / n);
+    return (float)(sum / (normalizer > 0 ? normalizer : n));
 }
 
-void md_bce_logits_backward(float *dx, const float *x, const float *target, int n, float dloss) {
+void md_bce_logits_backward(float *dx, const float *x, const float *target, int n, float dloss, int normalizer) {
     if (!dx || n <= 0) return;
-    double s = (double)dloss / n;
-    for (int i = 0; i < n; i++) dx[i] += (float)(s * (sigmoid_d(x[i]) - (double)target[i]));
-}
-
-/* ------------------------------------------------------------ smooth L1 (sum) */
-
-float md_smooth_l1_forward(const float *x, const float *target, int n, float beta) {
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs((double)x[i] - (double)target[i]);
-        sum += (beta > 0 && d < beta) ? 0.5 * d * d / beta : d - 0.5 * (beta > 0 ? beta : 0);
-    }
-    return (float)sum;
-}
-
-void md_smooth_l1_backward(float *dx, const float *x, const float *target, int n, float beta, float dloss) {
-    if (!dx) return;
-    for (int i = 0; i < n; i++) {
-        /* PyTorch's kernel: d <= -beta -> -1, d >= beta -> +1, else d / beta. So with
-         * beta = 0 the subgradient at d == 0 is -1 (torch.nn.functional.l1_loss would give 0). */
-        double d = (double)x[i] - (double)target[i], g;
-        if (d <= -(double)beta) g = -1.0;
-        else if (d >= (double)beta) g = 1.0;
-        else g = d / beta;
-        dx[i] += (float)(dloss * g);
-    }
+    const float s = dloss * (1.0f / (float)(normalizer > 0 ? normalizer : n));
+    for (int i = 0; i < n; i++) dx[i] += s * (1.0f / (1.0f + expf(-x[i])) - target[i]);
 }

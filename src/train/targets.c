@@ -1,11 +1,11 @@
 /* targets.c — RPN and RoI-head targets and losses (see targets.h). Geometry, matcher, sampler and the
- * box-regression loss switch come from box.h / box_loss.h. */
+ * box-regression loss switch come from box.h / box_loss.h, the classification losses from ops.h. */
 #include "minidet/targets.h"
-#include <math.h>
 #include <string.h>
 #include "minidet/box.h"
 #include "minidet/box_loss.h"
 #include "minidet/dist.h"
+#include "minidet/ops.h"
 
 /* Image `slot`'s substream of rng for sampler `which` (0: RPN, 1: RoI); see targets.h. */
 static md_rng image_stream(const md_rng *rng, int slot, int which) {
@@ -62,16 +62,19 @@ md_status md_rpn_loss(const md_rpn_config *cfg, md_arena *arena, const md_gt_bat
     }
     int norm = 0;
     if ((s = global_count(gt, total, &norm))) return md_error_prefix(s, "rpn loss normaliser");
+    /* objectness: BCE with logits over the sampled anchors (gathered in anchor order), divided by norm */
+    const size_t ns = (size_t)(total ? total : 1);
+    float *sx = md_arena_floats(arena, ns), *sy = md_arena_floats(arena, ns), *sg = md_arena_floats(arena, ns);
+    if (!sx || !sy || !sg) return md_error_prefix(MD_ERR_NOMEM, "rpn targets");
+    size_t j = 0;
+    for (size_t o = 0; o < (size_t)n * A; o++)
+        if (pos[o] || neg[o]) sx[j] = objectness[o], sy[j] = pos[o] ? 1.0f : 0.0f, sg[j++] = 0.0f;
+    const float obj = total ? md_bce_logits_forward(sx, sy, total, norm) : 0.0f;
+    if (total) md_bce_logits_backward(sg, sx, sy, total, grad_scale, norm);
     memset(d_objectness, 0, sizeof(float) * (size_t)n * A);
-    /* objectness: BCE with logits, mean over the sampled anchors of the batch */
-    double obj = 0;
-    float inv = norm ? 1.0f / (float)norm : 0.0f;
-    for (size_t o = 0; o < (size_t)n * A; o++) {
-        if (!pos[o] && !neg[o]) continue;
-        float x = objectness[o], y = pos[o] ? 1.0f : 0.0f;
-        obj += (x > 0 ? x : 0) - (double)x * y + log1p(exp(-fabs((double)x)));
-        d_objectness[o] = grad_scale * inv * (1.0f / (1.0f + expf(-x)) - y);
-    }
+    j = 0;
+    for (size_t o = 0; o < (size_t)n * A; o++)
+        if (pos[o] || neg[o]) d_objectness[o] = sg[j++];
     /* box regression over the sampled positives, normalised by the sampled count */
     float *pd = md_arena_floats(arena, 4 * (size_t)(total_pos ? total_pos : 1));
     float *pa = md_arena_floats(arena, 4 * (size_t)(total_pos ? total_pos : 1));
@@ -106,7 +109,7 @@ md_status md_rpn_loss(const md_rpn_config *cfg, md_arena *arena, const md_gt_bat
     memset(d_deltas, 0, sizeof(float) * 4 * (size_t)n * A);
     for (int j = 0; j < total_pos; j++)
         for (int c = 0; c < 4; c++) d_deltas[4 * where[j] + c] = grad_scale * dd[4 * (size_t)j + c];
-    out->loss_objectness = norm ? (float)(obj / norm) : 0.0f;
+    out->loss_objectness = obj;
     out->loss_box = box;
     out->num_sampled = total;
     out->num_pos = total_pos;
@@ -183,27 +186,21 @@ md_status md_roi_sample(const md_roi_heads_config *cfg, md_arena *arena, const m
 md_status md_roi_loss(const md_roi_heads_config *cfg, md_arena *arena, const md_roi_targets *t, const float *class_logits,
                       const float *box_deltas, int K, float grad_scale, float *d_class_logits, float *d_box_deltas,
                       md_roi_loss_result *out) {
-    (void)arena;
     int R = t->R;
     memset(d_class_logits, 0, sizeof(float) * (size_t)R * K);
     out->loss_classifier = out->loss_box = 0;
     if (R == 0) { memset(d_box_deltas, 0, sizeof(float) * (size_t)R * 4 * K); return MD_OK; }
-    double ce = 0;
-    int norm = t->normalizer > 0 ? t->normalizer : R;
-    float inv = 1.0f / (float)norm;
-    for (int r = 0; r < R; r++) {
-        const float *z = class_logits + (size_t)r * K;
-        float *dz = d_class_logits + (size_t)r * K;
-        int y = t->labels[r];
-        if (y < 0 || y >= K) return md_set_error(MD_ERR_INTERNAL, "roi loss: label %d outside [0, %d)", y, K);
-        float mx = z[0];
-        for (int k = 1; k < K; k++) if (z[k] > mx) mx = z[k];
-        double se = 0;
-        for (int k = 0; k < K; k++) se += exp((double)z[k] - mx);
-        double lse = mx + log(se);
-        ce += lse - z[y];
-        for (int k = 0; k < K; k++) dz[k] = grad_scale * inv * ((float)exp((double)z[k] - lse) - (k == y ? 1.0f : 0.0f));
-    }
+    const int norm = t->normalizer > 0 ? t->normalizer : R;
+    for (int r = 0; r < R; r++)
+        if (t->labels[r] < 0 || t->labels[r] >= K)
+            return md_set_error(MD_ERR_INTERNAL, "roi loss: label %d outside [0, %d)", t->labels[r], K);
+    /* classifier: softmax cross-entropy over all sampled RoIs (none ignored), divided by norm */
+    size_t mark = md_arena_mark(arena);
+    float *probs = md_arena_floats(arena, (size_t)R * K);
+    if (!probs) return md_error_prefix(MD_ERR_NOMEM, "roi loss");
+    const float ce = md_cross_entropy_forward(probs, class_logits, t->labels, R, K, -1, norm);
+    md_cross_entropy_backward(d_class_logits, probs, t->labels, R, K, -1, grad_scale, norm);
+    md_arena_release(arena, mark);
     md_box_loss_opts bo = md_box_loss_opts_roi(cfg);
     bo.normalizer = norm;
     float box = 0;
@@ -211,7 +208,7 @@ md_status md_roi_loss(const md_roi_heads_config *cfg, md_arena *arena, const md_
     if (s) return md_error_prefix(s, "roi box loss");
     if (grad_scale != 1.0f)
         for (size_t i = 0; i < (size_t)R * 4 * K; i++) d_box_deltas[i] *= grad_scale;
-    out->loss_classifier = (float)(ce / norm);
+    out->loss_classifier = ce;
     out->loss_box = box;
     return MD_OK;
 }
