@@ -6,7 +6,6 @@
 #include "minidet/error.h"
 #include "minidet/gemm.h"
 #include "minidet/rng.h"
-#include "minidet/tensor.h"
 #include "minidet/threads.h"
 #include "testutil.h"
 
@@ -101,13 +100,6 @@ static void test_error(void) {
     md_set_error(MD_ERR_FORMAT, "field %s", "bbox");
     md_error_prefix(MD_ERR_FORMAT, "file.json");
     CHECK(strcmp(md_last_error(), "file.json: field bbox") == 0, "got '%s'", md_last_error());
-    md_tensor t;
-    int shape[2] = {3, -1};
-    CHECK(md_tensor_new(&t, 2, shape) == MD_ERR_ARG, "negative dim must be rejected");
-    shape[1] = 4;
-    CHECK_OK(md_tensor_new(&t, 2, shape));
-    CHECK(md_tensor_numel(&t) == 12 && t.data[11] == 0.0f, "numel/zero");
-    md_tensor_free(&t);
 }
 
 int main(void) {
