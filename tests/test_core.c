@@ -1,7 +1,8 @@
-/* test_core.c — arena, rng, gemm, error reporting. */
+/* test_core.c — arena, rng, gemm, error reporting, clocks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "minidet/arena.h"
 #include "minidet/error.h"
 #include "minidet/gemm.h"
@@ -102,11 +103,27 @@ static void test_error(void) {
     CHECK(strcmp(md_last_error(), "file.json: field bbox") == 0, "got '%s'", md_last_error());
 }
 
+/* md_cpu_seconds is this process's CPU time: it does not advance while the process sleeps, and a
+   single thread spinning for it never gets more CPU time than wall time. */
+static void test_clocks(void) {
+    double c0 = md_cpu_seconds(), t0 = md_now();
+    struct timespec ts = {0, 200000000};
+    nanosleep(&ts, NULL);
+    double slept_cpu = md_cpu_seconds() - c0, slept_wall = md_now() - t0;
+    CHECK(slept_wall >= 0.19 && slept_cpu >= 0 && slept_cpu < 0.05, "sleeping 0.2 s: wall %.3f s, cpu %.3f s", slept_wall, slept_cpu);
+    volatile double x = 0;
+    c0 = md_cpu_seconds(), t0 = md_now();
+    while (md_cpu_seconds() - c0 < 0.05 && md_now() - t0 < 20) x += 1;
+    double spun_cpu = md_cpu_seconds() - c0, spun_wall = md_now() - t0;
+    CHECK(spun_cpu >= 0.05 && spun_cpu <= spun_wall + 1e-3, "spinning: cpu %.3f s, wall %.3f s", spun_cpu, spun_wall);
+}
+
 int main(void) {
     md_threads_init(0);
     MD_RUN(test_arena);
     MD_RUN(test_rng);
     MD_RUN(test_gemm);
     MD_RUN(test_error);
+    MD_RUN(test_clocks);
     return md_test_summary();
 }

@@ -14,5 +14,9 @@ void md_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 /* Total FLOPs (2*M*N*K per call) issued through md_sgemm since start or last reset. */
 uint64_t md_gemm_flops(void);
 void md_gemm_flops_reset(void);
+/* The BLAS build and the kernel it picked for this CPU (OpenBLAS: openblas_get_config() and
+   openblas_get_corename(), which OPENBLAS_CORETYPE overrides), for benchmark reports. */
+const char *md_blas_config(void);
+const char *md_blas_corename(void);
 
 #endif

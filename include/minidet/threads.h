@@ -11,6 +11,8 @@ int md_threads_init(int n);
 int md_threads_get(void);
 /* Monotonic wall clock in seconds. */
 double md_now(void);
+/* CPU time of this process in seconds (user + system, all threads). */
+double md_cpu_seconds(void);
 /* Peak resident set size of this process in MiB (from getrusage). */
 double md_peak_rss_mb(void);
 /* Current resident set size in MiB (from /proc/self/statm), or -1. */

@@ -13,12 +13,6 @@
 #include "minidet/rng.h"
 #include "minidet/threads.h"
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     int depth = 50, N = 2, H = 480, W = 640, iters = 2, threads = 0, infer = 0;
     for (int i = 1; i < argc; i++) {
@@ -55,17 +49,17 @@ int main(int argc, char **argv) {
     }
     md_arena arena;
     if (md_arena_init(&arena, (size_t)6 << 30)) md_die();
-    printf("R%d-FPN, batch %d, %dx%d, %d threads\n", depth, N, H, W, nt);
+    printf("R%d-FPN, batch %d, %dx%d, %d threads; BLAS: %s, kernel %s\n", depth, N, H, W, nt, md_blas_config(), md_blas_corename());
     for (int it = 0; it < iters; it++) {
         md_arena_reset(&arena);
         md_gemm_flops_reset();
-        double c0 = cpu_now(), t0 = md_now();
+        double c0 = md_cpu_seconds(), t0 = md_now();
         if (infer) {
             md_detections d[MD_MAX_BATCH];
             if (md_detector_infer(&det, &arena, img, N, H, W, sizes, sizes, d)) md_die();
-            double t1 = md_now();
-            printf("iter %d: inference %.3f s (%.3f s/image), %.1f GFLOP/s, %d dets, arena %.0f MiB, peak RSS %.0f MiB\n", it,
-                   t1 - t0, (t1 - t0) / N, md_gemm_flops() / (t1 - t0) * 1e-9, d[0].n, arena.peak / 1048576.0,
+            double t1 = md_now(), c1 = md_cpu_seconds();
+            printf("iter %d: inference %.3f s (%.3f s/image), cpu %.3f s, %.1f GFLOP/s, %d dets, arena %.0f MiB, peak RSS %.0f MiB\n",
+                   it, t1 - t0, (t1 - t0) / N, c1 - c0, md_gemm_flops() / (t1 - t0) * 1e-9, d[0].n, arena.peak / 1048576.0,
                    md_peak_rss_mb());
             continue;
         }
@@ -84,7 +78,7 @@ int main(int argc, char **argv) {
                 memcpy(rois + R * 5 + 1, st.proposals[b] + j * 4, 4 * sizeof(float));
             }
         if (md_detector_forward_roi(&det, &arena, &st, rois, R)) md_die();
-        double t3 = md_now(), c3 = cpu_now();
+        double t3 = md_now(), c3 = md_cpu_seconds();
         size_t A = (size_t)N * st.num_anchors;
         float *go = md_arena_floats(&arena, A), *gd = md_arena_floats(&arena, A * 4);
         float *gc = md_arena_floats(&arena, (size_t)R * st.num_classes), *gb = md_arena_floats(&arena, (size_t)R * 4 * st.num_classes);
@@ -93,10 +87,10 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < A * 4; i++) gd[i] = 1e-4f * md_rng_normal(&r);
         for (size_t i = 0; i < (size_t)R * st.num_classes; i++) gc[i] = 1e-3f * md_rng_normal(&r);
         for (size_t i = 0; i < (size_t)R * 4 * st.num_classes; i++) gb[i] = 1e-3f * md_rng_normal(&r);
-        double t4 = md_now(), c4 = cpu_now();
+        double t4 = md_now(), c4 = md_cpu_seconds();
         md_detector_zero_grad(&det);
         if (md_detector_backward(&det, &arena, &st, go, gd, gc, gb)) md_die();
-        double t5 = md_now(), c5 = cpu_now();
+        double t5 = md_now(), c5 = md_cpu_seconds();
         double tot = (t3 - t0) + (t5 - t4), cpu = (c3 - c0) + (c5 - c4);
         printf("iter %d: forward %.3f s, proposals %.3f s, roi heads (%d RoIs) %.3f s, backward %.3f s; step %.3f s "
                "(%.3f s/image), %.1f GFLOP/s, cpu %.3f s (forward %.3f, backward %.3f), %.1f GFLOP, arena %.0f MiB, peak RSS %.0f MiB\n",

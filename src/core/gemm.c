@@ -15,3 +15,6 @@ void md_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 
 uint64_t md_gemm_flops(void) { return atomic_load(&g_flops); }
 void md_gemm_flops_reset(void) { atomic_store(&g_flops, 0); }
+
+const char *md_blas_config(void) { return openblas_get_config(); }
+const char *md_blas_corename(void) { return openblas_get_corename(); }

@@ -612,7 +612,7 @@ typedef struct {
     step_losses sum;
     int n;
     long long imgs;
-    double t0, stall0;
+    double t0, c0, stall0; /* wall clock, process CPU time, loader stall at the window's start */
     double comm; /* exposed gradient-sum seconds (several ranks) */
 } log_window;
 
@@ -701,15 +701,15 @@ static md_status train_step(trainer *t, long long it, float lr, step_losses *L, 
 static void log_window_flush(trainer *t, long long it, float lr, log_window *w) {
     const md_solver_config *sc = &t->cfg->solver;
     double dt = md_now() - w->t0, stall = md_loader_stall_seconds(t->loader);
-    double spi = dt / w->n, ips = w->imgs / (dt > 0 ? dt : 1e-9);
+    double spi = dt / w->n, ips = w->imgs / (dt > 0 ? dt : 1e-9), cpi = (md_cpu_seconds() - w->c0) / w->n;
     double lo = w->sum.obj / w->n, lr_ = w->sum.rpn_box / w->n, lc = w->sum.cls / w->n, lb = w->sum.box / w->n;
     double tot = lo + lr_ + lc + lb, rss = md_peak_rss_mb(), comm = w->comm / w->n;
     if (t->metrics) { /* rank 0 */
         fprintf(t->metrics,
                 "{\"type\":\"train\",\"iter\":%lld,\"lr\":%.9g,\"loss_total\":%.9g,\"loss_objectness\":%.9g,\"loss_rpn_box_reg\":%.9g,"
                 "\"loss_classifier\":%.9g,\"loss_box_reg\":%.9g,\"sec_per_iter\":%.6g,\"img_per_sec\":%.6g,\"rss_mb\":%.1f,"
-                "\"data_wait_s\":%.6g,\"ranks\":%d,\"comm_exposed_s\":%.6g}\n",
-                it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - w->stall0, t->size, comm);
+                "\"data_wait_s\":%.6g,\"ranks\":%d,\"comm_exposed_s\":%.6g,\"cpu_s_per_iter\":%.6g}\n",
+                it + 1, lr, tot, lo, lr_, lc, lb, spi, ips, rss, stall - w->stall0, t->size, comm, cpi);
         fflush(t->metrics);
     }
     if (!t->quiet) {
@@ -721,7 +721,7 @@ static void log_window_flush(trainer *t, long long it, float lr, log_window *w) 
                 rss, dp, t->tty ? "\033[K" : "\n");
         fflush(stderr);
     }
-    *w = (log_window){{0, 0, 0, 0}, 0, 0, md_now(), stall, 0};
+    *w = (log_window){{0, 0, 0, 0}, 0, 0, md_now(), md_cpu_seconds(), stall, 0};
 }
 
 /* Evaluates on the val split, appends the metrics.jsonl "eval" line and keeps the best AP. */
@@ -803,7 +803,7 @@ md_status md_train(const md_config *cfg, const md_train_options *o, char *run_di
     }
     long long start = t->st.iteration;
     double t_start = md_now(), time_before = t->st.train_time_s;
-    log_window w = {{0, 0, 0, 0}, 0, 0, md_now(), md_loader_stall_seconds(t->loader), 0};
+    log_window w = {{0, 0, 0, 0}, 0, 0, md_now(), md_cpu_seconds(), md_loader_stall_seconds(t->loader), 0};
     md_status stop = MD_OK;
     for (long long it = start; it < sc->max_iter; it++) {
         float lr = md_lr_at(sc, it);
