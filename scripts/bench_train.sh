@@ -13,7 +13,9 @@
 # included on both sides. minidet: ./train configs/r50_smooth_l1.cfg with overrides, log_every = 1, step
 # times from metrics.jsonl (sec_per_iter: wall from the end of one step to the end of the next,
 # loader wait included; cpu_s_per_iter: process CPU time). torchvision: model(images, targets), sum of
-# the losses, backward, SGD with momentum, timed the same way (CPU of the worker processes included).
+# the losses, backward, SGD with momentum, timed the same way (CPU of the worker processes included), in
+# channels-last memory format (PyTorch's own CPU advice for CNNs; 4-7 % less CPU time per step here than
+# the default format, docs/BENCHMARKS.md; TV_CHANNELS_LAST=0 turns it off).
 # WARMUP steps are dropped, the next ITERS give medians. Each round runs, for each OpenBLAS kernel
 # setting in KERNELS ("default" = OpenBLAS's own choice for this CPU; any other word is passed as
 # OPENBLAS_CORETYPE, which torch's OpenBLAS obeys too), minidet and torchvision back to back, the order
@@ -30,6 +32,7 @@ WORKERS=${WORKERS:-2}
 MIN_SIZE=${MIN_SIZE:-480}
 MAX_SIZE=${MAX_SIZE:-640}
 KERNELS=${KERNELS:-default Haswell}
+TV_CHANNELS_LAST=${TV_CHANNELS_LAST:-1}
 COCO=${1:-${COCO:-tests/data/coco-sample}}
 ANN=${ANN:-$COCO/annotations/instances_train2017.json}
 IMAGES=${IMAGES:-$COCO/train2017}
@@ -54,7 +57,7 @@ if [ "$have_tv" -eq 1 ]; then
 else
     echo "torchvision: not installed (make deps-dev) — no peer figure this run; minidet starts from its own random weights"
 fi
-echo "data: $ANN, $steps batches of 2 ($(cut -d' ' -f4,5 "$tmp/plan" | sort | uniq -c | sort -rn | awk '{printf "%s%dx %sx%s", (NR > 1 ? ", " : ""), $1, $2, $3}') as stored), min_size $MIN_SIZE, max_size $MAX_SIZE; $THREADS threads, $WORKERS loader workers; $WARMUP warm-up steps, $ITERS timed; OMP_WAIT_POLICY=$OMP_WAIT_POLICY"
+echo "data: $ANN, $steps batches of 2 ($(cut -d' ' -f4,5 "$tmp/plan" | sort | uniq -c | sort -rn | awk '{printf "%s%dx %sx%s", (NR > 1 ? ", " : ""), $1, $2, $3}') as stored), min_size $MIN_SIZE, max_size $MAX_SIZE; $THREADS threads, $WORKERS loader workers; $WARMUP warm-up steps, $ITERS timed; OMP_WAIT_POLICY=$OMP_WAIT_POLICY; torchvision channels-last: $TV_CHANNELS_LAST"
 # field NAME metrics.jsonl: NAME's value on each training line, one a line
 field() { awk -F"\"$1\":" '/"type":"train"/ { split($2, a, /[,}]/); print a[1] }' "$2"; }
 # with_kernel K CMD...: CMD with OpenBLAS's own kernel choice (K = default: OPENBLAS_CORETYPE unset) or kernel K
@@ -78,7 +81,7 @@ run_md() {
 run_tv() {
     with_kernel "$1" /usr/bin/python3 scripts/bench_torchvision.py --plan "$tmp/plan" --images "$IMAGES" --weights "$tmp/init.pth" \
         --threads "$THREADS" --workers "$WORKERS" --min-size "$MIN_SIZE" --max-size "$MAX_SIZE" --warmup "$WARMUP" \
-        --iters "$ITERS" > "$tmp/tv.json" 2> "$tmp/tv.log" || { echo "torchvision run failed:"; tail -n 3 "$tmp/tv.log"; exit 1; }
+        --iters "$ITERS" $([ "$TV_CHANNELS_LAST" = 1 ] && echo --channels-last) > "$tmp/tv.json" 2> "$tmp/tv.log" || { echo "torchvision run failed:"; tail -n 3 "$tmp/tv.log"; exit 1; }
     /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["s_per_iter_median"], d["cpu_s_per_iter_median"], d["peak_rss_mb"]); print(" ".join("%.2f" % x for x in d["step_s"]), "s wall,", " ".join("%.2f" % x for x in d["step_cpu_s"]), "s CPU", file=sys.stderr)' \
         "$tmp/tv.json" > "$tmp/tv.res" 2> "$tmp/tv.steps"
     read -r sw sc sr < "$tmp/tv.res"
