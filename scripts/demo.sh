@@ -6,17 +6,13 @@
 #      FPN, RPN and RoI classifier trained with NO RoI box loss (the stand-in for ImageNet
 #      weights in the paper setting, so no loss is favoured);
 #   3. stage 1: train configs/shapes_{smooth_l1,iou,giou,diou,ciou}.cfg — identical except the
-#      RoI-head box loss, each starting from stage 0 with a fresh box regressor — DEMO_SEEDS times
-#      per loss with run.seed = 1, 2, ... (the seed sets the new regressor's weights and the data
-#      order; one seed's runs of all losses share them), side by side (DEMO_JOBS at a time, default
-#      all), into runs/shapes_<loss>_s<seed>/ (each run's log: its train.log);
-#   4. ./eval runs/shapes_* : one comparison (per loss: mean +- sd over the seeds, the AP difference
-#      to smooth_l1 with a 95 % paired-bootstrap interval, TIDE's errors), plus runs/compare.md, runs/index.html
+#      RoI-head box loss (same seed, initial weights, data order and schedule), each starting
+#      from stage 0 with a fresh box regressor — side by side (DEMO_JOBS at a time, default all
+#      five), into runs/shapes_<loss>/ (each run's log: runs/shapes_<loss>/train.log);
+#   4. ./eval runs/shapes_* : one comparison table, plus runs/compare.md, runs/index.html
 #      and the plots (runs/compare_*.png / .svg). Stage 0 lives under runs/stage0/ and every log
 #      inside its run directory, so that pattern matches exactly the five loss runs.
-# Environment: DEMO_SEEDS=S stage-1 runs per loss with run.seed = 1..S (default 3; the comparison then reports
-# mean +- sd, paired-bootstrap intervals against smooth_l1 and TIDE's errors per loss; the 3-seed demo used
-# 1118 CPU-s, about 10 minutes on 2 idle cores); DEMO_LOSSES="giou diou" trains a subset; DEMO_THREADS=N sets run.threads of stage 0
+# Environment: DEMO_LOSSES="giou diou" trains a subset; DEMO_THREADS=N sets run.threads of stage 0
 # (default 0 = all cores); DEMO_JOBS=J stage-1 runs at a time (default: all of them), each with
 # max(1, cores / J) threads (small models scale poorly across threads: on 2 cores five 1-thread
 # runs side by side train ~1.7x more images per second in total than one 2-thread run after
@@ -34,7 +30,6 @@ set -eu
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 LOSSES=$(echo ${DEMO_LOSSES:-"smooth_l1 iou giou diou ciou"})
-SEEDS=${DEMO_SEEDS:-3}
 THREADS=${DEMO_THREADS:-0}
 DATA=${DEMO_DATA:-data/shapes}
 RUNS=${DEMO_RUNS:-runs}
@@ -131,25 +126,17 @@ if [ -z "$resume" ] || ! tail -n +$((skip + 1)) "$pre/train.log" | grep -q 'alre
     say "stage 0 done in $(( $(now) - t0 )) s ($(grep 'final eval' "$pre/train.log" | tail -n 1 | sed 's/.*: AP/AP/'), boxes = proposals: no box regression yet)"
 fi
 
-# 3. stage 1: SEEDS runs per loss, JOBS at a time; run <loss>_s<seed> uses run.seed=<seed>
-[ "$SEEDS" -ge 1 ] 2>/dev/null || fail "DEMO_SEEDS=$SEEDS is not a positive number"
-STAGE1=""
-sd=1
-while [ "$sd" -le "$SEEDS" ]; do
-    for l in $LOSSES; do STAGE1="$STAGE1 ${l}_s$sd"; done
-    sd=$((sd + 1))
-done
-STAGE1=$(echo $STAGE1)
-n=$(echo $STAGE1 | wc -w)
+# 3. stage 1: one run per loss, JOBS at a time
+n=$(echo $LOSSES | wc -w)
 JOBS=${DEMO_JOBS:-$n}
 [ "$JOBS" -ge 1 ] 2>/dev/null || fail "DEMO_JOBS=$JOBS is not a positive number"
 cores=$(ncores)
 T1=$((cores / JOBS))
 [ "$T1" -ge 1 ] || T1=1
-say "stage 1: $n runs ($SEEDS seed(s) per loss), $JOBS at a time with $T1 thread(s) each ($cores cores)"
+say "stage 1: $n runs (one per loss), $JOBS at a time with $T1 thread(s) each ($cores cores)"
 t1=$(now)
 dirs=""
-for l in $STAGE1; do
+for l in $LOSSES; do
     run=$RUNS/shapes_$l
     rm -rf "$run"
     mkdir -p "$run"
@@ -158,20 +145,20 @@ done
 # start a run in the background; its exit status goes to status_dir/<loss>
 start_run() {
     # shellcheck disable=SC2086
-    ( if $BIN/train "configs/shapes_${1%_s*}.cfg" run.name=shapes_$1 run.seed=${1##*_s} run.threads=$T1 run.output_dir=$RUNS model.weights=$pre/last.safetensors $PATHS \
+    ( if $BIN/train "configs/shapes_$1.cfg" run.threads=$T1 run.output_dir=$RUNS model.weights=$pre/last.safetensors $PATHS \
             ${DEMO_ARGS:-} > "$RUNS/shapes_$1/train.log" 2>&1; then echo 0; else echo $?; fi ) > "$status_dir/$1" &
 }
 progress() {
     line=""
-    for l in $STAGE1; do line="$line $l $(run_state "$RUNS/shapes_$l")"; done
+    for l in $LOSSES; do line="$line $l $(run_state "$RUNS/shapes_$l")"; done
     say "  $(( $(now) - t1 )) s:$line"
 }
-queue=$STAGE1
+queue=$LOSSES
 last=$(now)
 while :; do
     # count the finished runs (a status file holds the exit status once ./train returned)
     done_n=0
-    for l in $STAGE1; do [ -s "$status_dir/$l" ] && done_n=$((done_n + 1)); done
+    for l in $LOSSES; do [ -s "$status_dir/$l" ] && done_n=$((done_n + 1)); done
     [ "$done_n" -lt "$n" ] || break
     running=$(( n - $(echo $queue | wc -w) - done_n ))
     # start queued runs while fewer than JOBS are going
@@ -185,11 +172,11 @@ while :; do
     if [ $(( $(now) - last )) -ge "$EVERY" ]; then progress; last=$(now); fi
 done
 wait
-for l in $STAGE1; do
+for l in $LOSSES; do
     run=$RUNS/shapes_$l
     if [ "$(cat "$status_dir/$l")" != 0 ]; then
         tail -n 5 "$run/train.log" >&2
-        fail "./train configs/shapes_${l%_s*}.cfg run.seed=${l##*_s} exited with status $(cat "$status_dir/$l") (full log: $run/train.log)"
+        fail "./train configs/shapes_$l.cfg exited with status $(cat "$status_dir/$l") (full log: $run/train.log)"
     fi
     [ -f "$run/eval.json" ] || fail "$run/eval.json was not written by ./train (the final evaluation on the val split)"
 done
