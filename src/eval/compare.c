@@ -289,11 +289,18 @@ done:
     return st;
 }
 
-/* The resolved config with run.name and run.seed blanked: equal for the seeds of one experiment. */
+/* The resolved config with run.name and run.seed blanked, and the settings that say how a run is
+ * executed rather than what it trains (threads, loader workers and queue, log period, output
+ * folder; threads move only float rounding, which seeds cover): equal for the seeds of one experiment. */
 static char *config_key(const md_config *c) {
     md_config k = *c;
     memset(k.run.name, 0, sizeof k.run.name);
+    memset(k.run.output_dir, 0, sizeof k.run.output_dir);
     k.run.seed = 0;
+    k.run.threads = 0;
+    k.run.log_every = 0;
+    k.data.workers = 0;
+    k.data.queue_depth = 0;
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);

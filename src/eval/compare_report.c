@@ -710,7 +710,7 @@ md_status md_compare_report_ex(const md_run_summary *runs, int n, const md_compa
                      "(timings are not ranked)\n\n", n, n == 1 ? "" : "s");
         grid_print(&gm, out);
         if (seeds) {
-            fprintf(out, "\nSeeds: runs whose configs differ only in run.name and run.seed, mean +- standard deviation (x100):\n");
+            fprintf(out, "\nSeeds: runs whose configs differ only in run.name and run.seed (threads, loader and log settings aside), mean +- standard deviation (x100):\n");
             grid_print(&gg, out);
         }
         if (gd.rows) {
@@ -742,7 +742,7 @@ md_status md_compare_report_ex(const md_run_summary *runs, int n, const md_compa
        n, n == 1 ? "" : "s");
     grid_md(&gm, &md);
     if (seeds) {
-        tx(&md, "\n## Seeds\n\nRuns whose resolved configs differ only in `run.name` and `run.seed` form a group: mean +- "
+        tx(&md, "\n## Seeds\n\nRuns whose resolved configs differ only in `run.name` and `run.seed` (threads, loader and log settings aside) form a group: mean +- "
                 "standard deviation over the seeds (x100).\n\n");
         grid_md(&gg, &md);
     }
@@ -790,7 +790,7 @@ md_status md_compare_report_ex(const md_run_summary *runs, int n, const md_compa
        n, n == 1 ? "" : "s");
     grid_html(&gm, &html);
     if (seeds) {
-        tx(&html, "<h2>Seeds</h2>\n<p>Runs whose resolved configs differ only in run.name and run.seed: mean &plusmn; standard "
+        tx(&html, "<h2>Seeds</h2>\n<p>Runs whose resolved configs differ only in run.name and run.seed (threads, loader and log settings aside): mean &plusmn; standard "
                   "deviation over the seeds (&times;100).</p>\n");
         grid_html(&gg, &html);
     }
