@@ -27,19 +27,9 @@ void md_coco_dets_free(md_coco_dets *d) {
 }
 
 static md_status dets_reserve(md_coco_dets *d, size_t n) {
-    if (n <= d->cap) return MD_OK;
-    size_t cap = d->cap ? d->cap : 1024;
-    while (cap < n) cap *= 2;
-    int32_t *img = realloc(d->img, cap * sizeof *img);
-    if (img) d->img = img;
-    int32_t *cat = realloc(d->cat, cap * sizeof *cat);
-    if (cat) d->cat = cat;
-    double *bb = realloc(d->bbox, cap * 4 * sizeof *bb);
-    if (bb) d->bbox = bb;
-    double *sc = realloc(d->score, cap * sizeof *sc);
-    if (sc) d->score = sc;
-    if (!img || !cat || !bb || !sc) return md_set_error(MD_ERR_NOMEM, "detections: out of memory (%zu detections)", n);
-    d->cap = cap;
+    void **const arr[4] = {(void **)&d->img, (void **)&d->cat, (void **)&d->bbox, (void **)&d->score};
+    static const size_t elem[4] = {sizeof(int32_t), sizeof(int32_t), 4 * sizeof(double), sizeof(double)};
+    if (md_eval_grow(arr, elem, 4, &d->cap, n, 1024)) return md_set_error(MD_ERR_NOMEM, "detections: out of memory (%zu detections)", n);
     return MD_OK;
 }
 
@@ -91,20 +81,9 @@ static void raw_free(dets_raw *r) {
 }
 
 static int raw_reserve(dets_raw *r, size_t n) {
-    if (n <= r->cap) return 0;
-    size_t c = r->cap ? 2 * r->cap : 4096;
-    while (c < n) c *= 2;
-    void *p1 = realloc(r->img_id, c * sizeof(int64_t));
-    if (p1) r->img_id = p1;
-    void *p2 = realloc(r->cat_id, c * sizeof(int64_t));
-    if (p2) r->cat_id = p2;
-    void *p3 = realloc(r->bbox, c * 4 * sizeof(double));
-    if (p3) r->bbox = p3;
-    void *p4 = realloc(r->score, c * sizeof(double));
-    if (p4) r->score = p4;
-    if (!p1 || !p2 || !p3 || !p4) return -1;
-    r->cap = c;
-    return 0;
+    void **const arr[4] = {(void **)&r->img_id, (void **)&r->cat_id, (void **)&r->bbox, (void **)&r->score};
+    static const size_t elem[4] = {sizeof(int64_t), sizeof(int64_t), 4 * sizeof(double), sizeof(double)};
+    return md_eval_grow(arr, elem, 4, &r->cap, n, 4096);
 }
 
 /* One {"image_id", "category_id", "bbox", "score", ...} object (other keys skipped). */
@@ -119,7 +98,7 @@ static md_status parse_entry(json_scan *j, dets_raw *d) {
     int seen = 0;
     int64_t img_id = 0, cat_id = 0;
     double bb[4] = {0, 0, 0, 0}, score = 0;
-    if (!json_eat(j, '}')) for (;;) {
+    for (int more = !json_eat(j, '}'); more;) {
         const char *k0;
         size_t kl;
         if ((st = json_key(j, &k0, &kl)) != MD_OK) return st;
@@ -140,9 +119,7 @@ static md_status parse_entry(json_scan *j, dets_raw *d) {
             return st;
         }
 #undef KEY_IS
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, '}')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     static const char *names[4] = {"image_id", "category_id", "bbox", "score"};
     for (int f = 0; f < 4; f++)
@@ -204,14 +181,7 @@ static md_status read_results(const char *path, dets_raw *d) {
 
 static int map_id(const int32_t *lut, int64_t n, const int64_t *ids, int nids, int64_t v) {
     if (lut) return v >= 0 && v < n ? lut[v] : -1;
-    int lo = 0, hi = nids - 1;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (ids[mid] < v) lo = mid + 1;
-        else if (ids[mid] > v) hi = mid - 1;
-        else return mid;
-    }
-    return -1;
+    return md_eval_find_id(ids, nids, v);
 }
 
 /* id -> index table when the ids are small non-negative numbers (COCO's are); else NULL. */

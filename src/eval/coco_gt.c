@@ -25,19 +25,8 @@ void md_coco_gt_free(md_coco_gt *gt) {
     free(gt);
 }
 
-static int bsearch_i64(const int64_t *a, int n, int64_t v) {
-    int lo = 0, hi = n - 1;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (a[mid] < v) lo = mid + 1;
-        else if (a[mid] > v) hi = mid - 1;
-        else return mid;
-    }
-    return -1;
-}
-
-int md_coco_gt_img_index(const md_coco_gt *gt, int64_t img_id) { return bsearch_i64(gt->img_ids, gt->n_img, img_id); }
-int md_coco_gt_cat_index(const md_coco_gt *gt, int64_t cat_id) { return bsearch_i64(gt->cat_ids, gt->n_cat, cat_id); }
+int md_coco_gt_img_index(const md_coco_gt *gt, int64_t img_id) { return md_eval_find_id(gt->img_ids, gt->n_img, img_id); }
+int md_coco_gt_cat_index(const md_coco_gt *gt, int64_t cat_id) { return md_eval_find_id(gt->cat_ids, gt->n_cat, cat_id); }
 
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -72,15 +61,10 @@ static void raw_free(gt_raw *r) {
     free(r->crowd);
 }
 
+/* One growing array of elem-byte elements (md_eval_grow). */
 static int grow_to(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap * 2 : 256;
-    while (c < need) c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = c;
-    return 0;
+    void **const arr[1] = {p};
+    return md_eval_grow(arr, &elem, 1, cap, need, 256);
 }
 
 enum { G_ID = 1, G_IMG = 2, G_CAT = 4, G_BBOX = 8, G_AREA = 16 };
@@ -92,20 +76,16 @@ static md_status parse_image(json_scan *j, gt_raw *r) {
     int64_t id = 0;
     int seen = 0;
     char c[96];
-    if (!json_eat(j, '}')) for (;;) {
+    for (int more = !json_eat(j, '}'); more;) {
         if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
         if (kl == 2 && !memcmp(k, "id", 2)) {
             if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
             seen = 1;
         } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, '}')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
-    size_t cap = r->cap_img;
-    if (grow_to((void **)&r->img, &cap, r->n_img + 1, sizeof(int64_t))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
-    r->cap_img = cap;
+    if (grow_to((void **)&r->img, &r->cap_img, r->n_img + 1, sizeof(int64_t))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
     r->img[r->n_img++] = id;
     return MD_OK;
 }
@@ -117,7 +97,7 @@ static md_status parse_category(json_scan *j, gt_raw *r) {
     int64_t id = 0;
     int seen = 0;
     char c[96];
-    if (!json_eat(j, '}')) for (;;) {
+    for (int more = !json_eat(j, '}'); more;) {
         if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
         if (kl == 2 && !memcmp(k, "id", 2)) {
             if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
@@ -125,14 +105,10 @@ static md_status parse_category(json_scan *j, gt_raw *r) {
         } else if (kl == 4 && !memcmp(k, "name", 4) && j->p < j->end && *j->p == '"') {
             if ((st = json_string_raw(j, &nm, &nl)) != MD_OK) return st;
         } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, '}')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
-    size_t cap = r->cap_cat;
-    if (grow_to((void **)&r->cat, &cap, r->n_cat + 1, sizeof(cat_entry))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
-    r->cap_cat = cap;
+    if (grow_to((void **)&r->cat, &r->cap_cat, r->n_cat + 1, sizeof(cat_entry))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
     char *name = nm ? json_decode_string(nm, nl) : strdup("");
     if (!name) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
     r->cat[r->n_cat].id = id;
@@ -149,7 +125,7 @@ static md_status parse_annotation(json_scan *j, gt_raw *r) {
     double bb[4] = {0, 0, 0, 0}, area = 0;
     int crowd = 0, seen = 0;
     char c[96];
-    if (!json_eat(j, '}')) for (;;) {
+    for (int more = !json_eat(j, '}'); more;) {
         if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
 #define KEY_IS(s) (kl == sizeof(s) - 1 && !memcmp(k, s, kl))
         if (KEY_IS("id")) {
@@ -180,31 +156,17 @@ static md_status parse_annotation(json_scan *j, gt_raw *r) {
             return st;
         }
 #undef KEY_IS
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, '}')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     static const char *names[5] = {"id", "image_id", "category_id", "bbox", "area"};
     for (int f = 0; f < 5; f++)
         if (!(seen & (1 << f))) return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: missing", j->path, json_ctx(j, c, sizeof c), names[f]);
     size_t n = r->n_ann;
-    if (n + 1 > r->cap_ann) {
-        size_t c = r->cap_ann ? 2 * r->cap_ann : 1024;
-        void *p1 = realloc(r->ann_id, c * sizeof(int64_t));
-        if (p1) r->ann_id = p1;
-        void *p2 = realloc(r->ann_img, c * sizeof(int64_t));
-        if (p2) r->ann_img = p2;
-        void *p3 = realloc(r->ann_cat, c * sizeof(int64_t));
-        if (p3) r->ann_cat = p3;
-        void *p4 = realloc(r->bbox, c * 4 * sizeof(double));
-        if (p4) r->bbox = p4;
-        void *p5 = realloc(r->area, c * sizeof(double));
-        if (p5) r->area = p5;
-        void *p6 = realloc(r->crowd, c);
-        if (p6) r->crowd = p6;
-        if (!p1 || !p2 || !p3 || !p4 || !p5 || !p6) return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%zu annotations)", j->path, n + 1);
-        r->cap_ann = c;
-    }
+    void **const arr[6] = {(void **)&r->ann_id, (void **)&r->ann_img, (void **)&r->ann_cat, (void **)&r->bbox, (void **)&r->area,
+                           (void **)&r->crowd};
+    static const size_t elem[6] = {sizeof(int64_t), sizeof(int64_t), sizeof(int64_t), 4 * sizeof(double), sizeof(double), 1};
+    if (md_eval_grow(arr, elem, 6, &r->cap_ann, n + 1, 1024))
+        return md_set_error(MD_ERR_NOMEM, "%s: out of memory (%zu annotations)", j->path, n + 1);
     r->ann_id[n] = id;
     r->ann_img[n] = img;
     r->ann_cat[n] = cat;
@@ -226,7 +188,8 @@ static md_status parse_list(json_scan *j, const char *name, md_status (*fn)(json
     j->p++;
     if (json_eat(j, ']')) return MD_OK;
     j->list = name;
-    for (j->entry = 0;; j->entry++) {
+    j->entry = 0;
+    for (int more = 1; more; j->entry++) {
         json_ws(j);
         const char *at = j->p;
         if (j->p < j->end && *j->p == '{') {
@@ -236,9 +199,7 @@ static md_status parse_list(json_scan *j, const char *name, md_status (*fn)(json
             if ((st = json_skip_value(j, 1)) != MD_OK) return st;
             return md_set_error(MD_ERR_FORMAT, "%s: %s[%zu]: not an object (byte %zu)", j->path, name, j->entry, (size_t)(at - j->buf));
         }
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, ']')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' in a list");
+        if ((st = json_next(j, ']', &more)) != MD_OK) return st;
     }
     j->list = NULL;
     j->entry = (size_t)-1;
@@ -251,7 +212,7 @@ static md_status parse_gt(json_scan *j, gt_raw *r) {
     if (j->p >= j->end) return json_error(j, "the file is empty");
     if (*j->p != '{') return md_set_error(MD_ERR_FORMAT, "%s: not a COCO instances file (the top level is not a JSON object)", j->path);
     j->p++;
-    if (!json_eat(j, '}')) for (;;) {
+    for (int more = !json_eat(j, '}'); more;) {
         const char *k;
         size_t kl;
         if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
@@ -270,9 +231,7 @@ static md_status parse_gt(json_scan *j, gt_raw *r) {
         } else if ((st = json_skip_value(j, 1)) != MD_OK) {
             return st;
         }
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, '}')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or '}' in an object");
+        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     json_ws(j);
     if (j->p != j->end) return json_error(j, "unexpected data after the JSON object");
@@ -299,7 +258,7 @@ static md_status build_gt(const char *path, gt_raw *r, md_coco_gt *gt) {
         }
     gt->img_file_order = malloc(sizeof(int32_t) * r->n_img);
     if (!gt->img_file_order) { free(file_ids); return md_set_error(MD_ERR_NOMEM, "%s: out of memory", path); }
-    for (size_t i = 0; i < r->n_img; i++) gt->img_file_order[i] = bsearch_i64(r->img, (int)r->n_img, file_ids[i]);
+    for (size_t i = 0; i < r->n_img; i++) gt->img_file_order[i] = md_eval_find_id(r->img, (int)r->n_img, file_ids[i]);
     free(file_ids);
     qsort(r->cat, r->n_cat, sizeof(cat_entry), cmp_cat);
     for (size_t i = 1; i < r->n_cat; i++)

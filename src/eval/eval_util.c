@@ -89,3 +89,29 @@ double md_eval_np_mean(const double *v, size_t n) {
     for (size_t i = 0; i < n; i += 8192) s += pairwise_sum(v + i, n - i < 8192 ? n - i : 8192);
     return s / (double)n;
 }
+
+int md_eval_find_id(const int64_t *a, int n, int64_t v) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (a[mid] < v) lo = mid + 1;
+        else if (a[mid] > v) hi = mid - 1;
+        else return mid;
+    }
+    return -1;
+}
+
+int md_eval_grow(void **const arr[], const size_t elem[], int k, size_t *cap, size_t need, size_t first) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : first;
+    while (c < need) c *= 2;
+    int ok = 1;
+    for (int i = 0; i < k; i++) {
+        void *p = realloc(*arr[i], c * elem[i]);
+        if (p) *arr[i] = p;
+        else ok = 0;
+    }
+    if (!ok) return -1;
+    *cap = c;
+    return 0;
+}

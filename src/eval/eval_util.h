@@ -18,6 +18,14 @@ void md_eval_sort_desc(uint32_t *idx, uint32_t *tmp, size_t n, const double *key
 void md_eval_box_ious(const double *dbb, const uint32_t *dsel, int D, const double *gbb, const uint32_t *gsel,
                       const uint8_t *crowd, int G, double *o);
 
+/* Index of v in the ascending ids a[0..n), -1 when absent (binary search). */
+int md_eval_find_id(const int64_t *a, int n, int64_t v);
+
+/* Grows k parallel arrays (*arr[i], elements of elem[i] bytes) to hold at least need elements: the
+ * capacity starts at first and doubles. 0 on success; -1 when out of memory (the arrays that did
+ * grow keep their new blocks, *cap stays as it was). */
+int md_eval_grow(void **const arr[], const size_t elem[], int k, size_t *cap, size_t need, size_t first);
+
 /* numpy.mean of a contiguous float64 array, summed as numpy sums it (pairwise in blocks of 8,
  * over buffers of 8192), so means equal numpy's bit for bit. */
 double md_eval_np_mean(const double *v, size_t n);

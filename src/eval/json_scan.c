@@ -200,15 +200,12 @@ md_status json_skip_value(json_scan *j, int depth) {
         char close = c == '{' ? '}' : ']';
         j->p++;
         if (json_eat(j, close)) return MD_OK;
-        for (;;) {
+        for (int more = 1; more;) {
             if (c == '{' && (st = json_key(j, NULL, NULL)) != MD_OK) return st;
             if ((st = json_skip_value(j, depth + 1)) != MD_OK) return st;
-            if (json_eat(j, ',')) continue;
-            if (json_eat(j, close)) return MD_OK;
-            return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)"
-                                 : c == '{'     ? "expected ',' or '}' in an object"
-                                                : "expected ',' or ']' in a list");
+            if ((st = json_next(j, close, &more)) != MD_OK) return st;
         }
+        return MD_OK;
     }
     static const char *lits[3] = {"true", "false", "null"};
     for (int k = 0; k < 3; k++) {
@@ -277,15 +274,13 @@ md_status json_field_box(json_scan *j, const char *field, double bb[4]) {
     }
     j->p++;
     int n = 0;
-    if (!json_eat(j, ']')) for (;;) {
+    for (int more = !json_eat(j, ']'); more;) {
         json_ws(j);
         if (n == 4)
             return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: more than 4 numbers (byte %zu)", j->path, json_ctx(j, c, sizeof c), field, (size_t)(at - j->buf));
         if ((st = json_field_finite(j, field, &bb[n])) != MD_OK) return st;
         n++;
-        if (json_eat(j, ',')) continue;
-        if (json_eat(j, ']')) break;
-        return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)" : "expected ',' or ']' in a list");
+        if ((st = json_next(j, ']', &more)) != MD_OK) return st;
     }
     if (n != 4)
         return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: %d numbers, expected 4 [x, y, w, h] (byte %zu)", j->path, json_ctx(j, c, sizeof c), field, n, (size_t)(at - j->buf));

@@ -39,6 +39,15 @@ static inline int json_eat(json_scan *j, char c) {
     if (j->p < j->end && *j->p == c) { j->p++; return 1; }
     return 0;
 }
+/* After a member of an object (close '}') or an element of a list (close ']'): ',' sets *more to 1,
+ * close sets it to 0, anything else is a "malformed JSON" error naming what was expected. */
+static inline md_status json_next(json_scan *j, char close, int *more) {
+    if (json_eat(j, ',')) { *more = 1; return MD_OK; }
+    if (json_eat(j, close)) { *more = 0; return MD_OK; }
+    return json_error(j, j->p >= j->end ? "unexpected end of file (truncated?)"
+                         : close == '}' ? "expected ',' or '}' in an object"
+                                        : "expected ',' or ']' in a list");
+}
 
 /* A number at j->p. *is_int: written without fraction/exponent and fits int64 (*iv). */
 md_status json_number(json_scan *j, double *out, int64_t *iv, int *is_int);
