@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stb_image_write.h>
+#include "minidet/fs.h"
 #include "minidet/checkpoint.h"
 #include "minidet/cocoeval.h"
 #include "minidet/coco.h"
@@ -62,14 +63,9 @@ static void truncate_copy(const char *src, const char *dst, long keep) {
     free(b);
 }
 
-static int exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 /* No path and no "path.tmp*" / "path.*tmp*" sibling. */
 static int left_behind(const char *path, char *what, size_t cap) {
-    if (exists(path)) { snprintf(what, cap, "%s", path); return 1; }
+    if (md_path_exists(path)) { snprintf(what, cap, "%s", path); return 1; }
     char d[600];
     snprintf(d, sizeof d, "%s", path);
     char *slash = strrchr(d, '/');
@@ -459,7 +455,7 @@ static void test_eval_results(void) {
     char err[4096];
     remove(BDIR "/out.json");
     int status = run_cli(ARGV("eval", "--ann", BDIR "/gt.json", "--results", BDIR "/res_ok.json", "--json", BDIR "/out.json"), err, sizeof err);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && exists(BDIR "/out.json"), "good results evaluate (status %d): %s", status, err);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && md_path_exists(BDIR "/out.json"), "good results evaluate (status %d): %s", status, err);
     eval_res("malformed", "res_malformed.json", "[{\"image_id\": 1 \"category_id\": 1}]", "byte", NULL);
     eval_res("truncated", "res_trunc.json", "[{\"image_id\": 1, \"category_id\": 1, \"bb", "byte", NULL);
     eval_res("zero-byte file", "res_zero.json", "", "empty", NULL);
@@ -736,7 +732,7 @@ static void test_eval_weights(void) {
     /* the good case runs (and writes its outputs) */
     char err[8192];
     int st = run_cli(ARGV("eval", "--weights", w, "--config", TCFG, "--ann", ann, "--images", img, "--quiet"), err, sizeof err);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && exists(BDIR "/eval_tiny/results.json"), "good --weights run (status %d): %s", st, err);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && md_path_exists(BDIR "/eval_tiny/results.json"), "good --weights run (status %d): %s", st, err);
     eval_w("weights file missing", ARGV("eval", "--weights", BDIR "/nope.safetensors", "--config", TCFG, "--ann", ann, "--images", img),
            "nope.safetensors", "No such file");
     eval_w("weights truncated", ARGV("eval", "--weights", BDIR "/ck_trunc.safetensors", "--config", TCFG, "--ann", ann, "--images", img),

@@ -161,13 +161,9 @@ static void test_cli(void) {
              exe);
     int st = system(cmd);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed", cmd);
-    FILE *f = fopen(ROOT "/compare.json", "rb");
-    CHECK(f != NULL, "no compare.json");
-    if (!f) return;
-    char *buf = malloc(1 << 22);
-    size_t n = fread(buf, 1, (1 << 22) - 1, f);
-    fclose(f);
-    buf[n] = 0;
+    char *buf = md_test_slurp(ROOT "/compare.json", NULL);
+    CHECK(buf != NULL, "no compare.json");
+    if (!buf) return;
     cJSON *j = cJSON_Parse(buf);
     free(buf);
     const cJSON *gs = cJSON_GetObjectItemCaseSensitive(j, "groups");

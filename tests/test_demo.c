@@ -45,27 +45,18 @@ static void set_env(void) {
     setenv("DEMO_ARGS", "solver.max_iter=2 solver.steps=1 solver.warmup_iters=1 solver.eval_every=0", 1);
 }
 
-static long read_text(const char *p, char *buf, size_t n) {
-    FILE *f = fopen(p, "rb");
-    if (!f) { buf[0] = 0; return -1; }
-    size_t k = fread(buf, 1, n - 1, f);
-    buf[k] = 0;
-    fclose(f);
-    return (long)k;
-}
-
 /* Runs the demo with extra environment "K=V ..." (sh syntax); output into out. Returns the exit status. */
 static int demo(const char *env, const char *outpath, char *out, size_t n) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s sh scripts/demo.sh > %s 2>&1", env, outpath);
     int st = system(cmd);
-    read_text(outpath, out, n);
+    md_test_read_text(outpath, out, n);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int last_iter(const char *log) {
     static char buf[1 << 16];
-    if (read_text(log, buf, sizeof buf) < 0) return 0;
+    if (md_test_read_text(log, buf, sizeof buf) < 0) return 0;
     int it = 0;
     for (char *p = buf; (p = strstr(p, "iter ")); p += 5)
         if (p == buf || p[-1] == '\n') it = atoi(p + 5);
@@ -97,7 +88,7 @@ static void test_demo(void) {
     kill(-pid, SIGINT);
     int st;
     waitpid(pid, &st, 0);
-    read_text(ROOT "_1.txt", out, sizeof out);
+    md_test_read_text(ROOT "_1.txt", out, sizeof out);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 130, "interrupted demo: status %d, want exit 130: %s", st, out);
     CHECK(strstr(out, "interrupted: waiting for the runs to save") && strstr(out, "DEMO_REUSE_PRETRAIN=1 make demo"),
           "interrupted demo says what happened and how to go on: %s", out);
@@ -117,7 +108,7 @@ static void test_demo(void) {
     CHECK(last_iter(PRE "/train.log") == 20, "stage 0 ends at iteration %d, want 20", last_iter(PRE "/train.log"));
     /* ./train's start-up summary, in stage 0's log */
     static char log[1 << 16];
-    read_text(PRE "/train.log", log, sizeof log);
+    md_test_read_text(PRE "/train.log", log, sizeof log);
     CHECK(strstr(log, "minidet: data: 12 training images") && strstr(log, "minidet: model: ResNet-18 x0.25-FPN") &&
               strstr(log, "minidet: schedule: 20 iterations x 4 images = 6.67 epochs of 12 images"),
           "start-up summary: %s", log);
@@ -130,7 +121,7 @@ static void test_demo(void) {
             snprintf(p, sizeof p, ROOT "/runs/shapes_%s_s%d/config.cfg", losses[i], s);
             snprintf(want_name, sizeof want_name, "name = shapes_%s_s%d\n", losses[i], s);
             snprintf(want_seed, sizeof want_seed, "seed = %d\n", s);
-            read_text(p, log, sizeof log);
+            md_test_read_text(p, log, sizeof log);
             CHECK(strstr(log, want_name) && strstr(log, want_seed), "%s: want '%s' and '%s': %s", p, want_name, want_seed, log);
         }
     /* 3. a finished stage 0 is reused; an earlier demo's runs of the loss go, other directories stay */
@@ -151,7 +142,7 @@ static void test_demo(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s/eval " ROOT "/runs/shapes_* > " ROOT "_4.txt 2>&1", bin);
     st = system(cmd);
-    read_text(ROOT "_4.txt", out, sizeof out);
+    md_test_read_text(ROOT "_4.txt", out, sizeof out);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "./eval runs/shapes_*: status %d: %s", st, out);
     CHECK(strstr(out, "10 runs") && !strstr(out, "pretrain") && !strstr(out, "not a directory"), "exactly the ten stage-1 runs: %s", out);
     const char *groups = strstr(out, "\nSeeds: "), *deltas = strstr(out, "\nAgainst shapes_smooth_l1: "),
@@ -190,7 +181,7 @@ static void test_demo(void) {
     /* 5. --weights alone; --config wins over the stored configuration */
     snprintf(cmd, sizeof cmd, "%s/eval --weights " ROOT "/runs/shapes_giou_s1/last.safetensors --out-dir " ROOT "/ev > " ROOT "_5.txt 2>&1", bin);
     st = system(cmd);
-    read_text(ROOT "_5.txt", out, sizeof out);
+    md_test_read_text(ROOT "_5.txt", out, sizeof out);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && stat(ROOT "/ev/eval.json", &sb) == 0 && strstr(out, "using the configuration stored"),
           "./eval --weights without --config: status %d: %s", st, out);
     FILE *f = fopen(ROOT "/other.cfg", "w");
@@ -201,7 +192,7 @@ static void test_demo(void) {
     snprintf(cmd, sizeof cmd, "%s/eval --weights " ROOT "/runs/shapes_giou_s1/last.safetensors --config " ROOT "/other.cfg --out-dir " ROOT
              "/ev2 > " ROOT "_5.txt 2>&1", bin);
     st = system(cmd);
-    read_text(ROOT "_5.txt", out, sizeof out);
+    md_test_read_text(ROOT "_5.txt", out, sizeof out);
     /* other.cfg has the default anchors: the checkpoint's own check names them, so --config was used */
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "the configuration has 32,64,128,256,512"),
           "--config replaces the stored config: %s", out);

@@ -84,12 +84,7 @@ static void show_err(const char *name) {
 static void read_err(const char *name, char *buf, size_t cap) {
     char p[300];
     snprintf(p, sizeof p, "%s/%s.err", TDIR, name);
-    buf[0] = 0;
-    FILE *f = fopen(p, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
+    md_test_read_text(p, buf, cap);
 }
 
 /* The train lines of runs/<name>/metrics.jsonl: losses[iter - 1][0..3]; returns the number of lines. */
@@ -235,12 +230,8 @@ static void test_resume_other_rank_count(void) {
 static int read_stats_at(const char *dir, double st[12]) {
     char p[400];
     snprintf(p, sizeof p, "%s/eval.json", dir);
-    FILE *f = fopen(p, "rb");
-    if (!f) return 0;
     static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
+    if (md_test_read_text(p, buf, sizeof buf) < 0) return 0;
     cJSON *j = cJSON_Parse(buf);
     cJSON *a = cJSON_GetObjectItem(j, "stats");
     int k = 0;

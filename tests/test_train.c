@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "minidet/fs.h"
 #include "minidet/config.h"
 #include "minidet/evaluate.h"
 #include "minidet/model.h"
@@ -28,11 +29,6 @@
 #define CFG "configs/tiny_shapes_test.cfg"
 #define MAXLINES 4096
 
-static int exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 /* build/shapes96 (CFG's data): 200 train + 50 val images of 96x96 with the generator's defaults (1-5 shapes
  * from 6 px, bars 2-4 px thick). build/shapes96e, the easier set of the learning test: 1-3 shapes from 16 px,
  * bars 4-8 px thick, noise 8, so that 600 iterations of the tiny model reach AP50 ~0.45 and AP75 ~0.25. */
@@ -43,7 +39,7 @@ static void make_set(const char *dir, int easy) {
     char ta[160], vaa[160];
     snprintf(ta, sizeof ta, "%s/annotations.json", tr);
     snprintf(vaa, sizeof vaa, "%s/annotations.json", va);
-    if (exists(ta) && exists(vaa)) return;
+    if (md_path_exists(ta) && md_path_exists(vaa)) return;
     md_shapes_options o;
     md_shapes_options_default(&o);
     o.width = o.height = 96;
@@ -189,7 +185,7 @@ static metrics train_and_eval(const char *name, const char *set, const char *los
     CHECK(read_metrics(name, &m), "metrics");
     char path[256];
     snprintf(path, sizeof path, "build/test_train_runs/%s/eval.json", name);
-    CHECK(exists(path), "%s written", path);
+    CHECK(md_path_exists(path), "%s written", path);
     rm_run(name);
     return m;
 }
@@ -273,7 +269,7 @@ static void resume_case(int bn) {
     rm_run("resumed");
     CHECK_OK(run("straight", 0, 0, nov, ov));
     CHECK(run("resumed", 0, 12, nov, ov) == MD_ERR_INTERRUPTED, "stop after 12 -> interrupted");
-    CHECK(exists("build/test_train_runs/resumed/checkpoints/iter_0000012.safetensors"), "checkpoint at 12");
+    CHECK(md_path_exists("build/test_train_runs/resumed/checkpoints/iter_0000012.safetensors"), "checkpoint at 12");
     CHECK_OK(run("resumed", 1, 0, nov, ov));
     if (bn) {
         int nr = 0, nm = 0, nt = same_last_weights("straight", "resumed", &nr, &nm);
@@ -330,11 +326,10 @@ static void test_sigint_and_truncated(void) {
     char cmd[2048];
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status 130 after SIGINT (status %d)", status);
-    FILE *f = fopen("build/test_train_runs/sigint.log", "rb");
-    char log[4096] = "";
-    if (f) { size_t r = fread(log, 1, sizeof log - 1, f); log[r] = 0; fclose(f); }
+    char log[4096];
+    md_test_read_text("build/test_train_runs/sigint.log", log, sizeof log);
     CHECK(strstr(log, "--resume") != NULL, "resume hint printed: %s", log);
-    CHECK(exists("build/test_train_runs/sigint/last.safetensors"), "checkpoint saved");
+    CHECK(md_path_exists("build/test_train_runs/sigint/last.safetensors"), "checkpoint saved");
     read_metrics("sigint", &m);
     int stopped = m.n;
     /* resume for a few more iterations */
@@ -358,7 +353,7 @@ static void test_divergence_and_missing_data(void) {
     md_status s = run("diverge", 0, 0, 7, ov);
     CHECK(s == MD_ERR_NUMERIC, "diverging run stops with MD_ERR_NUMERIC (%s)", md_status_name(s));
     CHECK(strstr(md_last_error(), "iteration") && strstr(md_last_error(), "image ids"), "message: %s", md_last_error());
-    CHECK(!exists("build/test_train_runs/diverge/last.safetensors"), "no checkpoint of a diverged state");
+    CHECK(!md_path_exists("build/test_train_runs/diverge/last.safetensors"), "no checkpoint of a diverged state");
     rm_run("diverge");
     char *ov2[] = {"data.train_ann=build/nowhere/instances_train2017.json"};
     s = run("missing", 0, 0, 1, ov2);

@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "minidet/threads.h"
+#include "minidet/fs.h"
 #include "minidet/config.h"
 #include "minidet/model.h"
 #include "minidet/rng.h"
@@ -48,19 +50,8 @@
 
 static char bin[600];
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 static void make_data(void) {
-    if (exists("build/reliab/shapes/annotations.json")) return;
+    if (md_path_exists("build/reliab/shapes/annotations.json")) return;
     md_shapes_options o;
     md_shapes_options_default(&o);
     o.width = o.height = 64;
@@ -89,15 +80,6 @@ static int wait_status(pid_t pid) {
     int st = -1;
     if (pid > 0) waitpid(pid, &st, 0);
     return st;
-}
-
-static void read_text(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
 }
 
 /* The configuration of the runs (the file, with overrides), for building the model to check against. */
@@ -212,7 +194,7 @@ static void test_kill_and_resume(void) {
 
     /* the uninterrupted reference run (also the memory check) */
     md_test_rm_rf(RUNS "/ref");
-    double t0 = now();
+    double t0 = md_now();
     pid_t ref = start_train("ref", 0, extra, "build/reliab/ref.err");
     /* sample the process's current RSS (VmRSS) together with the iteration it has logged */
     static double rss_now[4096];
@@ -233,8 +215,8 @@ static void test_kill_and_resume(void) {
         struct timespec d = {0, 20000000};
         nanosleep(&d, NULL);
     }
-    double t_ref = now() - t0;
-    read_text("build/reliab/ref.err", err, sizeof err);
+    double t_ref = md_now() - t0;
+    md_test_read_text("build/reliab/ref.err", err, sizeof err);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "reference run failed (status %d): %s", st, err);
     printf("  reference run: %d iterations in %.1f s\n", MAX_ITER, t_ref);
     static double rss[4096];
@@ -265,7 +247,7 @@ static void test_kill_and_resume(void) {
     int kills = 0, finished = 0, bad = 0, mid_write = 0;
     const int rounds = SAN_BUILD ? 3 : 8;
     for (int r = 0; r < rounds && !finished; r++) {
-        int resume = exists(RUNS "/killed/last.safetensors");
+        int resume = md_path_exists(RUNS "/killed/last.safetensors");
         static double tmp[4096];
         int base = read_rss(RUNS "/killed", tmp, 4096);
         pid_t pid = start_train("killed", resume, extra, "build/reliab/killed.err");
@@ -280,8 +262,8 @@ static void test_kill_and_resume(void) {
             nanosleep(&d, NULL);
         } else {
             int target = base + 1 + (int)(md_rng_uniform(&rng) * 3);
-            double t_start = now();
-            while (read_rss(RUNS "/killed", tmp, 4096) < target && now() - t_start < 120) {
+            double t_start = md_now();
+            while (read_rss(RUNS "/killed", tmp, 4096) < target && md_now() - t_start < 120) {
                 pid_t w = waitpid(pid, &st, WNOHANG);
                 if (w == pid || w < 0) { reaped = 1; break; }
                 struct timespec d = {0, 2000000};
@@ -297,7 +279,7 @@ static void test_kill_and_resume(void) {
         }
         if (WIFEXITED(st)) {
             finished = 1; /* ran to the end before the kill */
-            read_text("build/reliab/killed.err", err, sizeof err);
+            md_test_read_text("build/reliab/killed.err", err, sizeof err);
             CHECK(WEXITSTATUS(st) == 0, "round %d: ./train exited %d: %s", r, WEXITSTATUS(st), err);
         } else {
             CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "round %d: status %d", r, st);
@@ -307,7 +289,7 @@ static void test_kill_and_resume(void) {
         struct dirent *e;
         while (cd && (e = readdir(cd))) mid_write += strstr(e->d_name, ".tmp.") != NULL;
         if (cd) closedir(cd);
-        if (!exists(RUNS "/killed/last.safetensors")) continue; /* killed before the first checkpoint */
+        if (!md_path_exists(RUNS "/killed/last.safetensors")) continue; /* killed before the first checkpoint */
         long long it = check_ckpt(RUNS "/killed/last.safetensors", &det);
         int nf;
         long long newest = check_all(RUNS "/killed", &det, &nf);
@@ -323,9 +305,9 @@ static void test_kill_and_resume(void) {
     CHECK(bad == 0, "%d rounds left a bad checkpoint", bad);
     /* the final resume completes and equals the uninterrupted run */
     if (!finished) {
-        int resume = exists(RUNS "/killed/last.safetensors");
+        int resume = md_path_exists(RUNS "/killed/last.safetensors");
         st = wait_status(start_train("killed", resume, extra, "build/reliab/killed.err"));
-        read_text("build/reliab/killed.err", err, sizeof err);
+        md_test_read_text("build/reliab/killed.err", err, sizeof err);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "final --resume failed (status %d): %s", st, err);
     }
     CHECK(check_ckpt(RUNS "/killed/last.safetensors", &det) == MAX_ITER, "final checkpoint: %s", md_last_error());
@@ -350,11 +332,11 @@ static void test_divergence(void) {
     const char *good[] = {"solver.max_iter=4", NULL};
     char err[8192];
     int st = wait_status(start_train("nan", 0, good, "build/reliab/nan.err"));
-    read_text("build/reliab/nan.err", err, sizeof err);
+    md_test_read_text("build/reliab/nan.err", err, sizeof err);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "4 good iterations failed (status %d): %s", st, err);
     const char *diverge[] = {"solver.max_iter=30", "solver.base_lr=1e6", "solver.warmup_iters=0", NULL};
     st = wait_status(start_train("nan", 1, diverge, "build/reliab/nan.err"));
-    read_text("build/reliab/nan.err", err, sizeof err);
+    md_test_read_text("build/reliab/nan.err", err, sizeof err);
     CHECK(!WIFSIGNALED(st), "diverging run killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0, "diverging run exited 0");
     /* the error is the last line (a warning that the resumed configuration differs may precede it) */
@@ -386,15 +368,15 @@ static void test_sigterm(void) {
         const char *extra[] = {"solver.max_iter=1000", "solver.checkpoint_every=0", "run.log_every=1", NULL};
         pid_t pid = start_train("term", 0, extra, "build/reliab/term.err");
         static double rss[4096];
-        double t0 = now();
-        while (read_rss(RUNS "/term", rss, 4096) < 3 && now() - t0 < 60) {
+        double t0 = md_now();
+        while (read_rss(RUNS "/term", rss, 4096) < 3 && md_now() - t0 < 60) {
             struct timespec d = {0, 20000000};
             nanosleep(&d, NULL);
         }
         kill(pid, sigs[k]);
         int st = wait_status(pid);
         char err[8192];
-        read_text("build/reliab/term.err", err, sizeof err);
+        md_test_read_text("build/reliab/term.err", err, sizeof err);
         const char *nm = sigs[k] == SIGTERM ? "SIGTERM" : "SIGINT";
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sigs[k], "%s: status %d (exit %d, want %d): %s", nm, st,
               WIFEXITED(st) ? WEXITSTATUS(st) : -1, 128 + sigs[k], err);
@@ -431,7 +413,7 @@ static void test_disk_full(void) {
     const char *extra[] = {"run.output_dir=build/reliab/tmpfs", "solver.max_iter=12", "solver.keep_checkpoints=3", NULL};
     char err[8192];
     int st = wait_status(start_train("full", 0, extra, "build/reliab/full.err"));
-    read_text("build/reliab/full.err", err, sizeof err);
+    md_test_read_text("build/reliab/full.err", err, sizeof err);
     char *e = err; /* past the start-up warnings (this fixture's steps lie beyond max_iter 12) */
     while (!strncmp(e, "minidet: warning: ", 18) && strchr(e, '\n')) e = strchr(e, '\n') + 1;
     memmove(err, e, strlen(e) + 1);

@@ -150,6 +150,16 @@ char *md_test_slurp(const char *path, size_t *n) {
     return data;
 }
 
+long md_test_read_text(const char *path, char *buf, size_t cap) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t k = fread(buf, 1, cap - 1, f);
+    buf[k] = 0;
+    fclose(f);
+    return (long)k;
+}
+
 int md_test_write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) return 0;

@@ -43,6 +43,9 @@ int md_test_fixture_geom(const md_st_file *f, const char *cs, int64_t *g, int wa
 /* The whole file, malloc'd and NUL-terminated (size in *n, may be NULL); NULL when it cannot be read
  * (no check recorded: callers check what they expect). */
 char *md_test_slurp(const char *path, size_t *n);
+/* Up to cap - 1 bytes of the file into buf, NUL-terminated; the count read, or -1 (buf "") when the
+ * file cannot be opened (no check recorded). For logs and stderr captures of a known bound. */
+long md_test_read_text(const char *path, char *buf, size_t cap);
 /* Writes text to path; 1 on success, 0 (no check recorded) otherwise. */
 int md_test_write_text(const char *path, const char *text);
 /* A fresh directory /tmp/md_test_<name>_XXXXXX, its path in buf (cap bytes); 0 with a message if it cannot. */
