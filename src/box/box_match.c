@@ -5,6 +5,22 @@
 #include <string.h>
 #include "minidet/box.h"
 
+/* The first ground truth of maximum quality for prediction j (quality: m x n, torch's first argmax over
+ * dim 0); that quality in *v. */
+static inline int best_gt(const float *quality, int m, int n, int j, float *v) {
+    int best = 0;
+    float b = quality[j];
+    for (int i = 1; i < m; i++) {
+        float q = quality[(size_t)i * n + j];
+        if (q > b) {
+            b = q;
+            best = i;
+        }
+    }
+    *v = b;
+    return best;
+}
+
 md_status md_matcher(int *matches, const float *quality, int m, int n, float high, float low,
                      int allow_low_quality_matches) {
     if (m <= 0) return md_set_error(MD_ERR_ARG, "matcher: no ground-truth boxes available for this image");
@@ -15,15 +31,8 @@ md_status md_matcher(int *matches, const float *quality, int m, int n, float hig
             return md_set_error(MD_ERR_NUMERIC, "matcher: quality[%zu][%zu] is NaN", i / (size_t)n, i % (size_t)n);
     /* best gt per prediction: first maximum over dim 0 */
     for (int j = 0; j < n; j++) {
-        int best = 0;
-        float v = quality[j];
-        for (int i = 1; i < m; i++) {
-            float q = quality[(size_t)i * n + j];
-            if (q > v) {
-                v = q;
-                best = i;
-            }
-        }
+        float v;
+        int best = best_gt(quality, m, n, j, &v);
         matches[j] = v < low ? MD_MATCH_BELOW_LOW : (v < high ? MD_MATCH_BETWEEN : best);
     }
     if (!allow_low_quality_matches) return MD_OK;
@@ -36,16 +45,8 @@ md_status md_matcher(int *matches, const float *quality, int m, int n, float hig
             if (row[j] > best) best = row[j];
         for (int j = 0; j < n; j++) {
             if (row[j] != best || matches[j] >= 0) continue;
-            int arg = 0;
-            float v = quality[j];
-            for (int k = 1; k < m; k++) {
-                float q = quality[(size_t)k * n + j];
-                if (q > v) {
-                    v = q;
-                    arg = k;
-                }
-            }
-            matches[j] = arg;
+            float v;
+            matches[j] = best_gt(quality, m, n, j, &v);
         }
     }
     return MD_OK;

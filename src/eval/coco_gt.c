@@ -69,45 +69,44 @@ static int grow_to(void **p, size_t *cap, size_t need, size_t elem) {
 
 enum { G_ID = 1, G_IMG = 2, G_CAT = 4, G_BBOX = 8, G_AREA = 16 };
 
-static md_status parse_image(json_scan *j, gt_raw *r) {
+/* An images[] or categories[] object: its integral "id" (required) and, where name is not NULL, its
+ * string "name" as raw bytes (*name stays NULL when absent or not a string); other keys are skipped. */
+static md_status parse_id_name(json_scan *j, int64_t *id, const char **name, size_t *name_len) {
     const char *k;
     size_t kl;
     md_status st;
-    int64_t id = 0;
     int seen = 0;
     char c[96];
+    *id = 0;
     for (int more = !json_eat(j, '}'); more;) {
         if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
         if (kl == 2 && !memcmp(k, "id", 2)) {
-            if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
+            if ((st = json_field_id(j, "id", id)) != MD_OK) return st;
             seen = 1;
+        } else if (name && kl == 4 && !memcmp(k, "name", 4) && j->p < j->end && *j->p == '"') {
+            if ((st = json_string_raw(j, name, name_len)) != MD_OK) return st;
         } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
         if ((st = json_next(j, '}', &more)) != MD_OK) return st;
     }
     if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
+    return MD_OK;
+}
+
+static md_status parse_image(json_scan *j, gt_raw *r) {
+    int64_t id;
+    md_status st = parse_id_name(j, &id, NULL, NULL);
+    if (st != MD_OK) return st;
     if (grow_to((void **)&r->img, &r->cap_img, r->n_img + 1, sizeof(int64_t))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
     r->img[r->n_img++] = id;
     return MD_OK;
 }
 
 static md_status parse_category(json_scan *j, gt_raw *r) {
-    const char *k, *nm = NULL;
-    size_t kl, nl = 0;
-    md_status st;
-    int64_t id = 0;
-    int seen = 0;
-    char c[96];
-    for (int more = !json_eat(j, '}'); more;) {
-        if ((st = json_key(j, &k, &kl)) != MD_OK) return st;
-        if (kl == 2 && !memcmp(k, "id", 2)) {
-            if ((st = json_field_id(j, "id", &id)) != MD_OK) return st;
-            seen = 1;
-        } else if (kl == 4 && !memcmp(k, "name", 4) && j->p < j->end && *j->p == '"') {
-            if ((st = json_string_raw(j, &nm, &nl)) != MD_OK) return st;
-        } else if ((st = json_skip_value(j, 1)) != MD_OK) return st;
-        if ((st = json_next(j, '}', &more)) != MD_OK) return st;
-    }
-    if (!seen) return md_set_error(MD_ERR_FORMAT, "%s: %s: field id: missing", j->path, json_ctx(j, c, sizeof c));
+    int64_t id;
+    const char *nm = NULL;
+    size_t nl = 0;
+    md_status st = parse_id_name(j, &id, &nm, &nl);
+    if (st != MD_OK) return st;
     if (grow_to((void **)&r->cat, &r->cap_cat, r->n_cat + 1, sizeof(cat_entry))) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);
     char *name = nm ? json_decode_string(nm, nl) : strdup("");
     if (!name) return md_set_error(MD_ERR_NOMEM, "%s: out of memory", j->path);

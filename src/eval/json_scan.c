@@ -227,16 +227,21 @@ md_status json_key(json_scan *j, const char **k, size_t *kl) {
 
 static int starts_number(const json_scan *j) { return j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9')); }
 
+/* The value at j->p does not start a number: skip it and name the field. */
+static md_status not_a_number(json_scan *j, const char *field) {
+    char c[96];
+    const char *at = j->p;
+    md_status st = json_skip_value(j, 1);
+    if (st != MD_OK) return st;
+    return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: not a number (byte %zu)", j->path, json_ctx(j, c, sizeof c), field, (size_t)(at - j->buf));
+}
+
 md_status json_field_id(json_scan *j, const char *field, int64_t *v) {
     double d;
     int is_int;
     char c[96];
     const char *at = j->p;
-    if (!starts_number(j)) {
-        md_status st = json_skip_value(j, 1);
-        if (st != MD_OK) return st;
-        return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: not a number (byte %zu)", j->path, json_ctx(j, c, sizeof c), field, (size_t)(at - j->buf));
-    }
+    if (!starts_number(j)) return not_a_number(j, field);
     md_status st = json_number(j, &d, v, &is_int);
     if (st != MD_OK) return st;
     if (!is_int) {
@@ -252,11 +257,7 @@ md_status json_field_finite(json_scan *j, const char *field, double *v) {
     int is_int;
     char c[96];
     const char *at = j->p;
-    if (!starts_number(j)) {
-        md_status st = json_skip_value(j, 1);
-        if (st != MD_OK) return st;
-        return md_set_error(MD_ERR_FORMAT, "%s: %s: field %s: not a number (byte %zu)", j->path, json_ctx(j, c, sizeof c), field, (size_t)(at - j->buf));
-    }
+    if (!starts_number(j)) return not_a_number(j, field);
     md_status st = json_number(j, v, &iv, &is_int);
     if (st != MD_OK) return st;
     if (!isfinite(*v))
