@@ -81,6 +81,15 @@ static void test_python_file(void) {
     md_st_free(&f);
 }
 
+/* TMP = an 8-byte header length, the JSON header hdr (< 256 bytes) and data_bytes zero bytes. */
+static void put_header(const char *hdr, long data_bytes) {
+    unsigned char buf[512] = {0};
+    size_t hl = strlen(hdr);
+    buf[0] = (unsigned char)hl;
+    memcpy(buf + 8, hdr, hl);
+    put_bytes(TMP, buf, (long)(8 + hl) + data_bytes);
+}
+
 static void expect_reject(const char *what, const char *needle) {
     md_st_file f;
     md_status st = md_st_load(TMP, &f);
@@ -112,37 +121,16 @@ static void test_rejects(void) {
     put_bytes(TMP, (const unsigned char *)zip, (long)sizeof zip - 1);
     expect_reject("foreign file", NULL);
     /* valid framing, inconsistent header: byte range does not match shape */
-    const char *hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}";
-    unsigned char buf[256] = {0};
-    size_t hl = strlen(hdr);
-    buf[0] = (unsigned char)hl;
-    memcpy(buf + 8, hdr, hl);
-    put_bytes(TMP, buf, (long)(8 + hl + 12));
+    put_header("{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 12);
     expect_reject("size mismatch", "'x'");
-    hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
-    hl = strlen(hdr);
-    buf[0] = (unsigned char)hl;
-    memcpy(buf + 8, hdr, hl);
-    put_bytes(TMP, buf, (long)(8 + hl + 12));
+    put_header("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
     expect_reject("overlap", "overlap");
-    hdr = "{\"x\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,8]}}";
-    hl = strlen(hdr);
-    buf[0] = (unsigned char)hl;
-    memcpy(buf + 8, hdr, hl);
-    put_bytes(TMP, buf, (long)(8 + hl + 8));
+    put_header("{\"x\":{\"dtype\":\"Q9\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
     expect_reject("bad dtype", "dtype");
     /* duplicate keys: cJSON keeps both members, the format has unique keys */
-    hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
-    hl = strlen(hdr);
-    buf[0] = (unsigned char)hl;
-    memcpy(buf + 8, hdr, hl);
-    put_bytes(TMP, buf, (long)(8 + hl + 8));
+    put_header("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
     expect_reject("duplicate tensor name", "'x' appears twice");
-    hdr = "{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}";
-    hl = strlen(hdr);
-    buf[0] = (unsigned char)hl;
-    memcpy(buf + 8, hdr, hl);
-    put_bytes(TMP, buf, (long)(8 + hl));
+    put_header("{\"__metadata__\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}", 0);
     expect_reject("duplicate metadata key", "__metadata__ key 'a' appears twice");
     free(c);
     free(b);
