@@ -25,6 +25,8 @@ void md_box_decode(const md_box_coder *c, float *out, const float *deltas, const
 }
 
 /* ------------------------------------------------------------ one row in double (the regression losses) */
+/* Not md_box_decode in double: proposals and detections keep torchvision's float32 rounding (top-k and NMS
+ * orders), the losses want double (only the final rounding); one precision for both changes results. */
 
 void md_box_encode_row(const md_box_coder *c, double t[4], const double gt[4], const double ref[4]) {
     const double ew = ref[2] - ref[0], eh = ref[3] - ref[1];
