@@ -372,15 +372,28 @@ static pid_t rank_pid(const char *name, int r) {
     return found;
 }
 
-/* Starts the job in the background: returns mpirun's pid. */
-static pid_t start_job(int np, const char *name, const char *extra) {
+/* Starts the job in the background: returns mpirun's pid. statuses: each rank runs under sh, which writes
+   the rank's exit status to TDIR/<name>.status<rank> (sh ignores SIGINT/SIGTERM, so that mpirun's signals,
+   which reach the rank's whole process group, leave it alive to write it). */
+static pid_t start_job(int np, const char *name, const char *extra, int statuses) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    char cmd[4096];
+    char cmd[4096], train_cmd[3000];
+    snprintf(train_cmd, sizeof train_cmd, "%s %s run.name=%s %s %s --quiet", bin, CFG, name, BASE, extra);
+    for (int r = 0; r < np; r++) {
+        snprintf(cmd, sizeof cmd, "%s/%s.status%d", TDIR, name, r);
+        remove(cmd);
+    }
     /* a signalled mpirun (or one whose rank died) sends the ranks SIGCONT, SIGTERM after odls_base_sigkill_timeout
        seconds, SIGKILL after as many again: 3 s lets these tiny steps finish and rank 0 save */
-    snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout 3 -np %d %s %s run.name=%s %s %s --quiet 2> %s/%s.err",
-             np, bin, CFG, name, BASE, extra, TDIR, name);
+    if (statuses)
+        snprintf(cmd, sizeof cmd,
+                 "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout 3 -np %d sh -c 'trap \"\" INT TERM; %s; s=$?; "
+                 "echo $s > %s/%s.status$OMPI_COMM_WORLD_RANK; exit $s' 2> %s/%s.err",
+                 np, train_cmd, TDIR, name, TDIR, name);
+    else
+        snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout 3 -np %d %s 2> %s/%s.err", np, train_cmd, TDIR,
+                 name);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -388,6 +401,17 @@ static pid_t start_job(int np, const char *name, const char *extra) {
         _exit(127);
     }
     return pid;
+}
+
+/* The exit status start_job(..., statuses = 1) recorded for rank r, or -1. */
+static int rank_status(const char *name, int r) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s.status%d", TDIR, name, r);
+    FILE *f = fopen(p, "r");
+    int v = -1;
+    if (f && fscanf(f, "%d", &v) != 1) v = -1;
+    if (f) fclose(f);
+    return v;
 }
 
 /* Waits up to limit seconds; the exit status (128 + signal when killed), or -1 after the limit (the job is then killed). */
@@ -418,7 +442,7 @@ static int wait_checkpoint(const char *name, double limit) {
 
 static void test_kill_rank(void) {
     rm_run("kill");
-    pid_t job = start_job(2, "kill", "solver.max_iter=100000 solver.checkpoint_every=3");
+    pid_t job = start_job(2, "kill", "solver.max_iter=100000 solver.checkpoint_every=3", 0);
     CHECK(wait_checkpoint("kill", 120), "no checkpoint within 120 s");
     usleep(300000);
     pid_t victim = rank_pid("kill", 1);
@@ -438,30 +462,71 @@ static void test_kill_rank(void) {
     if (rc) show_err("kill");
 }
 
-static void test_sigterm(void) {
-    rm_run("term");
-    pid_t job = start_job(2, "term", "solver.max_iter=100000 solver.checkpoint_every=1000");
+/* Waits until runs/<name>/metrics.jsonl holds a few steps (up to 120 s). */
+static void wait_steps(const char *name) {
     char p[300];
-    snprintf(p, sizeof p, "%s/term/metrics.jsonl", RUNS);
+    snprintf(p, sizeof p, "%s/%s/metrics.jsonl", RUNS, name);
     double t0 = md_now();
     struct stat sb;
-    while (md_now() - t0 < 120 && !(stat(p, &sb) == 0 && sb.st_size > 600)) usleep(100000); /* a few steps done */
-    kill(job, SIGTERM);
-    t0 = md_now();
-    int rc = wait_job(job, 60);
+    while (md_now() - t0 < 120 && !(stat(p, &sb) == 0 && sb.st_size > 600)) usleep(100000);
+}
+
+/* After a signal: the ranks exited want_rank (every rank when all_recorded, else every rank whose status was
+   recorded, at least one), rank 0 saved at the iteration its message names, the metrics end there, and the
+   message says how to resume. */
+static void check_stopped(const char *name, int np, int want_rank, int all_recorded) {
     char err[16384], it[32];
-    read_err("term", err, sizeof err);
-    printf("  SIGTERM to mpirun: status %d after %.1f s\n", rc, md_now() - t0);
-    CHECK(rc > 0 && rc != 137, "status %d (-1: still running after 60 s; 137: ranks killed before saving)", rc);
+    read_err(name, err, sizeof err);
+    int recorded = 0;
+    for (int r = 0; r < np; r++) {
+        int st = rank_status(name, r);
+        recorded += st >= 0;
+        CHECK(st == want_rank || (st < 0 && !all_recorded), "rank %d exited %d, expected %d", r, st, want_rank);
+    }
+    CHECK(recorded > 0, "no rank's exit status was recorded");
     const char *m = strstr(err, "interrupted at iteration ");
     CHECK(m && strstr(err, "resume with: mpirun"), "no interruption message with the resume hint: %s", err);
     int at = m ? atoi(m + strlen("interrupted at iteration ")) : -1;
-    CHECK(atoi(meta_of("term", "minidet.iteration", it, sizeof it)) == at && at > 0, "checkpoint at iteration '%s', message says %d", it,
+    CHECK(atoi(meta_of(name, "minidet.iteration", it, sizeof it)) == at && at > 0, "checkpoint at iteration '%s', message says %d", it,
           at);
     static double l[4096][4];
-    int last = read_losses("term", l, 4096);
+    int last = read_losses(name, l, 4096);
     CHECK(last == at, "metrics end at iteration %d, interrupted at %d", last, at);
-    show_err("term");
+    show_err(name);
+}
+
+/* SIGTERM to mpirun (what it does on SIGINT too): mpirun sends the ranks SIGTERM after
+   odls_base_sigkill_timeout; they stop at the same step, rank 0 saves, the ranks exit 143. mpirun itself exits 1
+   (Open MPI 4.1 sets its own status when signalled, whatever the ranks return), and as soon as one rank has
+   ended it may end the others' last moments (MPI_Finalize of an aborting job waits about 2 s), so not every
+   rank's status need be recorded. */
+static void test_sigterm(void) {
+    rm_run("term");
+    pid_t job = start_job(2, "term", "solver.max_iter=100000 solver.checkpoint_every=1000", 1);
+    wait_steps("term");
+    kill(job, SIGTERM);
+    double t0 = md_now();
+    int rc = wait_job(job, 60);
+    printf("  SIGTERM to mpirun: status %d after %.1f s; ranks %d %d\n", rc, md_now() - t0, rank_status("term", 0), rank_status("term", 1));
+    CHECK(rc == 1 || rc == 143, "status %d (-1: still running after 60 s; 137: ranks killed before saving)", rc);
+    check_stopped("term", 2, 143, 0);
+}
+
+/* SIGINT to rank 1 alone (as srun or Slurm's time limit deliver the signal to the tasks, or `kill` of one rank):
+   every rank stops at the same step, rank 0 (not signalled) saves, every rank and mpirun exit 130. */
+static void test_signal_one_rank(void) {
+    rm_run("sigint");
+    pid_t job = start_job(2, "sigint", "solver.max_iter=100000 solver.checkpoint_every=1000", 1);
+    wait_steps("sigint");
+    pid_t victim = rank_pid("sigint", 1);
+    CHECK(victim > 0, "rank 1 not found");
+    if (victim > 0) kill(victim, SIGINT);
+    double t0 = md_now();
+    int rc = wait_job(job, 60);
+    printf("  SIGINT to rank 1: mpirun status %d after %.1f s; ranks %d %d\n", rc, md_now() - t0, rank_status("sigint", 0),
+           rank_status("sigint", 1));
+    CHECK(rc == 130, "mpirun status %d, expected 130 (-1: still running after 60 s)", rc);
+    check_stopped("sigint", 2, 130, 1);
 }
 
 /* argv[1] (optional): run only the cases whose name contains it */
@@ -486,5 +551,6 @@ int main(int argc, char **argv) {
     RUN(test_divergence);
     RUN(test_kill_rank);
     RUN(test_sigterm);
+    RUN(test_signal_one_rank);
     return md_test_summary();
 }

@@ -58,7 +58,8 @@ void md_train_options_default(md_train_options *o);
 
 /* Runs training. run_dir_out (may be NULL, size n) receives runs/<name>. */
 md_status md_train(const md_config *cfg, const md_train_options *o, char *run_dir_out, size_t n);
-/* The signal (SIGINT, SIGTERM) that stopped the last md_train with handle_signals, 0 if none. */
+/* The signal (SIGINT, SIGTERM) that stopped the last md_train with handle_signals, 0 if none; with
+   several ranks the agreed one, the same on every rank (also those the signal did not reach). */
 int md_train_stop_signal(void);
 
 #endif

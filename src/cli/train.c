@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
         }
         md_dist_finalize();
         /* 128 + signal, as if the signal had ended the process: `./train a && ./train b` stops and a batch
-           scheduler sees its time-limit SIGTERM, not a success (a rank stopped by another rank's signal: 1) */
+           scheduler sees its time-limit SIGTERM, not a success (every rank: the signal the ranks agreed on) */
         int sig = md_train_stop_signal();
         return sig ? 128 + sig : 1;
     }

@@ -49,6 +49,10 @@ static void on_signal(int sig) {
 
 int md_train_stop_signal(void) { return g_stop_signal; }
 
+/* The per-step vote of the ranks (md_dist_agree keeps the largest): a signal votes its number, a
+ * non-finite loss more than any signal, so a divergence anywhere wins over a stop request. */
+#define VOTE_NUMERIC 1000
+
 /* ---------------------------------------------------------------- helpers */
 
 /* What to do about missing data depends on whose data the config names: COCO (the download
@@ -154,7 +158,7 @@ typedef struct {
     int tty, quiet;
     int rank, size;  /* data-parallel rank and rank count (dist.h); rank 0 alone writes the run directory */
     int sizing;      /* size_arena's dry run: each rank alone, no collectives */
-    int dp_signal;   /* with several ranks: a signal reached some rank (agreed at the end of the step) */
+    int dp_signal;   /* with several ranks: the signal that reached some rank (agreed at the end of the step), or 0 */
     md_dp dp;
     /* per-step gradients of the stage outputs live in the arena */
 } trainer;
@@ -664,14 +668,19 @@ static md_status train_step(trainer *t, long long it, float lr, step_losses *L, 
         w->comm += t->dp.exposed_s;
         int worst = 0, who = 0;
         double lv[4] = {L->obj, L->rpn_box, L->cls, L->box};
-        if ((s = md_dist_agree(numeric ? 2 : (g_stop_signal ? 1 : 0), &worst, &who)) || (s = md_dist_sum_f64(lv, 4)))
+        if ((s = md_dist_agree(numeric ? VOTE_NUMERIC : g_stop_signal, &worst, &who)) || (s = md_dist_sum_f64(lv, 4)))
             fatal_mid_step(t, s);
         *L = (step_losses){lv[0], lv[1], lv[2], lv[3]};
-        if (worst == 2 && numeric) s = md_set_error(MD_ERR_NUMERIC, "rank %d: %s", t->rank, numeric_msg);
-        else if (worst == 2)
+        if (worst == VOTE_NUMERIC && numeric) s = md_set_error(MD_ERR_NUMERIC, "rank %d: %s", t->rank, numeric_msg);
+        else if (worst == VOTE_NUMERIC)
             s = md_set_error(MD_ERR_NUMERIC, "rank %d: stopped because rank %d had a non-finite loss (its message names the images)",
                              t->rank, who);
-        t->dp_signal = worst == 1;
+        else if (worst > 0) {
+            /* every rank stops as the signalled one does and exits with its status (mpirun reports the first
+               non-zero status of a rank, srun the largest) */
+            t->dp_signal = worst;
+            g_stop_signal = worst;
+        }
     }
     if (!s) {
         double gnorm = md_clip_grad_norm(&t->opt, cfg->solver.clip_grad_norm);
