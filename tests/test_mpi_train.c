@@ -15,9 +15,11 @@
  * - a batch that 3 ranks cannot share: an error naming both numbers;
  * - faults: a corrupt image on one rank stops every rank with a message naming the rank and the image;
  *   a divergence stops every rank at the same iteration naming the images, the last good checkpoint
- *   intact; SIGKILL of one rank ends the job non-zero within 60 s with the last checkpoint loadable and
- *   resumable; SIGTERM to mpirun stops every rank at the same step with rank 0's checkpoint and the
- *   resume hint. */
+ *   intact; a non-finite loss on one rank only (a NaN log1p preloaded into rank 1) stops every rank at
+ *   that step, rank 1 naming itself and its images, rank 0 naming rank 1; SIGKILL of one rank ends the
+ *   job non-zero within 60 s with the last checkpoint loadable and resumable; SIGTERM to mpirun stops
+ *   every rank at the same step with rank 0's checkpoint and the resume hint (ranks 143, mpirun 1);
+ *   SIGINT to one rank does the same, every rank and mpirun exiting 130. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -339,6 +341,77 @@ static void test_divergence(void) {
     show_err("nan");
 }
 
+/* The image ids a message names after "image ids " (up to ';'), or "" */
+static void ids_named(const char *msg, char *out, size_t cap) {
+    const char *p = msg ? strstr(msg, "image ids ") : NULL;
+    out[0] = 0;
+    if (!p) return;
+    p += strlen("image ids ");
+    size_t n = strcspn(p, ";\n");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+}
+
+/* The line of err that starts with prefix, copied (without its newline) to out, or "". */
+static void line_with(const char *err, const char *prefix, char *out, size_t cap) {
+    out[0] = 0;
+    for (const char *l = err; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, prefix, strlen(prefix))) {
+            snprintf(out, cap, "%.*s", (int)strcspn(l, "\n"), l);
+            return;
+        }
+}
+
+/* A non-finite loss on rank 1 alone: an LD_PRELOAD library whose log1p returns NaN (the objectness loss,
+ * log(1 + exp(-|x|)), is its only caller) on rank 1's ./train only. Every rank stops at the first step of
+ * the run; rank 1 names itself and its images (the second half of the batch one process names with the
+ * same fault), rank 0 names rank 1 and no images; the last good checkpoint stays and nothing later is saved. */
+static void test_nan_one_rank(void) {
+    FILE *f = fopen(TDIR "/nan_log1p.c", "w");
+    CHECK(f != NULL, "cannot write " TDIR "/nan_log1p.c");
+    if (!f) return;
+    fputs("#include <math.h>\ndouble log1p(double x) { (void)x; return NAN; }\n", f);
+    fclose(f);
+    CHECK(system("cc -shared -fPIC -o " TDIR "/nan_log1p.so " TDIR "/nan_log1p.c") == 0, "cannot build the log1p library");
+    rm_run("nan1");
+    rm_run("nan1_p1");
+    CHECK(train(2, "nan1", "solver.max_iter=4 solver.checkpoint_every=2", 0) == 0, "4 good iterations failed");
+    sh("cp -r " RUNS "/nan1 " RUNS "/nan1_p1");
+    /* an ASan build checks that its runtime comes first; the preloaded library does not allocate */
+    const char *preload = "env LD_PRELOAD=" TDIR "/nan_log1p.so ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0";
+    const char *ex = "solver.max_iter=30 solver.checkpoint_every=2 --resume --quiet";
+    char cmd[8192], err[16384], line[2048], all_ids[256], r1_ids[256], it[32];
+    /* one process with the fault: the whole batch's images */
+    snprintf(cmd, sizeof cmd, "timeout 120 %s %s %s run.name=nan1_p1 %s %s 2> %s/nan1_p1.err", preload, bin, CFG, BASE, ex, TDIR);
+    int rc = system(cmd);
+    read_err("nan1_p1", err, sizeof err);
+    line_with(err, "minidet: iteration 5: non-finite loss", line, sizeof line);
+    ids_named(line, all_ids, sizeof all_ids);
+    CHECK(rc != 0 && all_ids[0], "one process with NaN log1p: status %d, no 'iteration 5: non-finite loss ... image ids' line: %s", rc, err);
+    /* 2 ranks, the fault on rank 1 only */
+    snprintf(cmd, sizeof cmd, "%s %s run.name=nan1 %s %s : -np 1 %s %s %s run.name=nan1 %s %s 2> %s/nan1.err", bin, CFG, BASE, ex, preload,
+             bin, CFG, BASE, ex, TDIR);
+    double t0 = md_now();
+    rc = md_test_mpirun(1, cmd, 120);
+    double dt = md_now() - t0;
+    read_err("nan1", err, sizeof err);
+    printf("  non-finite loss on rank 1: status %d after %.1f s\n", rc, dt);
+    CHECK(rc != 0 && rc != 124 && rc != 137, "status %d", rc);
+    line_with(err, "minidet: iteration 5: rank 1: non-finite loss", line, sizeof line);
+    ids_named(line, r1_ids, sizeof r1_ids);
+    printf("  rank 1: %s\n  one process named image ids %s\n", line, all_ids);
+    /* rank r of 2 takes images [2r, 2r + 2) of the global batch of 4: rank 1 the last two */
+    const char *second = all_ids;
+    for (int k = 0; k < 2 && second; k++) second = strchr(second, ',') ? strchr(second, ',') + 2 : NULL;
+    CHECK(r1_ids[0] && second && !strcmp(r1_ids, second), "rank 1 names image ids '%s', the second half of the batch is '%s'", r1_ids,
+          second ? second : "?");
+    line_with(err, "minidet: iteration 5: rank 0: stopped because rank 1 had a non-finite loss", line, sizeof line);
+    CHECK(line[0] && !strstr(line, "image ids") && strstr(line, "last good checkpoint"), "rank 0's message: '%s' in %s", line, err);
+    CHECK(!strcmp(meta_of("nan1", "minidet.iteration", it, sizeof it), "4"), "last good checkpoint at iteration '%s', expected 4", it);
+    CHECK(!md_path_exists(RUNS "/nan1/checkpoints/iter_0000006.safetensors"), "a checkpoint after the fault was written");
+    double l[64][4];
+    CHECK(read_losses("nan1", l, 64) == 4, "metrics.jsonl goes past iteration 4");
+}
+
 /* The pid of rank r of the job whose command line holds run.name=name, or -1. */
 static pid_t rank_pid(const char *name, int r) {
     char want_arg[128], want_env[64];
@@ -549,6 +622,7 @@ int main(int argc, char **argv) {
     RUN(test_indivisible);
     RUN(test_corrupt_image);
     RUN(test_divergence);
+    RUN(test_nan_one_rank);
     RUN(test_kill_rank);
     RUN(test_sigterm);
     RUN(test_signal_one_rank);

@@ -637,6 +637,7 @@ static md_status train_step(trainer *t, long long it, float lr, step_losses *L, 
     int64_t ids[MD_MAX_BATCH * 8];
     int nids = 0;
     md_status s = MD_OK, numeric = MD_OK; /* numeric: several ranks, a non-finite loss here, reported once all end the step */
+    int elsewhere = 0; /* several ranks: stopped by another rank's non-finite loss (these images are not at fault) */
     char numeric_msg[1024] = "";
     for (int m = 0; m < accum && !s; m++) {
         const md_batch *b;
@@ -672,9 +673,11 @@ static md_status train_step(trainer *t, long long it, float lr, step_losses *L, 
             fatal_mid_step(t, s);
         *L = (step_losses){lv[0], lv[1], lv[2], lv[3]};
         if (worst == VOTE_NUMERIC && numeric) s = md_set_error(MD_ERR_NUMERIC, "rank %d: %s", t->rank, numeric_msg);
-        else if (worst == VOTE_NUMERIC)
+        else if (worst == VOTE_NUMERIC) {
             s = md_set_error(MD_ERR_NUMERIC, "rank %d: stopped because rank %d had a non-finite loss (its message names the images)",
                              t->rank, who);
+            elsewhere = 1;
+        }
         else if (worst > 0) {
             /* every rank stops as the signalled one does and exits with its status (mpirun reports the first
                non-zero status of a rank, srun the largest) */
@@ -692,7 +695,8 @@ static md_status train_step(trainer *t, long long it, float lr, step_losses *L, 
         size_t off = 0;
         for (int i = 0; i < nids && off < sizeof idbuf; i++) off += (size_t)snprintf(idbuf + off, sizeof idbuf - off, "%s%lld", i ? ", " : "", (long long)ids[i]);
         snprintf(why, sizeof why, "%s", md_last_error());
-        md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s on image ids %s; training stopped%s%s", it + 1, why, idbuf,
+        md_set_error(MD_ERR_NUMERIC, "iteration %lld: %s%s%s; training stopped%s%s", it + 1, why, elsewhere ? "" : " on image ids ",
+                     elsewhere ? "" : idbuf,
                      md_path_exists(lastgood) ? "; last good checkpoint: " : " (no checkpoint was written yet)",
                      md_path_exists(lastgood) ? lastgood : "");
     }
