@@ -46,6 +46,7 @@
     " rpn.batch_size_per_image=100000 rpn.positive_fraction=1 roi_heads.batch_size_per_image=100000 roi_heads.positive_fraction=1"
 
 static char bin[600], evalbin[600];
+static void line_with(const char *err, const char *prefix, char *out, size_t cap);
 
 static void sh(const char *cmd) {
     if (system(cmd)) fprintf(stderr, "failed: %s\n", cmd);
@@ -326,6 +327,54 @@ static void test_corrupt_image(void) {
     CHECK(strstr(err, "minidet: rank ") && strstr(err, victim), "message names no rank or not %s: %s", victim, err);
     printf("  corrupt image: status %d after %.1f s\n", rc, dt);
     show_err("bad");
+}
+
+/* How many lines of err contain needle. */
+static int count_lines(const char *err, const char *needle) {
+    int n = 0;
+    for (const char *l = err; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        size_t len = strcspn(l, "\n");
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), l);
+        n += strstr(line, needle) != NULL;
+    }
+    return n;
+}
+
+/* The start-up header check is shared: images [r n/N, (r + 1) n/N) on rank r. A PNG cut to 10 bytes
+ * (images[19], in rank 1's half): with the default policy rank 0 alone prints the one-process message
+ * prefixed with "rank 1: "; with bad_image_policy = skip only rank 1 reads (and names) it, every rank skips
+ * it, and 2 ranks follow the one-process trajectory. */
+static void test_image_check_shared(void) {
+    sh("rm -rf " TDIR "/hdr && cp -r " TDIR "/shapes " TDIR "/hdr && head -c 10 " TDIR "/shapes/images/000020.png > " TDIR
+       "/hdr/images/000020.png");
+    const char *data = "data.train_ann=" TDIR "/hdr/annotations.json data.train_images=" TDIR "/hdr/images ";
+    char ex[1024], err1[8192], err2[8192], line1[2048], want[2100];
+    snprintf(ex, sizeof ex, "%ssolver.max_iter=2", data);
+    rm_run("hdr_p1");
+    rm_run("hdr_r2");
+    int rc1 = train(0, "hdr_p1", ex, 0), rc2 = train(2, "hdr_r2", ex, 0);
+    read_err("hdr_p1", err1, sizeof err1);
+    read_err("hdr_r2", err2, sizeof err2);
+    line_with(err1, "minidet: image check (images[19], id 20): ", line1, sizeof line1);
+    CHECK(rc1 != 0 && line1[0] && strstr(line1, "000020.png"), "one process: status %d, message %s", rc1, err1);
+    snprintf(want, sizeof want, "minidet: rank 1: %s", line1 + strlen("minidet: "));
+    CHECK(rc2 != 0 && rc2 != 124 && strstr(err2, want), "2 ranks: status %d; expected the line '%s' in %s", rc2, want, err2);
+    CHECK(count_lines(err2, "image check") == 1, "2 ranks: %d lines name the image check (rank 0 alone speaks): %s",
+          count_lines(err2, "image check"), err2);
+    printf("  2 ranks: %s\n", want);
+    /* skip: every rank skips it, only rank 1 read it */
+    snprintf(ex, sizeof ex, "%sdata.bad_image_policy=skip solver.max_iter=6" ALL_SAMPLED, data);
+    rm_run("hdr_p1");
+    rm_run("hdr_r2");
+    CHECK(train(0, "hdr_p1", ex, 0) == 0, "one process, skip: failed");
+    rc2 = train(2, "hdr_r2", ex, 0);
+    CHECK(rc2 == 0, "2 ranks, skip: status %d", rc2);
+    read_err("hdr_r2", err2, sizeof err2);
+    CHECK(count_lines(err2, "skipping images[19] (id 20)") == 1, "2 ranks, skip: %d warnings name images[19] (only rank 1 reads it): %s",
+          count_lines(err2, "skipping images[19] (id 20)"), err2);
+    CHECK(count_lines(err2, "skipping 1 unreadable images") == 1, "2 ranks, skip: the count line: %s", err2);
+    compare_losses("hdr_r2", "hdr_p1", 1, 6, 1e-4);
 }
 
 static void test_divergence(void) {
@@ -621,6 +670,7 @@ int main(int argc, char **argv) {
     RUN(test_sharded_eval);
     RUN(test_indivisible);
     RUN(test_corrupt_image);
+    RUN(test_image_check_shared);
     RUN(test_divergence);
     RUN(test_nan_one_rank);
     RUN(test_kill_rank);

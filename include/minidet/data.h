@@ -85,6 +85,13 @@ md_status md_image_probe(const char *path, int allow_16bit, int *width, int *hei
    image; SKIP warns, marks it in bad[i] (may be NULL) and counts it in *num_bad. */
 md_status md_dataset_check(const md_coco *c, const char *image_dir, md_bad_policy policy, int allow_16bit, uint8_t *bad,
                            int *num_bad);
+/* The same check of one rank's share of a data-parallel job: images [r n / N, (r + 1) n / N) of the
+   n images for shard_rank r of shard_count N (0 of 1: all, exactly md_dataset_check). bad[] is set for
+   those images only and *num_bad counts them; the first bad image of the share under FAIL is the
+   first of the whole dataset when every earlier share is clean. With N > 1 the closing summary line is
+   left to the caller, who knows the whole dataset's count. No communication. */
+md_status md_dataset_check_shard(const md_coco *c, const char *image_dir, md_bad_policy policy, int allow_16bit, int shard_rank,
+                                 int shard_count, uint8_t *bad, int *num_bad);
 
 /* ---------- transform ---------- */
 

@@ -134,9 +134,17 @@ md_status md_image_probe(const char *path, int allow_16bit, int *width, int *hei
 }
 
 md_status md_dataset_check(const md_coco *c, const char *image_dir, md_bad_policy policy, int allow_16bit, uint8_t *bad, int *num_bad) {
+    return md_dataset_check_shard(c, image_dir, policy, allow_16bit, 0, 1, bad, num_bad);
+}
+
+md_status md_dataset_check_shard(const md_coco *c, const char *image_dir, md_bad_policy policy, int allow_16bit, int shard_rank,
+                                 int shard_count, uint8_t *bad, int *num_bad) {
+    if (shard_count < 1 || shard_rank < 0 || shard_rank >= shard_count)
+        return md_set_error(MD_ERR_ARG, "image check: shard %d of %d", shard_rank, shard_count);
     int nbad = 0;
     char path[4096];
-    for (int i = 0; i < c->num_images; i++) {
+    int first = (int)((int64_t)c->num_images * shard_rank / shard_count), end = (int)((int64_t)c->num_images * (shard_rank + 1) / shard_count);
+    for (int i = first; i < end; i++) {
         const md_coco_image *im = &c->images[i];
         int w = 0, h = 0;
         snprintf(path, sizeof path, "%s/%s", image_dir, im->file_name);
@@ -152,7 +160,7 @@ md_status md_dataset_check(const md_coco *c, const char *image_dir, md_bad_polic
         }
         if (nbad++ < 5) md_log(MD_LOG_WARN, "skipping images[%d] (id %lld): %s", i, (long long)im->id, md_last_error());
     }
-    if (nbad) md_log(MD_LOG_WARN, "%s: %d of %d images unreadable, skipped", image_dir, nbad, c->num_images);
+    if (nbad && shard_count == 1) md_log(MD_LOG_WARN, "%s: %d of %d images unreadable, skipped", image_dir, nbad, c->num_images);
     if (num_bad) *num_bad = nbad;
     md_clear_error();
     return MD_OK;

@@ -387,16 +387,22 @@ static md_status write_eval_json(trainer *t, long long iter, const md_cocoeval_r
 
 /* ---------------------------------------------------------------- ranks */
 
-/* Every rank's outcome of the same piece of work, agreed: MD_OK on all ranks, or on all ranks an error —
- * the rank's own (prefixed with its rank) where it failed, "rank R failed" elsewhere. One process: s. */
+/* Every rank's outcome of the same piece of work, agreed: MD_OK on all ranks, or on all ranks an error.
+ * Rank 0 speaks for the job: it receives the status and message of the lowest failing rank (for the
+ * start-up image check, whose shares are in dataset order, the first bad image, as one process names it)
+ * and returns them prefixed with that rank; the other ranks return "stopped because rank R failed", which
+ * the CLI does not print. One process: s. */
 static md_status all_ranks(trainer *t, md_status s) {
     if (t->size == 1) return s;
-    int worst = 0, who = 0;
-    md_status cs = md_dist_agree((int)s, &worst, &who);
+    int failed = 0, who = 0;
+    md_status cs = md_dist_agree(s != MD_OK, &failed, &who);
     if (cs) return cs;
-    if (s) return md_error_prefix(s, "rank %d", t->rank);
-    if (worst) return md_set_error((md_status)worst, "rank %d: stopped because rank %d failed (its message says why)", t->rank, who);
-    return MD_OK;
+    if (!failed) return MD_OK;
+    struct { int status; char msg[2048]; } m = {(int)s, ""};
+    if (t->rank == who) snprintf(m.msg, sizeof m.msg, "%s", md_last_error());
+    if ((cs = md_dist_bcast(&m, sizeof m, who))) return cs;
+    if (t->rank == 0) return md_set_error((md_status)m.status, "rank %d: %s", who, m.msg);
+    return md_set_error((md_status)m.status, "rank %d: stopped because rank %d failed (rank 0 says why)", t->rank, who);
 }
 
 /* An error on one rank in the middle of a step, where the others already wait in a collective: the
@@ -519,10 +525,29 @@ static md_status open_run_dir(trainer *t, const md_train_options *o) {
     return MD_OK;
 }
 
-/* Every rank, once rank 0's state has been broadcast: the arena, then the data from where training stands. */
+/* Several ranks: each checked its share of the images at start-up (setup); every rank takes the others'
+ * unreadable images too, so that all skip the same ones and the global order stays the one-process order.
+ * Rank 0 says how many. */
+static md_status share_exclusions(trainer *t) {
+    if (t->size == 1) return MD_OK;
+    int n = t->train.num_images;
+    float *mask = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!mask) fatal_mid_step(t, md_set_error(MD_ERR_NOMEM, "image check: out of memory")); /* the others wait in the sum */
+    for (int i = 0; i < n; i++) mask[i] = t->exclude[i];
+    md_status s = md_dist_sum_f32(mask, (size_t)n); /* each image was checked by one rank: a sum of 0s and one 1 at most */
+    int nbad = 0;
+    for (int i = 0; !s && i < n; i++) nbad += t->exclude[i] = mask[i] > 0.5f;
+    free(mask);
+    if (!s && nbad && t->rank == 0) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", t->cfg->data.train_images, nbad);
+    return s;
+}
+
+/* Every rank, once rank 0's state has been broadcast: the exclusions, the arena, then the data from where
+ * training stands. */
 static md_status setup_data(trainer *t) {
     const md_config *c = t->cfg;
     md_status s;
+    if ((s = share_exclusions(t))) return s;
     if ((s = size_arena(t))) return s;
     if ((s = md_loader_create(&t->loader, &t->train, c->data.train_images, &t->dopt, t->exclude, t->st.loader_epoch,
                               t->st.loader_position)))
@@ -571,9 +596,13 @@ static md_status setup(trainer *t, const md_train_options *o) {
     }
     t->exclude = calloc((size_t)(t->train.num_images ? t->train.num_images : 1), 1);
     if (!t->exclude) return md_set_error(MD_ERR_NOMEM, "out of memory");
+    /* each rank checks the headers of its share of the images (share_exclusions then gives every rank the
+       whole dataset's exclusions): a rank reads only its own images */
     int nbad = 0;
-    if ((s = md_dataset_check(&t->train, c->data.train_images, t->dopt.image_check, t->dopt.allow_16bit, t->exclude, &nbad))) return s;
-    if (nbad) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", c->data.train_images, nbad);
+    if ((s = md_dataset_check_shard(&t->train, c->data.train_images, t->dopt.image_check, t->dopt.allow_16bit, t->rank, t->size,
+                                    t->exclude, &nbad)))
+        return s;
+    if (nbad && t->size == 1) md_log(MD_LOG_WARN, "%s: skipping %d unreadable images", c->data.train_images, nbad);
     t->label_map_json = label_map_json(&t->train);
     if (!t->label_map_json) return md_set_error(MD_ERR_NOMEM, "out of memory");
     /* model */
