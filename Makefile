@@ -5,6 +5,7 @@
 #   make deps       install the Debian packages needed to build and run
 #   make deps-dev   add what scripts/ needs (python3-torchvision) for reference dumps
 #   make MPI=1      the same with Open MPI (mpicc, build/mpi): data-parallel ./train and ./eval under mpirun
+#                   (make test MPI=1 adds tests/test_mpi_*.c; with SAN=1 too: build/san/mpi, every rank sanitized)
 #   make deps-mpi   install Open MPI (libopenmpi-dev, openmpi-bin)
 #   make demo       the embedded default job
 #   make bench      benchmarks (figures, not tests)
@@ -74,9 +75,15 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(BUILD)/libminidet.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_UTIL) $(BUILD)/libminidet.a $(LDFLAGS) $(LDLIBS) -o $@
 
+# MPI=1 SAN=1: LeakSanitizer skips Open MPI's own allocations (tests/lsan_openmpi.supp, whose header says why
+# the slow unwinder is needed); the options reach the ranks through mpirun's environment
+ifeq ($(SAN)$(MPI),11)
+TEST_ENV := ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan_openmpi.supp:print_suppressions=0
+endif
+
 test: all $(TEST_BINS)
 	@sh scripts/check_layers.sh
-	@MD_BIN=$(BUILD)/bin sh tests/run_tests.sh $(TEST_BINS)
+	@$(TEST_ENV) MD_BIN=$(BUILD)/bin sh tests/run_tests.sh $(TEST_BINS)
 
 deps:
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)

@@ -494,10 +494,12 @@ static pid_t rank_pid(const char *name, int r) {
     return found;
 }
 
-/* Starts the job in the background: returns mpirun's pid. statuses: each rank runs under sh, which writes
+/* Starts the job in the background: returns mpirun's pid. kill_s: mpirun's odls_base_sigkill_timeout (a
+   signalled mpirun, or one whose rank died, sends the ranks SIGCONT, SIGTERM kill_s seconds later and SIGKILL
+   as many again). statuses: each rank runs under sh, which writes
    the rank's exit status to TDIR/<name>.status<rank> (sh ignores SIGINT/SIGTERM, so that mpirun's signals,
    which reach the rank's whole process group, leave it alive to write it). */
-static pid_t start_job(int np, const char *name, const char *extra, int statuses) {
+static pid_t start_job(int np, const char *name, const char *extra, int kill_s, int statuses) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     char cmd[4096], train_cmd[3000];
@@ -506,16 +508,14 @@ static pid_t start_job(int np, const char *name, const char *extra, int statuses
         snprintf(cmd, sizeof cmd, "%s/%s.status%d", TDIR, name, r);
         remove(cmd);
     }
-    /* a signalled mpirun (or one whose rank died) sends the ranks SIGCONT, SIGTERM after odls_base_sigkill_timeout
-       seconds, SIGKILL after as many again: 3 s lets these tiny steps finish and rank 0 save */
     if (statuses)
         snprintf(cmd, sizeof cmd,
-                 "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout 3 -np %d sh -c 'trap \"\" INT TERM; %s; s=$?; "
+                 "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout %d -np %d sh -c 'trap \"\" INT TERM; %s; s=$?; "
                  "echo $s > %s/%s.status$OMPI_COMM_WORLD_RANK; exit $s' 2> %s/%s.err",
-                 np, train_cmd, TDIR, name, TDIR, name);
+                 kill_s, np, train_cmd, TDIR, name, TDIR, name);
     else
-        snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout 3 -np %d %s 2> %s/%s.err", np, train_cmd, TDIR,
-                 name);
+        snprintf(cmd, sizeof cmd, "exec mpirun --oversubscribe --mca odls_base_sigkill_timeout %d -np %d %s 2> %s/%s.err", kill_s, np, train_cmd,
+                 TDIR, name);
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -564,7 +564,7 @@ static int wait_checkpoint(const char *name, double limit) {
 
 static void test_kill_rank(void) {
     rm_run("kill");
-    pid_t job = start_job(2, "kill", "solver.max_iter=100000 solver.checkpoint_every=3", 0);
+    pid_t job = start_job(2, "kill", "solver.max_iter=100000 solver.checkpoint_every=3", 3, 0);
     CHECK(wait_checkpoint("kill", 120), "no checkpoint within 120 s");
     usleep(300000);
     pid_t victim = rank_pid("kill", 1);
@@ -624,7 +624,9 @@ static void check_stopped(const char *name, int np, int want_rank, int all_recor
    rank's status need be recorded. */
 static void test_sigterm(void) {
     rm_run("term");
-    pid_t job = start_job(2, "term", "solver.max_iter=100000 solver.checkpoint_every=1000", 1);
+    /* 8 s for the step, the save, MPI_Finalize (about 2 s here) and, under make test SAN=1, LeakSanitizer's
+       check at exit */
+    pid_t job = start_job(2, "term", "solver.max_iter=100000 solver.checkpoint_every=1000", 8, 1);
     wait_steps("term");
     kill(job, SIGTERM);
     double t0 = md_now();
@@ -638,7 +640,7 @@ static void test_sigterm(void) {
    every rank stops at the same step, rank 0 (not signalled) saves, every rank and mpirun exit 130. */
 static void test_signal_one_rank(void) {
     rm_run("sigint");
-    pid_t job = start_job(2, "sigint", "solver.max_iter=100000 solver.checkpoint_every=1000", 1);
+    pid_t job = start_job(2, "sigint", "solver.max_iter=100000 solver.checkpoint_every=1000", 3, 1);
     wait_steps("sigint");
     pid_t victim = rank_pid("sigint", 1);
     CHECK(victim > 0, "rank 1 not found");
