@@ -27,6 +27,15 @@
 #define WINO_THREADS_PER_SPLIT 8
 #define WINO_TMAX 6
 #define WINO_INLINE static inline __attribute__((always_inline))
+/* The tile transforms are vectorised over WINO_LANES tiles, but the build targets baseline x86-64
+ * (SSE2), so their drivers are also compiled for AVX2 and the dynamic loader picks that clone on CPUs
+ * that have it (an ifunc). The AVX2 target adds no FMA, so both clones do the same float operations
+ * in the same order and give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WINO_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define WINO_CLONES
+#endif
 
 int md_conv2d_wino_geometry(const md_conv2d_params *p) {
     return p->KH == 3 && p->KW == 3 && p->stride == 1 && p->pad == 1 && p->dilation == 1;
@@ -110,7 +119,7 @@ WINO_INLINE void wt_1d(int op, int m, const float *x, int xs, float *y, int ys) 
  * loops over the lanes then compile to vector instructions): x holds element (r, k) of tile j at
  * x[(r*nx + k)*L + j], y likewise. y (ny x ny) = F x F^T for the 1-D transform F = op (nx -> ny);
  * the row index is transformed first. */
-#define WINO_LANES 8 /* two SSE vectors (the build has no -march): enough independent work per instruction */
+#define WINO_LANES 8 /* one AVX2 vector or two SSE vectors (see WINO_CLONES) */
 WINO_INLINE void wt_2d(int op, int m, int L, const float *x, int nx, float *y, int ny) {
     float t[WINO_TMAX * WINO_TMAX * WINO_LANES]; /* t[(k*ny + r)*L + j] = (F x_j)[r][k] */
 #pragma GCC unroll 6
@@ -176,12 +185,18 @@ WINO_INLINE void wino_weights_row(int m, float *U, const float *w, int o, int Ci
         lanes_to_planes(U + (size_t)o * Cin + i, plane, u, T * T, 1);
     }
 }
-static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
-    const size_t plane = (size_t)Cout * Cin;
-#pragma omp parallel for schedule(static) if (plane > WINO_PAR_MIN_WEIGHTS)
-    for (int o = 0; o < Cout; o++) {
+WINO_CLONES static void wino_weights_rows(int m, float *U, const float *w, int o0, int o1, int Cin, size_t plane) {
+    for (int o = o0; o < o1; o++) {
         if (m == 4) wino_weights_row(4, U, w, o, Cin, plane);
         else wino_weights_row(2, U, w, o, Cin, plane);
+    }
+}
+static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp parallel if (plane > WINO_PAR_MIN_WEIGHTS)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        wino_weights_rows(m, U, w, (int)((long)Cout * t / nt), (int)((long)Cout * (t + 1) / nt), Cin, plane);
     }
 }
 
@@ -229,7 +244,7 @@ WINO_INLINE void wino_input_m(int m, float *V, const float *in, int Cin, int H, 
         }
     }
 }
-static void wino_input(int m, float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
+WINO_CLONES static void wino_input(int m, float *V, const float *in, int Cin, int H, int W, int gr0, int gr1) {
     if (m == 4) wino_input_m(4, V, in, Cin, H, W, gr0, gr1);
     else wino_input_m(2, V, in, Cin, H, W, gr0, gr1);
 }
@@ -271,7 +286,7 @@ WINO_INLINE void wino_output_m(int m, float *out, const float *M, const float *b
         }
     }
 }
-static void wino_output(int m, float *out, const float *M, const float *bias, int Cout, int H, int W, int gr0, int gr1) {
+WINO_CLONES static void wino_output(int m, float *out, const float *M, const float *bias, int Cout, int H, int W, int gr0, int gr1) {
     if (m == 4) wino_output_m(4, out, M, bias, Cout, H, W, gr0, gr1);
     else wino_output_m(2, out, M, bias, Cout, H, W, gr0, gr1);
 }
@@ -348,7 +363,7 @@ WINO_INLINE void wino_input_adjoint_m(int m, float *din, const float *dV, int Ci
         }
     }
 }
-static void wino_input_adjoint(int m, float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
+WINO_CLONES static void wino_input_adjoint(int m, float *din, const float *dV, int Cin, int H, int W, int gr0, int gr1) {
     if (m == 4) wino_input_adjoint_m(4, din, dV, Cin, H, W, gr0, gr1);
     else wino_input_adjoint_m(2, din, dV, Cin, H, W, gr0, gr1);
 }
@@ -391,7 +406,7 @@ WINO_INLINE void wino_output_adjoint_m(int m, float *Mg, const float *dout, int 
         }
     }
 }
-static void wino_output_adjoint(int m, float *Mg, const float *dout, int Cout, int H, int W, int gr0, int gr1) {
+WINO_CLONES static void wino_output_adjoint(int m, float *Mg, const float *dout, int Cout, int H, int W, int gr0, int gr1) {
     if (m == 4) wino_output_adjoint_m(4, Mg, dout, Cout, H, W, gr0, gr1);
     else wino_output_adjoint_m(2, Mg, dout, Cout, H, W, gr0, gr1);
 }
@@ -417,12 +432,18 @@ WINO_INLINE void wino_weights_adjoint_row(int m, float *dweight, const float *dU
         for (int k = 0; k < 9; k++) dg[k] += g[k];
     }
 }
-static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cout, int Cin) {
-    const size_t plane = (size_t)Cout * Cin;
-#pragma omp parallel for schedule(static) if (plane > WINO_PAR_MIN_WEIGHTS)
-    for (int o = 0; o < Cout; o++) {
+WINO_CLONES static void wino_weights_adjoint_rows(int m, float *dweight, const float *dU, int o0, int o1, int Cin, size_t plane) {
+    for (int o = o0; o < o1; o++) {
         if (m == 4) wino_weights_adjoint_row(4, dweight, dU, o, Cin, plane);
         else wino_weights_adjoint_row(2, dweight, dU, o, Cin, plane);
+    }
+}
+static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cout, int Cin) {
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp parallel if (plane > WINO_PAR_MIN_WEIGHTS)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        wino_weights_adjoint_rows(m, dweight, dU, (int)((long)Cout * t / nt), (int)((long)Cout * (t + 1) / nt), Cin, plane);
     }
 }
 
