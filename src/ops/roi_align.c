@@ -253,8 +253,27 @@ static int fill_samples(ra_samp *s, int *bin_end, const ra_tap *ty, const ra_tap
     return n;
 }
 
+/* Channels go in pairs: the two planes share each table entry's load, and their sums (forward) or
+ * read-modify-write chains (backward) are independent, so they overlap; each plane still sees its
+ * own operations in the single-channel order, so the results are the same bits. */
 static void fwd_table(float *o, const float *feat_img, const ra_samp *s, const int *bin_end, int c0, int c1, size_t HW, int PP) {
-    for (int c = c0; c < c1; c++) {
+    int c = c0;
+    for (; c + 2 <= c1; c += 2) {
+        const float *restrict f = feat_img + (size_t)c * HW, *restrict f2 = f + HW;
+        float *restrict oc = o + (size_t)c * PP, *restrict oc2 = oc + PP;
+        int k = 0;
+        for (int b = 0; b < PP; b++) {
+            float acc = 0.0f, acc2 = 0.0f;
+            for (; k < bin_end[b]; k++) {
+                const ra_samp e = s[k];
+                acc += e.w1 * f[e.i0] + e.w2 * f[e.i1] + e.w3 * f[e.i2] + e.w4 * f[e.i3];
+                acc2 += e.w1 * f2[e.i0] + e.w2 * f2[e.i1] + e.w3 * f2[e.i2] + e.w4 * f2[e.i3];
+            }
+            oc[b] += acc;
+            oc2[b] += acc2;
+        }
+    }
+    for (; c < c1; c++) {
         const float *restrict f = feat_img + (size_t)c * HW;
         float *restrict oc = o + (size_t)c * PP;
         int k = 0;
@@ -269,27 +288,49 @@ static void fwd_table(float *o, const float *feat_img, const ra_samp *s, const i
     }
 }
 
+/* One plane's scatter of bin samples [k0, k1) scaled by gs. */
+static inline void bwd_bin(float *restrict f, const ra_samp *s, int k0, int k1, float gs) {
+    for (int k = k0; k < k1; k++) {
+        const ra_samp e = s[k];
+        f[e.i0] += gs * e.w1;
+        f[e.i1] += gs * e.w2;
+        f[e.i2] += gs * e.w3;
+        f[e.i3] += gs * e.w4;
+    }
+}
+
 static void bwd_table(float *dfeat_img, const float *d, const ra_samp *s, const int *bin_end, float inv, int c0, int c1, size_t HW,
                       int PP) {
-    for (int c = c0; c < c1; c++) {
-        float *restrict f = dfeat_img + (size_t)c * HW;
-        const float *restrict dc = d + (size_t)c * PP;
-        int k = 0;
-        for (int b = 0; b < PP; b++) {
-            const float gb = dc[b];
-            if (gb == 0.0f) {
-                k = bin_end[b];
+    int c = c0;
+    for (; c + 2 <= c1; c += 2) {
+        float *restrict f = dfeat_img + (size_t)c * HW, *restrict f2 = f + HW;
+        const float *restrict dc = d + (size_t)c * PP, *restrict dc2 = dc + PP;
+        for (int b = 0, k0 = 0; b < PP; k0 = bin_end[b++]) {
+            const float gb = dc[b], gb2 = dc2[b];
+            if (gb == 0.0f || gb2 == 0.0f) { /* a zero bin gradient adds nothing to its plane */
+                if (gb != 0.0f) bwd_bin(f, s, k0, bin_end[b], gb * inv);
+                if (gb2 != 0.0f) bwd_bin(f2, s, k0, bin_end[b], gb2 * inv);
                 continue;
             }
-            const float gs = gb * inv;
-            for (; k < bin_end[b]; k++) {
+            const float gs = gb * inv, gs2 = gb2 * inv;
+            for (int k = k0; k < bin_end[b]; k++) {
                 const ra_samp e = s[k];
                 f[e.i0] += gs * e.w1;
+                f2[e.i0] += gs2 * e.w1;
                 f[e.i1] += gs * e.w2;
+                f2[e.i1] += gs2 * e.w2;
                 f[e.i2] += gs * e.w3;
+                f2[e.i2] += gs2 * e.w3;
                 f[e.i3] += gs * e.w4;
+                f2[e.i3] += gs2 * e.w4;
             }
         }
+    }
+    for (; c < c1; c++) {
+        float *restrict f = dfeat_img + (size_t)c * HW;
+        const float *restrict dc = d + (size_t)c * PP;
+        for (int b = 0, k0 = 0; b < PP; k0 = bin_end[b++])
+            if (dc[b] != 0.0f) bwd_bin(f, s, k0, bin_end[b], dc[b] * inv);
     }
 }
 
