@@ -138,7 +138,8 @@ static double mean_range(const metrics *m, int a, int b) {
 }
 
 /* Every loss kind trains: 50 iterations of 2 images, the mean loss of the last 10 iterations is clearly
- * below that of the first 10 (warm-up included). */
+ * below that of the first 10 (warm-up included). The bound sits between the two cases it separates:
+ * trained, last/first is 0.65-0.78 across the kinds; with base_lr 1e-6 (no learning) it is 1.02. */
 static void test_loss_falls_every_kind(void) {
     const char *kinds[5] = {"smooth_l1", "iou", "giou", "diou", "ciou"};
     for (int k = 0; k < 5; k++) {
@@ -153,7 +154,7 @@ static void test_loss_falls_every_kind(void) {
         CHECK(read_metrics(name, &m) && m.n == 50, "%s: metrics for 50 iterations (got %d)", kinds[k], m.n);
         double first = mean_range(&m, 1, 10), last = mean_range(&m, 41, 50);
         printf("  %-9s loss first 10 it %.4f, last 10 it %.4f\n", kinds[k], first, last);
-        CHECK(last < 0.8 * first, "%s: loss did not fall enough: %.4f -> %.4f", kinds[k], first, last);
+        CHECK(last < 0.9 * first, "%s: loss did not fall enough: %.4f -> %.4f", kinds[k], first, last);
         rm_run(name);
     }
 }
