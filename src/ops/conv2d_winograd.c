@@ -185,19 +185,18 @@ WINO_INLINE void wino_weights_row(int m, float *U, const float *w, int o, int Ci
         lanes_to_planes(U + (size_t)o * Cin + i, plane, u, T * T, 1);
     }
 }
-WINO_CLONES static void wino_weights_rows(int m, float *U, const float *w, int o0, int o1, int Cin, size_t plane) {
-    for (int o = o0; o < o1; o++) {
+/* Called inside a parallel region: the worksharing loop sits in the clonable function, as in wino_input. */
+WINO_CLONES static void wino_weights_rows(int m, float *U, const float *w, int Cout, int Cin) {
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp for schedule(static)
+    for (int o = 0; o < Cout; o++) {
         if (m == 4) wino_weights_row(4, U, w, o, Cin, plane);
         else wino_weights_row(2, U, w, o, Cin, plane);
     }
 }
 static void wino_weights(int m, float *U, const float *w, int Cout, int Cin) {
-    const size_t plane = (size_t)Cout * Cin;
-#pragma omp parallel if (plane > WINO_PAR_MIN_WEIGHTS)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        wino_weights_rows(m, U, w, (int)((long)Cout * t / nt), (int)((long)Cout * (t + 1) / nt), Cin, plane);
-    }
+#pragma omp parallel if ((size_t)Cout * Cin > WINO_PAR_MIN_WEIGHTS)
+    wino_weights_rows(m, U, w, Cout, Cin);
 }
 
 /* V[xi][c][t] = (B^T d B)[xi] for the T x T input tiles d of tile rows [gr0, gr1) (all N images
@@ -432,19 +431,18 @@ WINO_INLINE void wino_weights_adjoint_row(int m, float *dweight, const float *dU
         for (int k = 0; k < 9; k++) dg[k] += g[k];
     }
 }
-WINO_CLONES static void wino_weights_adjoint_rows(int m, float *dweight, const float *dU, int o0, int o1, int Cin, size_t plane) {
-    for (int o = o0; o < o1; o++) {
+/* Called inside a parallel region, like wino_weights_rows. */
+WINO_CLONES static void wino_weights_adjoint_rows(int m, float *dweight, const float *dU, int Cout, int Cin) {
+    const size_t plane = (size_t)Cout * Cin;
+#pragma omp for schedule(static)
+    for (int o = 0; o < Cout; o++) {
         if (m == 4) wino_weights_adjoint_row(4, dweight, dU, o, Cin, plane);
         else wino_weights_adjoint_row(2, dweight, dU, o, Cin, plane);
     }
 }
 static void wino_weights_adjoint(int m, float *dweight, const float *dU, int Cout, int Cin) {
-    const size_t plane = (size_t)Cout * Cin;
-#pragma omp parallel if (plane > WINO_PAR_MIN_WEIGHTS)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        wino_weights_adjoint_rows(m, dweight, dU, (int)((long)Cout * t / nt), (int)((long)Cout * (t + 1) / nt), Cin, plane);
-    }
+#pragma omp parallel if ((size_t)Cout * Cin > WINO_PAR_MIN_WEIGHTS)
+    wino_weights_adjoint_rows(m, dweight, dU, Cout, Cin);
 }
 
 /* Backward of wino_run's forward, both gradients from one pass over the chunks, sharing the output-gradient
