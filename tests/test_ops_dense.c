@@ -167,11 +167,14 @@ static void test_conv2d_init(void) {
     CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 1, 1, 1) && p.chunk_rows >= 7 && p.chunk_rows < 120 && p.winograd == 4 &&
               md_conv2d_scratch_floats(&p) <= ((size_t)12 << 20),
           "FPN P2 3x3: Winograd F(4x4), im2col in chunks (%d rows, %zu floats)", p.chunk_rows, md_conv2d_scratch_floats(&p));
-    CHECK(md_conv2d_init(&p, 2, 256, 30, 40, 256, 3, 3, 1, 1, 1) && p.winograd == 2, "30x40 map: Winograd F(2x2)");
-    CHECK(md_conv2d_init(&p, 2, 64, 120, 160, 64, 3, 3, 1, 1, 1) && p.winograd == 2, "64 channels at 120x160: Winograd F(2x2)");
+    /* the choice counts the output pixels of the whole batch (N x OH x OW), the width of the Winograd GEMMs */
+    CHECK(md_conv2d_init(&p, 2, 256, 30, 40, 256, 3, 3, 1, 1, 1) && p.winograd == 4, "30x40 map, 2 images: Winograd F(4x4)");
+    CHECK(md_conv2d_init(&p, 1, 512, 25, 42, 512, 3, 3, 1, 1, 1) && p.winograd == 2, "25x42 map, 1 image: Winograd F(2x2)");
+    CHECK(md_conv2d_init(&p, 2, 64, 120, 160, 64, 3, 3, 1, 1, 1) && p.winograd == 4, "64 channels at 120x160: Winograd F(4x4)");
+    CHECK(md_conv2d_init(&p, 2, 512, 15, 20, 512, 3, 3, 1, 1, 1) && p.winograd == 2, "15x20 map, 2 images: Winograd F(2x2)");
     CHECK(md_conv2d_init(&p, 2, 256, 120, 160, 256, 3, 3, 2, 1, 1) && !p.winograd, "stride 2: no Winograd");
     CHECK(md_conv2d_init(&p, 2, 32, 120, 160, 256, 3, 3, 1, 1, 1) && !p.winograd, "32 input channels: no Winograd by default");
-    CHECK(md_conv2d_init(&p, 2, 512, 15, 20, 512, 3, 3, 1, 1, 1) && !p.winograd, "15x20 map: no Winograd by default");
+    CHECK(md_conv2d_init(&p, 1, 256, 8, 10, 256, 3, 3, 1, 1, 1) && !p.winograd, "8x10 map, 1 image: no Winograd by default");
 }
 
 /* ------------------------------------------------------------ conv2d vs a double-precision direct convolution */

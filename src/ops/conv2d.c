@@ -16,9 +16,9 @@ int md_conv2d_init(md_conv2d_params *p, int N, int C, int H, int W, int OC, int 
     p->OH = (int)(eh / stride + 1);
     p->OW = (int)(ew / stride + 1);
     p->chunk_rows = md_conv2d_im2col_default_chunk_rows(p);
-    const long px = (long)p->OH * p->OW;
-    if (md_conv2d_wino_geometry(p) && C >= MD_WINO2_MIN_CHANNELS && OC >= MD_WINO2_MIN_CHANNELS && px >= MD_WINO2_MIN_PIXELS)
-        p->winograd = C >= MD_WINO4_MIN_CHANNELS && OC >= MD_WINO4_MIN_CHANNELS && px >= MD_WINO4_MIN_PIXELS ? 4 : 2;
+    const long px = (long)N * p->OH * p->OW;
+    if (md_conv2d_wino_geometry(p) && C >= MD_WINO_MIN_CHANNELS && OC >= MD_WINO_MIN_CHANNELS && px >= MD_WINO2_MIN_PIXELS)
+        p->winograd = px >= MD_WINO4_MIN_PIXELS ? 4 : 2;
     return 1;
 }
 

@@ -13,13 +13,13 @@
 
 /* Loops touching more elements than this fork OpenMP threads: for fewer the fork costs more than the loop. */
 #define MD_CONV_PAR_MIN_ELEMS 32768
-/* Winograd F(2x2) from this many input and output channels: with fewer, the transforms cost more than the GEMMs save. */
-#define MD_WINO2_MIN_CHANNELS 64
-/* ... and from this many output pixels: on smaller maps the edge tiles and transforms outweigh the saved multiply-adds. */
-#define MD_WINO2_MIN_PIXELS 1024
-/* F(4x4) from this many channels and pixels: it saves 4x instead of 2.25x multiply-adds but has larger transforms. */
-#define MD_WINO4_MIN_CHANNELS 128
-#define MD_WINO4_MIN_PIXELS 4096
+/* Winograd from this many input and output channels: with fewer, the transforms cost more than the GEMMs save. */
+#define MD_WINO_MIN_CHANNELS 64
+/* F(2x2) from this many output pixels of the whole batch (N x OH x OW: the tiles of all images form one GEMM
+ * width): on fewer, the edge tiles and transforms outweigh the saved multiply-adds. */
+#define MD_WINO2_MIN_PIXELS 160
+/* F(4x4) from this many: it saves 4x instead of 2.25x multiply-adds but has larger transforms and edge tiles. */
+#define MD_WINO4_MIN_PIXELS 1200
 
 /* out (OC x ohow) rows = bias[oc], for a GEMM that then accumulates with beta = 1 (OpenBLAS zero-fills C itself for
  * beta = 0, so the fill costs no extra pass). */
