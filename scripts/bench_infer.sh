@@ -7,12 +7,17 @@
 # for this CPU, then OPENBLAS_CORETYPE=Haswell, which torch's OpenBLAS obeys too). Random weights in
 # both (the time does not depend on the values; identical detections for identical weights are tested
 # in tests/test_model and checked on real images with scripts/check_detections.py). Prints the medians
-# over ITERS iterations after one warm-up, CPU time next to wall time, and the ratio torchvision /
-# minidet (> 1: minidet is faster).
+# over ITERS iterations after WARMUP warm-up iterations on each side (default 3: torch's first
+# iterations are slower while its allocator and oneDNN primitive cache fill), CPU time next to wall
+# time, and the ratio torchvision / minidet (> 1: minidet is faster). torchvision runs in
+# channels-last memory format, PyTorch's own CPU advice for CNNs (about 14 % faster here at this
+# size, docs/BENCHMARKS.md); TV_CHANNELS_LAST=0 turns it off.
 # Needs /usr/bin/python3 with torchvision (make deps-dev) for the peer figure.
 set -eu
 THREADS=${THREADS:-2}
 ITERS=${ITERS:-3}
+WARMUP=${WARMUP:-3}
+TV_CHANNELS_LAST=${TV_CHANNELS_LAST:-1}
 H=${H:-800}
 W=${W:-1333}
 KERNELS=${KERNELS:-default Haswell}
@@ -28,15 +33,16 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for k in $KERNELS; do
     echo "--- kernel setting '$k' ($(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    with_kernel "$k" build/bin/tool_bench_model --depth 50 --batch 1 --h "$H" --w "$W" --iters $((ITERS + 1)) --threads "$THREADS" --infer > "$log"
+    with_kernel "$k" build/bin/tool_bench_model --depth 50 --batch 1 --h "$H" --w "$W" --iters $((ITERS + WARMUP)) --threads "$THREADS" --infer > "$log"
     head -n 1 "$log"
-    md=$(grep '^iter' "$log" | tail -n +2 | sed 's/.*inference \([0-9.]*\) s.*/\1/' | median)
-    mc=$(grep '^iter' "$log" | tail -n +2 | sed 's/.*cpu \([0-9.]*\) s.*/\1/' | median)
+    md=$(grep '^iter' "$log" | tail -n +$((WARMUP + 1)) | sed 's/.*inference \([0-9.]*\) s.*/\1/' | median)
+    mc=$(grep '^iter' "$log" | tail -n +$((WARMUP + 1)) | sed 's/.*cpu \([0-9.]*\) s.*/\1/' | median)
     rss=$(grep '^iter' "$log" | tail -1 | sed 's/.*peak RSS \([0-9]*\) MiB.*/\1/')
     echo "minidet inference ${H}x${W}: ${md} s/image wall, ${mc} s CPU (medians), peak RSS ${rss} MiB"
     if [ "$have_tv" -eq 1 ]; then
         tv=$(with_kernel "$k" /usr/bin/python3 scripts/bench_torchvision.py --mode infer --threads "$THREADS" --height "$H" --width "$W" \
-            --batch 1 --warmup 1 --iters "$ITERS" 2>/dev/null)
+            --batch 1 --warmup "$WARMUP" --iters "$ITERS" \
+            $([ "$TV_CHANNELS_LAST" = 1 ] && echo --channels-last) 2>/dev/null)
         echo "torchvision: $tv"
         tvs=$(echo "$tv" | sed 's/.*"s_per_image": \([0-9.]*\).*/\1/')
         tvc=$(echo "$tv" | sed 's/.*"cpu_s_per_iter_median": \([0-9.]*\).*/\1/')
