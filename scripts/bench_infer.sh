@@ -3,8 +3,8 @@
 # minidet (build/bin/tool_bench_model --infer: transform-free forward + proposals + RoI heads +
 # postprocess) and torchvision 0.14 CPU (scripts/bench_torchvision.py --mode infer: model.eval()
 # forward, which also normalises and resizes; at this size the resize is the identity) one after the
-# other, for each OpenBLAS kernel setting in KERNELS (default "default Haswell": OpenBLAS's own choice
-# for this CPU, then OPENBLAS_CORETYPE=Haswell, which torch's OpenBLAS obeys too). Random weights in
+# other, for each CPU setting in KERNELS (default "default Haswell avx2", as scripts/bench_train.sh:
+# OpenBLAS's own kernel; its AVX2 kernel on both sides; an AVX2-only machine). Random weights in
 # both (the time does not depend on the values; identical detections for identical weights are tested
 # in tests/test_model and checked on real images with scripts/check_detections.py). Prints the medians
 # over ITERS iterations after WARMUP warm-up iterations on each side (default 3: torch's first
@@ -20,13 +20,10 @@ WARMUP=${WARMUP:-3}
 TV_CHANNELS_LAST=${TV_CHANNELS_LAST:-1}
 H=${H:-800}
 W=${W:-1333}
-KERNELS=${KERNELS:-default Haswell}
+KERNELS=${KERNELS:-default Haswell avx2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x build/bin/tool_bench_model ] || { echo "bench_infer: build/bin/tool_bench_model missing (make)"; exit 1; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-with_kernel() {
-    if [ "$1" = default ]; then shift; env -u OPENBLAS_CORETYPE "$@"; else kc=$1; shift; env OPENBLAS_CORETYPE="$kc" "$@"; fi
-}
+. "$(dirname "$0")/bench_lib.sh"
 have_tv=0
 /usr/bin/python3 -c 'import torchvision' 2>/dev/null && have_tv=1
 log=$(mktemp)

@@ -51,7 +51,8 @@ def info(threads):
             "interop_threads": torch.get_num_interop_threads(),
             "mkldnn_enabled": torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available(),
             "backends": "; ".join(cap), "openblas": ob[0] if ob else None, "openblas_kernel": ob[1] if ob else None,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "")}
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
+            "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", "") or "(unset: the CPU's widest)"}
 
 
 def build_model(num_classes, min_size, max_size):

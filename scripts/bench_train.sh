@@ -1,7 +1,7 @@
 #!/bin/sh
 # Train-step benchmark: minidet's ./train against torchvision 0.14's training loop, like for like.
 #   sh scripts/bench_train.sh [COCO_DIR]     (or COCO=COCO_DIR make bench; env: ROUNDS=3 WARMUP=3 ITERS=5
-#       THREADS=2 WORKERS=2 MIN_SIZE=480 MAX_SIZE=640 KERNELS="default Haswell", ANN= and IMAGES= for other layouts)
+#       THREADS=2 WORKERS=2 MIN_SIZE=480 MAX_SIZE=640 KERNELS="default Haswell avx2", ANN= and IMAGES= for other layouts)
 # COCO_DIR holds annotations/instances_train2017.json and train2017/ (the layout scripts/get_coco.sh writes);
 # by default the repository's real-COCO sample, tests/data/coco-sample (10 images: later steps repeat them).
 # Both sides train R50-FPN (frozen BN, conv1 + layer1 frozen, 81 classes) from the same random initial
@@ -16,9 +16,11 @@
 # the losses, backward, SGD with momentum, timed the same way (CPU of the worker processes included), in
 # channels-last memory format (PyTorch's own CPU advice for CNNs; 4-7 % less CPU time per step here than
 # the default format, docs/BENCHMARKS.md; TV_CHANNELS_LAST=0 turns it off).
-# WARMUP steps are dropped, the next ITERS give medians. Each round runs, for each OpenBLAS kernel
-# setting in KERNELS ("default" = OpenBLAS's own choice for this CPU; any other word is passed as
-# OPENBLAS_CORETYPE, which torch's OpenBLAS obeys too), minidet and torchvision back to back, the order
+# WARMUP steps are dropped, the next ITERS give medians. Each round runs, for each CPU setting in
+# KERNELS (scripts/bench_lib.sh's with_kernel: "default" = OpenBLAS's own kernel for this CPU;
+# "Haswell" = OpenBLAS's AVX2 kernel on both sides, torch's oneDNN convolutions still on the CPU's
+# widest ISA; "avx2" = an AVX2-only machine, Haswell plus oneDNN capped at AVX2), minidet and
+# torchvision back to back, the order
 # alternating between rounds; the figure is the median of the per-round ratios torchvision / minidet
 # (> 1: minidet is faster), by wall and by CPU time. On a machine shared with other jobs the wall time also
 # measures their load, so each round prints the load average; CPU time is the steadier figure.
@@ -31,7 +33,7 @@ ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-2}
 MIN_SIZE=${MIN_SIZE:-480}
 MAX_SIZE=${MAX_SIZE:-640}
-KERNELS=${KERNELS:-default Haswell}
+KERNELS=${KERNELS:-default Haswell avx2}
 TV_CHANNELS_LAST=${TV_CHANNELS_LAST:-1}
 COCO=${1:-${COCO:-tests/data/coco-sample}}
 ANN=${ANN:-$COCO/annotations/instances_train2017.json}
@@ -42,7 +44,7 @@ if [ ! -f "$ANN" ] || [ ! -d "$IMAGES" ]; then
     exit 0
 fi
 [ -x ./train ] && [ -x build/bin/tool_data_bench ] && [ -x build/bin/tool_bench_model ] || { echo "bench_train: build first (make)"; exit 1; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. "$(dirname "$0")/bench_lib.sh"
 have_tv=0
 /usr/bin/python3 -c 'import torchvision' 2>/dev/null && have_tv=1
 tmp=$(mktemp -d)
@@ -60,10 +62,6 @@ fi
 echo "data: $ANN, $steps batches of 2 ($(cut -d' ' -f4,5 "$tmp/plan" | sort | uniq -c | sort -rn | awk '{printf "%s%dx %sx%s", (NR > 1 ? ", " : ""), $1, $2, $3}') as stored), min_size $MIN_SIZE, max_size $MAX_SIZE; $THREADS threads, $WORKERS loader workers; $WARMUP warm-up steps, $ITERS timed; OMP_WAIT_POLICY=$OMP_WAIT_POLICY; torchvision channels-last: $TV_CHANNELS_LAST"
 # field NAME metrics.jsonl: NAME's value on each training line, one a line
 field() { awk -F"\"$1\":" '/"type":"train"/ { split($2, a, /[,}]/); print a[1] }' "$2"; }
-# with_kernel K CMD...: CMD with OpenBLAS's own kernel choice (K = default: OPENBLAS_CORETYPE unset) or kernel K
-with_kernel() {
-    if [ "$1" = default ]; then shift; env -u OPENBLAS_CORETYPE "$@"; else kc=$1; shift; env OPENBLAS_CORETYPE="$kc" "$@"; fi
-}
 # one run of each side: prints "wall cpu rss" (medians of the timed steps, peak RSS) into $tmp/<side>
 run_md() {
     rm -rf "$tmp/md"

@@ -1,0 +1,19 @@
+# bench_lib.sh — shell helpers shared by the benchmark scripts (sourced, not run).
+
+# median: the median of the numbers on stdin, one a line (the upper one of an even count)
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# with_kernel K CMD...: runs CMD in the CPU setting K, for both minidet and torchvision:
+#   default  OpenBLAS's own kernel choice for this CPU (OPENBLAS_CORETYPE unset);
+#   avx2     an AVX2-only machine: OpenBLAS's Haswell kernel, and torch's oneDNN capped at AVX2
+#            (ONEDNN_MAX_CPU_ISA; oneDNN ignores OPENBLAS_CORETYPE and would otherwise run its
+#            convolutions with AVX-512, which such a machine lacks; minidet's own kernels are AVX2);
+#   any other word is passed as OPENBLAS_CORETYPE (Haswell: OpenBLAS's AVX2 kernel on both sides,
+#            torch's oneDNN still on the CPU's widest ISA).
+with_kernel() {
+    case $1 in
+    default) shift; env -u OPENBLAS_CORETYPE "$@" ;;
+    avx2) shift; env OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 "$@" ;;
+    *) kc=$1; shift; env OPENBLAS_CORETYPE="$kc" "$@" ;;
+    esac
+}
