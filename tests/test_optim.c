@@ -1,6 +1,7 @@
 /* test_optim.c — SGD steps, clipping and the lr schedule against torch.optim.SGD
  * (tests/fixtures/train_sgd.safetensors from scripts/ref_train.py sgd). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "minidet/optim.h"
@@ -102,9 +103,43 @@ static void test_plain_descent(void) {
     md_sgd_free(&s);
 }
 
+/* A norm over many blocks (one tensor of 100,003 and one of 5 floats) of irregular values whose
+ * squares' sum rounds differently in different orders: within 1e-13 of a long-double sum, and the
+ * same bits with 1, 2 and 3 threads. */
+static void test_grad_norm_blocks(void) {
+    const size_t n0 = 100003, n1 = 5;
+    float *w = calloc(n0 + n1, sizeof *w), *g = malloc((n0 + n1) * sizeof *g);
+    if (!w || !g) {
+        CHECK(0, "out of memory");
+        free(w), free(g);
+        return;
+    }
+    long double expect = 0;
+    for (size_t j = 0; j < n0 + n1; j++) {
+        g[j] = (float)sin(0.37 * (double)j) * (float)(1 + j % 13);
+        expect += (long double)g[j] * g[j];
+    }
+    md_sgd_param p[2] = {{"big", w, g, n0, 1}, {"small", w + n0, g + n0, n1, 0}};
+    md_sgd s;
+    CHECK_OK(md_sgd_init(&s, p, 2, 0.9f, 1e-4f));
+    const int saved = omp_get_max_threads();
+    double norm[3];
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        norm[t - 1] = md_grad_norm(&s);
+    }
+    omp_set_num_threads(saved);
+    const double ref = (double)sqrtl(expect);
+    CHECK(fabs(norm[0] - ref) <= 1e-13 * ref, "grad norm %.17g, long-double sum %.17g", norm[0], ref);
+    CHECK(norm[1] == norm[0] && norm[2] == norm[0], "grad norm with 1/2/3 threads: %.17g %.17g %.17g", norm[0], norm[1], norm[2]);
+    md_sgd_free(&s);
+    free(w), free(g);
+}
+
 int main(void) {
     MD_RUN(test_sgd_matches_torch);
     MD_RUN(test_schedule);
     MD_RUN(test_plain_descent);
+    MD_RUN(test_grad_norm_blocks);
     return md_test_summary();
 }

@@ -35,6 +35,7 @@ typedef struct {
     float **momentum;      /* n buffers of params[i].numel floats (owned, one allocation) */
     float *momentum_block;
     size_t total;          /* sum of numel */
+    double *norm_partial;  /* md_grad_norm's per-block sums (sum over tensors of their block counts) */
     float momentum_coef, weight_decay;
     long long steps;       /* updates done; 0 = buffers not yet initialised */
 } md_sgd;
@@ -43,7 +44,8 @@ md_status md_sgd_init(md_sgd *s, const md_sgd_param *params, int n, float moment
 void md_sgd_free(md_sgd *s);
 /* One update with learning rate lr (torch.optim.SGD.step). */
 void md_sgd_step(md_sgd *s, float lr);
-/* L2 norm of all gradients (double accumulation). */
+/* L2 norm of all gradients: double sums over fixed blocks of each tensor (in parallel), added in
+ * block order, so the result does not depend on the thread count. */
 double md_grad_norm(const md_sgd *s);
 /* torch.nn.utils.clip_grad_norm_: if max_norm > 0 and norm > max_norm, scales every grad by
  * max_norm / (norm + 1e-6). Returns the norm before clipping. */

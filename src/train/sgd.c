@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Floats per partial sum of md_grad_norm: the unit of its parallel work, fixed so that the sum's
+ * rounding does not depend on the thread count. */
+#define NORM_BLOCK 8192
+
 md_status md_sgd_init(md_sgd *s, const md_sgd_param *params, int n, float momentum, float weight_decay) {
     memset(s, 0, sizeof *s);
     if (n < 0) return md_set_error(MD_ERR_ARG, "sgd: negative parameter count");
@@ -11,10 +15,14 @@ md_status md_sgd_init(md_sgd *s, const md_sgd_param *params, int n, float moment
     s->momentum = malloc(sizeof *s->momentum * (size_t)(n ? n : 1));
     if (!s->params || !s->momentum) { md_sgd_free(s); return md_set_error(MD_ERR_NOMEM, "sgd: out of memory"); }
     memcpy(s->params, params, sizeof *params * (size_t)n);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += params[i].numel;
+    size_t total = 0, blocks = 0;
+    for (int i = 0; i < n; i++) {
+        total += params[i].numel;
+        blocks += (params[i].numel + NORM_BLOCK - 1) / NORM_BLOCK;
+    }
     s->momentum_block = calloc(total ? total : 1, sizeof(float));
-    if (!s->momentum_block) {
+    s->norm_partial = malloc(sizeof *s->norm_partial * (blocks ? blocks : 1));
+    if (!s->momentum_block || !s->norm_partial) {
         md_sgd_free(s);
         return md_set_error(MD_ERR_NOMEM, "sgd: cannot allocate %zu momentum floats", total);
     }
@@ -31,6 +39,7 @@ void md_sgd_free(md_sgd *s) {
     free(s->params);
     free(s->momentum);
     free(s->momentum_block);
+    free(s->norm_partial);
     memset(s, 0, sizeof *s);
 }
 
@@ -54,12 +63,31 @@ void md_sgd_step(md_sgd *s, float lr) {
     s->steps++;
 }
 
+/* Sum of squares of g[0..n) in double: four interleaved partial sums (independent add chains),
+ * combined as (a0 + a1) + (a2 + a3). */
+static double sum_squares(const float *g, size_t n) {
+    double a[4] = {0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int k = 0; k < 4; k++) a[k] += (double)g[j + k] * g[j + k];
+    for (int k = 0; j < n; j++, k++) a[k] += (double)g[j] * g[j];
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 double md_grad_norm(const md_sgd *s) {
     double acc = 0;
+    double *part = s->norm_partial;
     for (int i = 0; i < s->n; i++) {
         const float *g = s->params[i].grad;
+        const size_t n = s->params[i].numel;
+        const long long nb = (long long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
+#pragma omp parallel for schedule(static) if (nb > 8)
+        for (long long b = 0; b < nb; b++) {
+            const size_t j0 = (size_t)b * NORM_BLOCK, j1 = j0 + NORM_BLOCK < n ? j0 + NORM_BLOCK : n;
+            part[b] = sum_squares(g + j0, j1 - j0);
+        }
         double a = 0;
-        for (size_t j = 0; j < s->params[i].numel; j++) a += (double)g[j] * g[j];
+        for (long long b = 0; b < nb; b++) a += part[b];
         acc += a;
     }
     return sqrt(acc);
@@ -68,7 +96,9 @@ double md_grad_norm(const md_sgd *s) {
 void md_grad_scale(md_sgd *s, float k) {
     for (int i = 0; i < s->n; i++) {
         float *g = s->params[i].grad;
-        for (size_t j = 0; j < s->params[i].numel; j++) g[j] *= k;
+        const long long n = (long long)s->params[i].numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long long j = 0; j < n; j++) g[j] *= k;
     }
 }
 
