@@ -35,7 +35,7 @@ typedef struct {
     float **momentum;      /* n buffers of params[i].numel floats (owned, one allocation) */
     float *momentum_block;
     size_t total;          /* sum of numel */
-    double *norm_partial;  /* md_grad_norm's per-block sums (sum over tensors of their block counts) */
+    double *norm_partial;  /* md_grad_norm's per-block sums of one tensor (the largest tensor's block count) */
     float momentum_coef, weight_decay;
     long long steps;       /* updates done; 0 = buffers not yet initialised */
 } md_sgd;

@@ -15,16 +15,17 @@ md_status md_sgd_init(md_sgd *s, const md_sgd_param *params, int n, float moment
     s->momentum = malloc(sizeof *s->momentum * (size_t)(n ? n : 1));
     if (!s->params || !s->momentum) { md_sgd_free(s); return md_set_error(MD_ERR_NOMEM, "sgd: out of memory"); }
     memcpy(s->params, params, sizeof *params * (size_t)n);
-    size_t total = 0, blocks = 0;
+    size_t total = 0, blocks = 1;
     for (int i = 0; i < n; i++) {
         total += params[i].numel;
-        blocks += (params[i].numel + NORM_BLOCK - 1) / NORM_BLOCK;
+        size_t nb = (params[i].numel + NORM_BLOCK - 1) / NORM_BLOCK;
+        if (nb > blocks) blocks = nb;
     }
     s->momentum_block = calloc(total ? total : 1, sizeof(float));
-    s->norm_partial = malloc(sizeof *s->norm_partial * (blocks ? blocks : 1));
+    s->norm_partial = malloc(sizeof *s->norm_partial * blocks);
     if (!s->momentum_block || !s->norm_partial) {
         md_sgd_free(s);
-        return md_set_error(MD_ERR_NOMEM, "sgd: cannot allocate %zu momentum floats", total);
+        return md_set_error(MD_ERR_NOMEM, "sgd: cannot allocate %zu momentum floats and %zu partial sums", total, blocks);
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) { s->momentum[i] = s->momentum_block + off; off += params[i].numel; }
