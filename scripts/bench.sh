@@ -4,7 +4,6 @@
 set -e
 for b in scripts/bench_*.sh; do
     [ -e "$b" ] || continue
-    [ "$b" = scripts/bench_lib.sh ] && continue # helpers sourced by the others
     echo "=== $b"
     sh "$b"
 done

@@ -23,7 +23,7 @@ W=${W:-1333}
 KERNELS=${KERNELS:-default Haswell avx2}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 [ -x build/bin/tool_bench_model ] || { echo "bench_infer: build/bin/tool_bench_model missing (make)"; exit 1; }
-. "$(dirname "$0")/bench_lib.sh"
+. "$(dirname "$0")/lib_bench.sh"
 have_tv=0
 /usr/bin/python3 -c 'import torchvision' 2>/dev/null && have_tv=1
 log=$(mktemp)

@@ -29,7 +29,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY
 DATA=$OUT/data_${MAX_SIZE}x${MIN_SIZE}
 mkdir -p $OUT
 [ -f $DATA/annotations.json ] || $B/tool_make_shapes $DATA --num $((BATCH * 8)) --seed 3 --size ${MAX_SIZE}x${MIN_SIZE} --jpeg > /dev/null
-. "$(dirname "$0")/bench_lib.sh"
+. "$(dirname "$0")/lib_bench.sh"
 ov="data.train_ann=$DATA/annotations.json data.train_images=$DATA/images data.val_ann= model.weights= model.num_classes=5
     model.min_size=$MIN_SIZE model.max_size=$MAX_SIZE solver.ims_per_batch=$BATCH solver.max_iter=$ITERS solver.checkpoint_every=0
     run.log_every=1 run.output_dir=$OUT/runs data.workers=1"

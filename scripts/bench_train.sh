@@ -17,7 +17,7 @@
 # channels-last memory format (PyTorch's own CPU advice for CNNs; 4-7 % less CPU time per step here than
 # the default format, docs/BENCHMARKS.md; TV_CHANNELS_LAST=0 turns it off).
 # WARMUP steps are dropped, the next ITERS give medians. Each round runs, for each CPU setting in
-# KERNELS (scripts/bench_lib.sh's with_kernel: "default" = OpenBLAS's own kernel for this CPU;
+# KERNELS (scripts/lib_bench.sh's with_kernel: "default" = OpenBLAS's own kernel for this CPU;
 # "Haswell" = OpenBLAS's AVX2 kernel on both sides, torch's oneDNN convolutions still on the CPU's
 # widest ISA; "avx2" = an AVX2-only machine, Haswell plus oneDNN capped at AVX2), minidet and
 # torchvision back to back, the order
@@ -44,7 +44,7 @@ if [ ! -f "$ANN" ] || [ ! -d "$IMAGES" ]; then
     exit 0
 fi
 [ -x ./train ] && [ -x build/bin/tool_data_bench ] && [ -x build/bin/tool_bench_model ] || { echo "bench_train: build first (make)"; exit 1; }
-. "$(dirname "$0")/bench_lib.sh"
+. "$(dirname "$0")/lib_bench.sh"
 have_tv=0
 /usr/bin/python3 -c 'import torchvision' 2>/dev/null && have_tv=1
 tmp=$(mktemp -d)

@@ -1,4 +1,5 @@
-# bench_lib.sh — shell helpers shared by the benchmark scripts (sourced, not run).
+# lib_bench.sh — shell helpers shared by the benchmark scripts (sourced, not run; outside
+# bench.sh's scripts/bench_*.sh glob by its name).
 
 # median: the median of the numbers on stdin, one a line (the upper one of an even count)
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
