@@ -1,9 +1,12 @@
 /* gemm.h — the one place minidet calls BLAS.
  *
  * md_sgemm computes C = alpha * op(A) @ op(B) + beta * C for row-major
- * matrices (op = transpose when trans_* is nonzero), via OpenBLAS
- * cblas_sgemm. Keeping BLAS behind this wrapper lets benchmarks count FLOPs
- * (md_gemm_flops) and lets tests swap in a reference. */
+ * matrices (op = transpose when trans_* is nonzero) with OpenBLAS
+ * cblas_sgemm, or, on a CPU with AVX-512F where OpenBLAS runs a kernel without
+ * it (its CPU table or OPENBLAS_CORETYPE), with minidet's own AVX-512 GEMM, so
+ * the convolutions run at the CPU's AVX-512 rate either way. Keeping BLAS
+ * behind this wrapper lets benchmarks count FLOPs (md_gemm_flops) and lets
+ * tests swap in a reference. */
 #ifndef MINIDET_GEMM_H
 #define MINIDET_GEMM_H
 #include <stdint.h>
@@ -18,5 +21,7 @@ void md_gemm_flops_reset(void);
    openblas_get_corename(), which OPENBLAS_CORETYPE overrides), for benchmark reports. */
 const char *md_blas_config(void);
 const char *md_blas_corename(void);
+/* Which GEMM md_sgemm runs: "minidet AVX-512" or "OpenBLAS". */
+const char *md_gemm_kernel(void);
 
 #endif

@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
     }
     md_arena arena;
     if (md_arena_init(&arena, (size_t)6 << 30)) md_die();
-    printf("R%d-FPN, batch %d, %dx%d, %d threads; BLAS: %s, kernel %s\n", depth, N, H, W, nt, md_blas_config(), md_blas_corename());
+    printf("R%d-FPN, batch %d, %dx%d, %d threads; BLAS: %s, kernel %s; GEMM: %s\n", depth, N, H, W, nt, md_blas_config(),
+           md_blas_corename(), md_gemm_kernel());
     for (int it = 0; it < iters; it++) {
         md_arena_reset(&arena);
         md_gemm_flops_reset();

@@ -1,14 +1,54 @@
-/* gemm.c — thin wrapper over cblas_sgemm (see include/minidet/gemm.h). */
+/* gemm.c — md_sgemm: cblas_sgemm, or minidet's AVX-512 GEMM on an AVX-512 CPU where OpenBLAS runs a
+ * kernel without it (see include/minidet/gemm.h and gemm_internal.h). */
 #include "minidet/gemm.h"
+#include "gemm_internal.h"
 #include <cblas.h>
+#include <ctype.h>
+#include <omp.h>
 #include <stdatomic.h>
+#include <string.h>
 
 static _Atomic uint64_t g_flops;
+static _Atomic int g_own = -1; /* use_own_kernel(), once known */
+
+/* Products below this many FLOPs run on the calling thread: a fork costs more than the split saves. */
+#define MD_GEMM_PAR_MIN_FLOPS (1 << 21)
+
+/* OpenBLAS's AVX-512 kernels, by openblas_get_corename() (lower case). */
+static int blas_core_has_avx512(void) {
+    static const char *const names[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    char low[32] = {0};
+    for (int i = 0; core && core[i] && i < 31; i++) low[i] = (char)tolower((unsigned char)core[i]);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(low, names[i]) == 0) return 1;
+    return 0;
+}
+
+static int use_own_kernel(void) {
+    int own = atomic_load_explicit(&g_own, memory_order_relaxed);
+    if (own < 0) {
+        own = md_sgemm_avx512_supported() && !blas_core_has_avx512();
+        atomic_store_explicit(&g_own, own, memory_order_relaxed);
+    }
+    return own;
+}
 
 void md_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     atomic_fetch_add_explicit(&g_flops, 2ull * (uint64_t)M * (uint64_t)N * (uint64_t)K, memory_order_relaxed);
+    if (use_own_kernel()) {
+        /* one thread: inside a parallel region (the convolutions share their GEMMs out whole), one thread in
+           all, or a small product; else split over the threads as OpenBLAS would thread it */
+        const double flops = 2.0 * M * (double)N * K;
+        if (omp_in_parallel() || omp_get_max_threads() == 1 || flops < MD_GEMM_PAR_MIN_FLOPS) {
+            if (md_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+        } else {
+            md_sgemm_avx512_parallel(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            return;
+        }
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -18,3 +58,4 @@ void md_gemm_flops_reset(void) { atomic_store(&g_flops, 0); }
 
 const char *md_blas_config(void) { return openblas_get_config(); }
 const char *md_blas_corename(void) { return openblas_get_corename(); }
+const char *md_gemm_kernel(void) { return use_own_kernel() ? "minidet AVX-512" : "OpenBLAS"; }
