@@ -3,9 +3,10 @@
  * K / column / row blocks), alpha and beta (beta = 0 must not read C), leading dimensions wider than
  * the matrices (nothing read or written outside them); and its promise that an element of C comes out
  * bit-identical whatever block of C a call covers and however many threads share the product.
- * md_sgemm's own dispatch is in test_core. On a CPU without AVX-512F these functions never run, and
- * this program says so and checks nothing of them. */
+ * md_sgemm's results are checked in test_core, whichever GEMM it runs. On a CPU without AVX-512F these
+ * functions never run, and this program says so and checks nothing of them. */
 #include "testutil.h"
+#include "minidet/gemm.h"
 #include "minidet/rng.h"
 #include "minidet/threads.h"
 #include "../src/core/gemm_internal.h"
@@ -114,8 +115,17 @@ static void test_blocks_and_threads(void) {
     free(A), free(B), free(C), free(D), free(E), free(F);
 }
 
+/* MINIDET_MAX_CPU_ISA=AVX2 keeps md_sgemm on OpenBLAS (md_sgemm decides once, at its first use, so this
+ * runs before anything else here calls it). */
+static void test_isa_cap(void) {
+    setenv("MINIDET_MAX_CPU_ISA", "AVX2", 1);
+    CHECK(strcmp(md_gemm_kernel(), "OpenBLAS") == 0, "MINIDET_MAX_CPU_ISA=AVX2: md_sgemm runs %s", md_gemm_kernel());
+    unsetenv("MINIDET_MAX_CPU_ISA");
+}
+
 int main(void) {
     md_threads_init(0);
+    MD_RUN(test_isa_cap);
     if (!md_sgemm_avx512_supported()) {
         printf("test_gemm: this CPU has no AVX-512F, so minidet's own GEMM never runs here; nothing of it is checked\n");
         return md_test_summary();

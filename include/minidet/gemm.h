@@ -4,7 +4,8 @@
  * matrices (op = transpose when trans_* is nonzero) with OpenBLAS
  * cblas_sgemm, or, on a CPU with AVX-512F where OpenBLAS runs a kernel without
  * it (its CPU table or OPENBLAS_CORETYPE), with minidet's own AVX-512 GEMM, so
- * the convolutions run at the CPU's AVX-512 rate either way. Keeping BLAS
+ * the convolutions run at the CPU's AVX-512 rate either way
+ * (MINIDET_MAX_CPU_ISA=AVX2 in the environment keeps it off). Keeping BLAS
  * behind this wrapper lets benchmarks count FLOPs (md_gemm_flops) and lets
  * tests swap in a reference. */
 #ifndef MINIDET_GEMM_H
@@ -21,7 +22,7 @@ void md_gemm_flops_reset(void);
    openblas_get_corename(), which OPENBLAS_CORETYPE overrides), for benchmark reports. */
 const char *md_blas_config(void);
 const char *md_blas_corename(void);
-/* Which GEMM md_sgemm runs: "minidet AVX-512" or "OpenBLAS". */
+/* Which GEMM md_sgemm runs: "minidet AVX-512" or "OpenBLAS" (decided at the first call). */
 const char *md_gemm_kernel(void);
 
 #endif

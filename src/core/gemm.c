@@ -6,7 +6,10 @@
 #include <ctype.h>
 #include <omp.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static _Atomic uint64_t g_flops;
 static _Atomic int g_own = -1; /* use_own_kernel(), once known */
@@ -25,10 +28,20 @@ static int blas_core_has_avx512(void) {
     return 0;
 }
 
+/* MINIDET_MAX_CPU_ISA=AVX2 keeps minidet off AVX-512 (as ONEDNN_MAX_CPU_ISA does oneDNN): how an
+ * AVX2-only machine is measured on an AVX-512 one. 0 when it caps, 1 when unset or AVX512. */
+static int isa_allows_avx512(void) {
+    const char *isa = getenv("MINIDET_MAX_CPU_ISA");
+    if (!isa || !*isa || strcasecmp(isa, "AVX512") == 0) return 1;
+    if (strcasecmp(isa, "AVX2") == 0) return 0;
+    fprintf(stderr, "minidet: MINIDET_MAX_CPU_ISA=%s: not AVX2 or AVX512; ignored\n", isa);
+    return 1;
+}
+
 static int use_own_kernel(void) {
     int own = atomic_load_explicit(&g_own, memory_order_relaxed);
     if (own < 0) {
-        own = md_sgemm_avx512_supported() && !blas_core_has_avx512();
+        own = md_sgemm_avx512_supported() && !blas_core_has_avx512() && isa_allows_avx512();
         atomic_store_explicit(&g_own, own, memory_order_relaxed);
     }
     return own;
