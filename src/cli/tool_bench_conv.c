@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     have_layer = nl == 8;
     if (reps < 1) reps = 1;
     threads = md_threads_init(threads);
-    printf("threads %d, best of %d\n", threads, reps);
+    printf("threads %d, best of %d; GEMM: %s (OpenBLAS kernel %s)\n", threads, reps, md_gemm_kernel(), md_blas_corename());
 
     md_rng r = md_rng_make(2, 1);
     float *A = alloc_rand((size_t)M * M, &r), *B = alloc_rand((size_t)M * M, &r), *C = alloc_rand((size_t)M * M, &r);

@@ -1,11 +1,11 @@
 /* gemm_internal.h — minidet's own AVX-512 SGEMM (gemm_avx512.c), behind md_sgemm.
  *
  * md_sgemm (gemm.c) sends its calls here instead of OpenBLAS when the CPU has AVX-512F but OpenBLAS
- * runs a kernel without it: OpenBLAS picks its kernel by its own CPU table or OPENBLAS_CORETYPE
- * (Debian's 0.3.21 gives AMD Zen 4 its AVX2 "Zen" kernels; a pinned OPENBLAS_CORETYPE=Haswell does the
- * same anywhere), which halves the rate of every GEMM on such a CPU, while oneDNN, torchvision's
- * convolution library, decides by the CPU alone. Where OpenBLAS runs its AVX-512 kernels it stays: they
- * are 5-15 % faster than these. Tests call these functions directly. */
+ * runs a kernel without it: OpenBLAS picks its kernel by its own table of CPUs, which a newer CPU may
+ * not be in, or by OPENBLAS_CORETYPE (pinned to Haswell on some machines), and its AVX2 kernels run at
+ * half the AVX-512 rate on a CPU with full-width AVX-512, while oneDNN, torchvision's convolution
+ * library, decides by the CPU alone. Where OpenBLAS runs its AVX-512 kernels it stays: on the
+ * convolutions' shapes they are up to a fifth faster than these. Tests call these functions directly. */
 #ifndef MINIDET_GEMM_INTERNAL_H
 #define MINIDET_GEMM_INTERNAL_H
 
