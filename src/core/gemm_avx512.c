@@ -116,15 +116,20 @@ AVX512 static void pack_a(int trans_a, const float *A, int lda, int i0, int mc, 
 AVX512 static void pack_b(int trans_b, const float *B, int ldb, int p0, int kc, int j0, int nc, float *Bp) {
     const int full = nc / NR * NR;
     if (!trans_b) {
+        const int rest = nc - full; /* columns of the last, partial panel */
+        const __mmask16 m0 = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+        const __mmask16 m1 = rest > 16 ? (__mmask16)((1u << (rest - 16)) - 1) : 0;
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
             for (int jr = 0; jr < full; jr += NR) {
                 float *dst = Bp + (size_t)jr * kc + k * NR;
-                for (int j = 0; j < NR; j++) dst[j] = src[jr + j];
+                _mm512_store_ps(dst, _mm512_loadu_ps(src + jr));
+                _mm512_store_ps(dst + 16, _mm512_loadu_ps(src + jr + 16));
             }
-            if (full < nc) {
+            if (rest) {
                 float *dst = Bp + (size_t)full * kc + k * NR;
-                for (int j = 0; j < NR; j++) dst[j] = full + j < nc ? src[full + j] : 0.0f;
+                _mm512_store_ps(dst, _mm512_maskz_loadu_ps(m0, src + full));
+                _mm512_store_ps(dst + 16, _mm512_maskz_loadu_ps(m1, src + full + 16));
             }
         }
         return;
