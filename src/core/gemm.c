@@ -3,12 +3,10 @@
 #include "minidet/gemm.h"
 #include "gemm_internal.h"
 #include <cblas.h>
-#include <ctype.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <strings.h>
 
 static _Atomic uint64_t g_flops;
@@ -17,14 +15,12 @@ static _Atomic int g_own = -1; /* use_own_kernel(), once known */
 /* Products below this many FLOPs run on the calling thread: a fork costs more than the split saves. */
 #define MD_GEMM_PAR_MIN_FLOPS (1 << 21)
 
-/* OpenBLAS's AVX-512 kernels, by openblas_get_corename() (lower case). */
+/* OpenBLAS's AVX-512 kernels, by openblas_get_corename(). */
 static int blas_core_has_avx512(void) {
-    static const char *const names[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char *const names[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
     const char *core = openblas_get_corename();
-    char low[32] = {0};
-    for (int i = 0; core && core[i] && i < 31; i++) low[i] = (char)tolower((unsigned char)core[i]);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(low, names[i]) == 0) return 1;
+    for (size_t i = 0; core && i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(core, names[i]) == 0) return 1;
     return 0;
 }
 

@@ -21,7 +21,6 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define MR MD_SGEMM_MR
 #define NR MD_SGEMM_NR
